@@ -1,0 +1,60 @@
+# sethub: every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# python3.12 as on PATH, else a pyenv-installed 3.12 (the pyenv shim may exist without it).
+PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+SAM := $(SAM_VENV)/bin/sam
+REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help local test lint typecheck template unit integration e2e bench build deploy clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: requirements-dev.txt layers/shared/requirements.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "python3.12 is required (install it, or set PYTHON=/path/to/python3.12)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
+	@touch $@
+
+local: $(BIN)/.installed ## run the whole service on this machine (moto, API on :$${PORT:-3000})
+	$(BIN)/python -m devstack
+
+lint: $(BIN)/.installed ## ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed ## mypy, strict
+	$(BIN)/mypy layers/shared/sethub functions devstack
+
+template: $(BIN)/.installed $(SAM_VENV)/.installed ## sam validate --lint and cfn-lint on template.yaml
+	$(SAM) validate --lint --template template.yaml --region $(REGION)
+	$(BIN)/cfn-lint template.yaml
+
+test: lint typecheck template ## everything CI runs: lint, types, template checks, every test
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed ## the benchmarks, printed as one table (and docs/benchmarks.md)
+	$(BIN)/python -m bench
+
+build: $(SAM_VENV)/.installed ## sam build (no Docker needed)
+	$(SAM) build --template template.yaml
+
+deploy: build ## sam deploy with samconfig.toml's defaults (--guided on first use)
+	@if grep -q '^stack_name' samconfig.toml 2>/dev/null && [ -z "$(GUIDED)" ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+
+clean: ## remove build output and virtualenvs
+	rm -rf .aws-sam $(VENV) $(SAM_VENV)

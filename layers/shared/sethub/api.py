@@ -1,0 +1,76 @@
+"""What the two HTTP-facing functions share: the API key check and the hub's own URLs."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from sethub.clients import AwsClients
+from sethub.errors import ConfigurationError, ForbiddenError, UnauthorizedError
+from sethub.settings import Settings
+
+API_KEY_HEADER = "x-api-key"
+
+
+class ApiKeyChecker:
+    """Checks ``x-api-key`` against the key held in Secrets Manager (read once per container)."""
+
+    def __init__(self, clients: AwsClients, settings: Settings) -> None:
+        self._clients = clients
+        self._secret_id = settings.api_key_secret_id
+        self._key: bytes | None = None
+
+    def _expected(self) -> bytes:
+        if self._key is None:
+            if not self._secret_id:
+                raise ConfigurationError("SETHUB_API_KEY_SECRET_ID is not set")
+            value = self._clients.secretsmanager.get_secret_value(SecretId=self._secret_id)["SecretString"]
+            self._key = value.strip().encode()
+        return self._key
+
+    def check(self, headers: Mapping[str, str] | None) -> None:
+        """Raise ``UnauthorizedError`` (no key) or ``ForbiddenError`` (wrong key)."""
+        presented = header(headers, API_KEY_HEADER)
+        if not presented:
+            raise UnauthorizedError(f"missing API key: send it in the {API_KEY_HEADER} header")
+        # Constant-time, so the key cannot be guessed byte by byte from response times.
+        if not hmac.compare_digest(presented.strip().encode(), self._expected()):
+            raise ForbiddenError("invalid API key")
+
+
+def header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """A request header by case-insensitive name (API Gateway keeps the caller's case)."""
+    if not headers:
+        return None
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def base_url(event: Mapping[str, Any], settings: Settings) -> str:
+    """The API's public base URL: ``SETHUB_PUBLIC_URL`` if set, else from the request context.
+
+    A function cannot reference its own API's URL in the template without a circular
+    dependency, so the handlers learn it from each request and pass it along.
+    """
+    if settings.public_url:
+        return settings.public_url
+    context = event.get("requestContext") or {}
+    domain = context.get("domainName") or header(event.get("headers"), "host") or "localhost"
+    stage = context.get("stage") or ""
+    scheme = "http" if domain.startswith(("127.0.0.1", "localhost")) else "https"
+    # On the execute-api domain the stage is part of the path; on a custom domain it is not.
+    prefix = f"/{stage}" if stage and ".execute-api." in domain else ""
+    return f"{scheme}://{domain}{prefix}"
+
+
+def hub_url(base: str) -> str:
+    return f"{base}/hub"
+
+
+def issuer(base: str, settings: Settings) -> str:
+    """The default SET ``iss``: ``SETHUB_ISSUER``, else the API's base URL."""
+    return settings.issuer or base

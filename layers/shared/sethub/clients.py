@@ -1,0 +1,55 @@
+"""AWS clients, built lazily once per container and passed into the domain code.
+
+Nothing in sethub creates a client at import time: a handler builds one ``AwsClients``
+at module level (once per container) and hands it to the library; each client is made
+on first use, so a handler that never touches KMS never pays for a KMS client at cold
+start. boto3 honours ``AWS_ENDPOINT_URL``, which is how the local stack and the tests
+point everything at moto.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
+# Adaptive retries back off on throttling instead of failing the batch.
+DEFAULT_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=15)
+
+
+class AwsClients:
+    """The four AWS clients sethub uses; ``overrides`` lets tests inject their own."""
+
+    def __init__(self, session: boto3.Session | None = None, **overrides: Any) -> None:
+        self._session = session
+        self._overrides = overrides
+
+    def _client(self, service: str) -> Any:
+        if service in self._overrides:
+            return self._overrides[service]
+        session = self._session or boto3.Session()
+        return session.client(service, config=DEFAULT_CONFIG)  # type: ignore[call-overload]
+
+    @cached_property
+    def dynamodb(self) -> DynamoDBClient:
+        return self._client("dynamodb")  # type: ignore[no-any-return]
+
+    @cached_property
+    def sqs(self) -> SQSClient:
+        return self._client("sqs")  # type: ignore[no-any-return]
+
+    @cached_property
+    def kms(self) -> KMSClient:
+        return self._client("kms")  # type: ignore[no-any-return]
+
+    @cached_property
+    def secretsmanager(self) -> SecretsManagerClient:
+        return self._client("secretsmanager")  # type: ignore[no-any-return]

@@ -1,0 +1,162 @@
+"""Runtime settings: one immutable value object, read from the environment in one place.
+
+Every name here is an environment variable of the functions, declared in template.yaml
+and honoured identically by the local stack (devstack). Explicit arguments win over the
+environment, which is what tests use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sethub.errors import ConfigurationError
+
+DEFAULT_RETRY_SCHEDULE: tuple[int, ...] = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800)
+"""Seconds between delivery attempts: 11 attempts spread over about 23.7 hours."""
+
+DEFAULT_LEASE_SECONDS = 10 * 24 * 3600
+DEFAULT_LEASE_SECONDS_MIN = 300
+DEFAULT_LEASE_SECONDS_MAX = 30 * 24 * 3600
+DEFAULT_DELIVERY_TIMEOUT_SECONDS = 10.0
+DEFAULT_DELIVERY_CONCURRENCY = 32
+DEFAULT_SHARD_SIZE = 200
+
+
+def _bool(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {value!r}")
+
+
+def _int(value: str, name: str, minimum: int = 0) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def _float(value: str, name: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}") from None
+    if not 0 < number <= 900:
+        raise ConfigurationError(f"{name} must be between 0 and 900 seconds, not {number}")
+    return number
+
+
+def parse_retry_schedule(value: str) -> tuple[int, ...]:
+    """Parse ``"5,30,120"`` into seconds between attempts; an empty schedule means no retries."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    return tuple(_int(part, "SETHUB_RETRY_SCHEDULE") for part in parts)
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a handler needs to know about its deployment."""
+
+    # The contract of DESIGN.md ("Settings").
+    issuer: str = ""
+    """SET ``iss``; empty means the API's base URL (public_url, else derived from the request)."""
+    public_hub: bool = False
+    open_topics: bool = False
+    allow_private_callbacks: bool = False
+    allow_http_callbacks: bool = False
+    retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
+    lease_seconds_min: int = DEFAULT_LEASE_SECONDS_MIN
+    lease_seconds_max: int = DEFAULT_LEASE_SECONDS_MAX
+    delivery_timeout_seconds: float = DEFAULT_DELIVERY_TIMEOUT_SECONDS
+
+    # Resources, wired by template.yaml (or devstack).
+    table_name: str = ""
+    events_queue_url: str = ""
+    retry_queue_url: str = ""
+    verify_queue_url: str = ""
+    dead_letter_queue_url: str = ""
+    """Where exhausted deliveries go: the retry queue's dead-letter queue."""
+    signing_key_ids: tuple[str, ...] = ()
+    """KMS asymmetric keys; the first signs, all are published in the JWKS (rotation)."""
+    data_key_id: str = ""
+    """KMS symmetric key that encrypts subscription secrets at rest."""
+    api_key_secret_id: str = ""
+    """Secrets Manager secret holding the API key that publishers (and subscribers) present."""
+
+    # Tuning, with defaults that suit most deployments.
+    public_url: str = ""
+    """Base URL of the API (no trailing slash); empty means derived from each request."""
+    delivery_concurrency: int = DEFAULT_DELIVERY_CONCURRENCY
+    shard_size: int = DEFAULT_SHARD_SIZE
+    """Subscriptions one dispatch invocation serves for one event before the rest is sharded."""
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds_min > self.lease_seconds_max:
+            raise ConfigurationError("SETHUB_LEASE_SECONDS_MIN must not exceed SETHUB_LEASE_SECONDS_MAX")
+
+    @property
+    def default_lease_seconds(self) -> int:
+        return min(max(DEFAULT_LEASE_SECONDS, self.lease_seconds_min), self.lease_seconds_max)
+
+    def clamp_lease(self, requested: int | None) -> int:
+        """The lease the hub grants for a requested one (W3C WebSub 5.1: the hub decides)."""
+        if requested is None:
+            return self.default_lease_seconds
+        return min(max(requested, self.lease_seconds_min), self.lease_seconds_max)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, default)
+
+        return cls(
+            issuer=get("SETHUB_ISSUER").strip(),
+            public_hub=_bool(get("SETHUB_PUBLIC_HUB"), "SETHUB_PUBLIC_HUB"),
+            open_topics=_bool(get("SETHUB_OPEN_TOPICS"), "SETHUB_OPEN_TOPICS"),
+            allow_private_callbacks=_bool(
+                get("SETHUB_ALLOW_PRIVATE_CALLBACKS"), "SETHUB_ALLOW_PRIVATE_CALLBACKS"
+            ),
+            allow_http_callbacks=_bool(get("SETHUB_ALLOW_HTTP_CALLBACKS"), "SETHUB_ALLOW_HTTP_CALLBACKS"),
+            retry_schedule=(
+                parse_retry_schedule(env["SETHUB_RETRY_SCHEDULE"])
+                if "SETHUB_RETRY_SCHEDULE" in env
+                else DEFAULT_RETRY_SCHEDULE
+            ),
+            lease_seconds_min=_int(
+                get("SETHUB_LEASE_SECONDS_MIN", str(DEFAULT_LEASE_SECONDS_MIN)), "SETHUB_LEASE_SECONDS_MIN", 1
+            ),
+            lease_seconds_max=_int(
+                get("SETHUB_LEASE_SECONDS_MAX", str(DEFAULT_LEASE_SECONDS_MAX)), "SETHUB_LEASE_SECONDS_MAX", 1
+            ),
+            delivery_timeout_seconds=_float(
+                get("SETHUB_DELIVERY_TIMEOUT_SECONDS", str(DEFAULT_DELIVERY_TIMEOUT_SECONDS)),
+                "SETHUB_DELIVERY_TIMEOUT_SECONDS",
+            ),
+            table_name=get("SETHUB_TABLE_NAME"),
+            events_queue_url=get("SETHUB_EVENTS_QUEUE_URL"),
+            retry_queue_url=get("SETHUB_RETRY_QUEUE_URL"),
+            verify_queue_url=get("SETHUB_VERIFY_QUEUE_URL"),
+            dead_letter_queue_url=get("SETHUB_DEAD_LETTER_QUEUE_URL"),
+            signing_key_ids=_list(get("SETHUB_SIGNING_KEY_IDS")),
+            data_key_id=get("SETHUB_DATA_KEY_ID"),
+            api_key_secret_id=get("SETHUB_API_KEY_SECRET_ID"),
+            public_url=get("SETHUB_PUBLIC_URL").strip().rstrip("/"),
+            delivery_concurrency=_int(
+                get("SETHUB_DELIVERY_CONCURRENCY", str(DEFAULT_DELIVERY_CONCURRENCY)),
+                "SETHUB_DELIVERY_CONCURRENCY",
+                1,
+            ),
+            shard_size=_int(get("SETHUB_SHARD_SIZE", str(DEFAULT_SHARD_SIZE)), "SETHUB_SHARD_SIZE", 1),
+        )
