@@ -1,0 +1,160 @@
+"""SQS → function event source mappings, driven the way Lambda drives them.
+
+moto's own SQS trigger invokes one record at a time and ignores ``batchItemFailures``,
+so devstack polls the queues itself: up to ``BatchSize`` messages gathered within
+``MaximumBatchingWindowInSeconds``, one invocation per batch, then every message not
+reported in ``batchItemFailures`` is deleted (none if the handler raised). Unacknowledged
+messages come back after the queue's visibility timeout, and moto moves them to the
+dead-letter queue after ``maxReceiveCount`` receives.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from devstack.functions import LocalFunction
+from devstack.provision import EventSourceMapping
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
+
+SQS_MAX_RECEIVE = 10
+LONG_POLL_SECONDS = 1
+"""Short long-polls, so a stop request is noticed within about a second."""
+
+
+class QueuePoller:
+    """One poller thread per unit of concurrency of a mapping."""
+
+    def __init__(
+        self,
+        mapping: EventSourceMapping,
+        function: LocalFunction,
+        sqs: SQSClient,
+        *,
+        region: str,
+        concurrency: int = 1,
+        visibility_timeout: int | None = None,
+    ) -> None:
+        self.mapping = mapping
+        self._function = function
+        self._sqs = sqs
+        self._region = region
+        self._visibility_timeout = visibility_timeout
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"poller-{mapping.queue}-{n}", daemon=True)
+            for n in range(max(1, concurrency))
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self._receive()
+                if batch:
+                    self.process(batch)
+            except Exception:
+                # A poller never dies: log and keep polling, like the Lambda service does.
+                if not self._stop.is_set():
+                    traceback.print_exc(file=sys.stderr)
+                    self._stop.wait(1)
+
+    def _receive(self) -> list[MessageTypeDef]:
+        """Up to BatchSize messages, waiting at most the batching window after the first one."""
+        messages: list[MessageTypeDef] = []
+        deadline: float | None = None
+        while len(messages) < self.mapping.batch_size and not self._stop.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            wait = LONG_POLL_SECONDS if remaining is None else min(LONG_POLL_SECONDS, int(remaining))
+            request: dict[str, Any] = {
+                "QueueUrl": self.mapping.queue_url,
+                "MaxNumberOfMessages": min(SQS_MAX_RECEIVE, self.mapping.batch_size - len(messages)),
+                "WaitTimeSeconds": wait,
+                "MessageSystemAttributeNames": ["All"],
+                "MessageAttributeNames": ["All"],
+            }
+            if self._visibility_timeout is not None:
+                request["VisibilityTimeout"] = self._visibility_timeout
+            received = self._sqs.receive_message(**request).get("Messages", [])
+            messages.extend(received)
+            if deadline is None and messages:
+                deadline = time.monotonic() + self.mapping.batching_window_seconds
+            if deadline is None and not received:
+                return []
+            if not received and wait == 0:
+                # Inside a sub-second window: pause briefly instead of spinning on moto.
+                self._stop.wait(min(0.05, max(0.0, deadline - time.monotonic() if deadline else 0.0)))
+        return messages
+
+    def event(self, messages: list[MessageTypeDef]) -> dict[str, Any]:
+        """The SQS event Lambda would build for this batch."""
+        return {
+            "Records": [
+                {
+                    "messageId": message["MessageId"],
+                    "receiptHandle": message["ReceiptHandle"],
+                    "body": message.get("Body", ""),
+                    "attributes": dict(message.get("Attributes", {})),
+                    "messageAttributes": {
+                        name: {
+                            "stringValue": value.get("StringValue"),
+                            "binaryValue": value.get("BinaryValue"),
+                            "stringListValues": [],
+                            "binaryListValues": [],
+                            "dataType": value.get("DataType"),
+                        }
+                        for name, value in message.get("MessageAttributes", {}).items()
+                    },
+                    "md5OfBody": message.get("MD5OfBody", ""),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self.mapping.queue_arn,
+                    "awsRegion": self._region,
+                }
+                for message in messages
+            ]
+        }
+
+    def process(self, messages: list[MessageTypeDef]) -> None:
+        """Invoke the function on one batch and acknowledge what it did not report as failed."""
+        try:
+            result = self._function.invoke(self.event(messages))
+        except Exception:
+            # The whole batch failed: nothing is deleted, all of it comes back.
+            traceback.print_exc(file=sys.stderr)
+            return
+        failed = self._failed_ids(result, {message["MessageId"] for message in messages})
+        done = [message for message in messages if message["MessageId"] not in failed]
+        for start in range(0, len(done), SQS_MAX_RECEIVE):
+            chunk = done[start : start + SQS_MAX_RECEIVE]
+            self._sqs.delete_message_batch(
+                QueueUrl=self.mapping.queue_url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(chunk)],
+            )
+
+    def _failed_ids(self, result: Any, batch_ids: set[str]) -> set[str]:
+        if not self.mapping.reports_batch_item_failures or not isinstance(result, dict):
+            return set()
+        failures = result.get("batchItemFailures") or []
+        ids = {str(item.get("itemIdentifier") or "") for item in failures if isinstance(item, dict)}
+        if len(ids) != len(failures) or not ids <= batch_ids:
+            # Lambda treats a malformed or unknown identifier as the failure of the whole batch.
+            return batch_ids
+        return ids

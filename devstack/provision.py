@@ -1,0 +1,505 @@
+"""Create a template's resources in moto, and read how its functions are wired.
+
+The template is the single source of the local stack: queues, tables, keys and secrets
+are created from their ``Resources`` entries (by ``Type``, never by hard-coded names),
+each function's environment is the template's with every ``Ref``/``GetAtt``/``Sub``
+resolved to what was created, and the queue → function mappings and API routes are read
+from the functions' ``Events``. Every physical name carries ``prefix``, so many isolated
+hubs can live in one moto server; provisioning the same prefix again reuses what exists
+(which is how a restarted devstack attaches to a running moto).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from devstack.intrinsics import NO_VALUE, IntrinsicError, Resolver
+
+ACCOUNT_ID = "123456789012"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_API_KEY = "local-dev-key"
+API_KEY_ENV = "SETHUB_LOCAL_API_KEY"
+
+QUEUE = "AWS::SQS::Queue"
+TABLE = "AWS::DynamoDB::Table"
+SIMPLE_TABLE = "AWS::Serverless::SimpleTable"
+KEY = "AWS::KMS::Key"
+SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
+FUNCTION = "AWS::Serverless::Function"
+SERVERLESS_API = "AWS::Serverless::Api"
+IMPLICIT_API = "ServerlessRestApi"
+
+_QUEUE_ATTRIBUTES = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+)
+
+
+class ProvisionError(RuntimeError):
+    """The template cannot be turned into a local stack."""
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function as the template declares it (Globals merged in)."""
+
+    logical_id: str
+    code_uri: str
+    handler: str
+    timeout: int
+    memory_size: int
+    environment: dict[str, str]
+
+
+@dataclass(frozen=True)
+class EventSourceMapping:
+    """An SQS queue feeding a function (a ``Type: SQS`` event of the function)."""
+
+    queue: str
+    queue_url: str
+    queue_arn: str
+    function: str
+    batch_size: int
+    batching_window_seconds: int
+    function_response_types: tuple[str, ...]
+    maximum_concurrency: int | None
+    enabled: bool
+
+    @property
+    def reports_batch_item_failures(self) -> bool:
+        return "ReportBatchItemFailures" in self.function_response_types
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """A ``Type: Api`` event: which function serves ``method path``, and whether a key is required."""
+
+    path: str
+    method: str
+    function: str
+    api_key_required: bool
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    """An API Gateway response of the template's ``GatewayResponses`` (``Type`` → this)."""
+
+    status: int
+    headers: dict[str, str]
+    body_template: str
+
+
+@dataclass
+class Provisioned:
+    """What ``provision`` created and how the functions are wired to it."""
+
+    prefix: str
+    endpoint_url: str
+    region: str
+    api_key: str
+    queue_urls: dict[str, str] = field(default_factory=dict)
+    queue_arns: dict[str, str] = field(default_factory=dict)
+    table_names: dict[str, str] = field(default_factory=dict)
+    key_ids: dict[str, str] = field(default_factory=dict)
+    secret_arns: dict[str, str] = field(default_factory=dict)
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)
+    event_sources: list[EventSourceMapping] = field(default_factory=list)
+    routes: list[ApiRoute] = field(default_factory=list)
+    gateway_responses: dict[str, GatewayResponse] = field(default_factory=dict)
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def env_for(self, function_logical_id: str) -> dict[str, str]:
+        """The function's environment: the template's, resolved, with the local overrides on top."""
+        try:
+            spec = self.functions[function_logical_id]
+        except KeyError:
+            raise ProvisionError(f"the template has no function {function_logical_id!r}") from None
+        return {**spec.environment, **self.overrides}
+
+    def union_env(self) -> dict[str, str]:
+        """Every function's environment in one (they agree wherever they overlap)."""
+        env: dict[str, str] = {}
+        for logical_id in self.functions:
+            env.update(self.env_for(logical_id))
+        return env
+
+
+def provision(
+    template: Mapping[str, Any],
+    *,
+    endpoint_url: str,
+    parameters: Mapping[str, str] | None = None,
+    prefix: str,
+    overrides: Mapping[str, str] | None = None,
+    api_key: str | None = None,
+    region: str | None = None,
+) -> Provisioned:
+    """Create ``template``'s queues, tables, keys and secrets in the moto at ``endpoint_url``.
+
+    ``overrides`` are environment variables given to every function on top of the
+    template's (the local settings); ``api_key`` is the value of every generated secret
+    (default ``$SETHUB_LOCAL_API_KEY``, else ``local-dev-key``).
+    """
+    key = api_key or os.environ.get(API_KEY_ENV) or DEFAULT_API_KEY
+    provisioner = _Provisioner(
+        template,
+        endpoint_url=endpoint_url,
+        parameters=parameters or {},
+        prefix=prefix,
+        api_key=key,
+        region=region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
+    )
+    provisioner.result.overrides = dict(overrides or {})
+    provisioner.create_all()
+    provisioner.read_functions()
+    return provisioner.result
+
+
+def _string(value: Any) -> str:
+    """An environment or attribute value the way CloudFormation stringifies it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _merge(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """SAM Globals semantics: maps merge key by key, everything else the resource's own wins."""
+    merged = dict(base)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class _Provisioner:
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        *,
+        endpoint_url: str,
+        parameters: Mapping[str, str],
+        prefix: str,
+        api_key: str,
+        region: str,
+    ) -> None:
+        self.template = template
+        self.resources: dict[str, Any] = dict(template.get("Resources") or {})
+        self.globals: dict[str, Any] = dict(template.get("Globals") or {})
+        self.prefix = prefix
+        self.region = region
+        self.result = Provisioned(prefix=prefix, endpoint_url=endpoint_url, region=region, api_key=api_key)
+        self.parameters = self._parameters(parameters)
+        session = boto3.Session(
+            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+            region_name=region,
+        )
+        self.sqs = session.client("sqs", endpoint_url=endpoint_url)
+        self.dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
+        self.kms = session.client("kms", endpoint_url=endpoint_url)
+        self.secrets = session.client("secretsmanager", endpoint_url=endpoint_url)
+        self._creators: dict[str, Callable[[str, dict[str, Any]], tuple[str, dict[str, str]]]] = {
+            QUEUE: self._queue,
+            TABLE: self._table,
+            SIMPLE_TABLE: self._simple_table,
+            KEY: self._key,
+            SECRET: self._secret,
+        }
+        # logical id -> (what Ref gives, GetAtt attributes)
+        self.created: dict[str, tuple[str, dict[str, str]]] = {}
+        self._creating: set[str] = set()
+        self.resolver = Resolver(
+            ref=self._ref,
+            get_att=self._get_att,
+            conditions=template.get("Conditions") or {},
+            mappings=template.get("Mappings") or {},
+            region=region,
+        )
+
+    # -- parameters and references -------------------------------------------------
+
+    def _parameters(self, given: Mapping[str, str]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, spec in (self.template.get("Parameters") or {}).items():
+            if name in given:
+                value: Any = given[name]
+            elif "Default" in spec:
+                value = spec["Default"]
+            else:
+                raise ProvisionError(f"template parameter {name} has no default: pass it in parameters")
+            if str(spec.get("Type", "")).startswith(("CommaDelimitedList", "List<")):
+                value = [part.strip() for part in str(value).split(",")]
+            values[name] = value
+        return values
+
+    def _ref(self, name: str) -> Any:
+        pseudo = {
+            "AWS::Region": self.region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::StackName": self.prefix,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{self.prefix}/local",
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NotificationARNs": [],
+            "AWS::NoValue": NO_VALUE,
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.resources:
+            return self._ensure(name)[0]
+        raise IntrinsicError(f"Ref to unknown name {name!r}")
+
+    def _get_att(self, logical_id: str, attribute: str) -> Any:
+        if logical_id not in self.resources:
+            raise IntrinsicError(f"GetAtt on unknown resource {logical_id!r}")
+        _, attributes = self._ensure(logical_id)
+        if attribute not in attributes:
+            raise IntrinsicError(f"GetAtt {logical_id}.{attribute} is not available locally")
+        return attributes[attribute]
+
+    def _ensure(self, logical_id: str) -> tuple[str, dict[str, str]]:
+        """The resource, created on first reference (so a DLQ exists before its source queue)."""
+        if logical_id in self.created:
+            return self.created[logical_id]
+        resource = self.resources[logical_id]
+        kind = resource.get("Type", "")
+        creator = self._creators.get(kind)
+        if creator is None:
+            # Resources moto does not host for us (functions, the API, alarms...) still get
+            # a name and an ARN, so environment values that mention them resolve.
+            name = f"{self.prefix}-{logical_id}"
+            arn = f"arn:aws:local:{self.region}:{ACCOUNT_ID}:{name}"
+            self.created[logical_id] = (name, {"Arn": arn, "Name": name})
+            return self.created[logical_id]
+        if logical_id in self._creating:
+            raise ProvisionError(f"{logical_id} refers to itself through its properties")
+        self._creating.add(logical_id)
+        properties = self.resolver.resolve(resource.get("Properties") or {})
+        self.created[logical_id] = creator(logical_id, properties)
+        self._creating.discard(logical_id)
+        return self.created[logical_id]
+
+    def _included(self, resource: Mapping[str, Any]) -> bool:
+        condition = resource.get("Condition")
+        return condition is None or self.resolver.condition(str(condition))
+
+    def create_all(self) -> None:
+        for logical_id, resource in self.resources.items():
+            if resource.get("Type") in self._creators and self._included(resource):
+                self._ensure(logical_id)
+
+    def _name(self, wanted: Any, logical_id: str) -> str:
+        """A physical name that carries the prefix, so isolated hubs never collide."""
+        name = str(wanted) if wanted else f"{self.prefix}-{logical_id}"
+        return name if name.startswith(self.prefix) else f"{self.prefix}-{name}"
+
+    # -- resource creators -----------------------------------------------------------
+
+    def _queue(self, logical_id: str, properties: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        fifo = bool(properties.get("FifoQueue"))
+        name = self._name(properties.get("QueueName"), logical_id)
+        if fifo and not name.endswith(".fifo"):
+            name += ".fifo"
+        attributes = {key: _string(properties[key]) for key in _QUEUE_ATTRIBUTES if key in properties}
+        if "RedrivePolicy" in properties:
+            attributes["RedrivePolicy"] = _string(properties["RedrivePolicy"])
+        url = self.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
+        arn = f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
+        self.result.queue_urls[logical_id] = url
+        self.result.queue_arns[logical_id] = arn
+        return url, {"Arn": arn, "QueueName": name, "QueueUrl": url}
+
+    def _table(self, logical_id: str, properties: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        name = self._name(properties.get("TableName"), logical_id)
+        request: dict[str, Any] = {
+            "TableName": name,
+            "AttributeDefinitions": properties["AttributeDefinitions"],
+            "KeySchema": properties["KeySchema"],
+            "BillingMode": properties.get("BillingMode", "PROVISIONED"),
+        }
+        if request["BillingMode"] == "PROVISIONED":
+            request["ProvisionedThroughput"] = properties.get(
+                "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+            )
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
+            if key in properties:
+                request[key] = properties[key]
+        try:
+            description = self.dynamodb.create_table(**request)["TableDescription"]
+            ttl = properties.get("TimeToLiveSpecification")
+            if ttl and ttl.get("Enabled"):
+                # moto never expires items; the table still says which attribute is the TTL.
+                self.dynamodb.update_time_to_live(
+                    TableName=name,
+                    TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+                )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceInUseException":
+                raise
+            description = self.dynamodb.describe_table(TableName=name)["Table"]
+        self.result.table_names[logical_id] = name
+        attributes = {"Arn": description["TableArn"]}
+        if "LatestStreamArn" in description:
+            attributes["StreamArn"] = description["LatestStreamArn"]
+        return name, attributes
+
+    def _simple_table(self, logical_id: str, properties: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        key = properties.get("PrimaryKey") or {"Name": "id", "Type": "String"}
+        kind = {"String": "S", "Number": "N", "Binary": "B"}[key.get("Type", "String")]
+        table = {
+            "TableName": properties.get("TableName"),
+            "AttributeDefinitions": [{"AttributeName": key["Name"], "AttributeType": kind}],
+            "KeySchema": [{"AttributeName": key["Name"], "KeyType": "HASH"}],
+            "BillingMode": "PROVISIONED" if "ProvisionedThroughput" in properties else "PAY_PER_REQUEST",
+        }
+        if "ProvisionedThroughput" in properties:
+            table["ProvisionedThroughput"] = properties["ProvisionedThroughput"]
+        return self._table(logical_id, table)
+
+    def _key(self, logical_id: str, properties: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        # An alias per (prefix, key) makes provisioning repeatable: KMS keys have no name.
+        alias = f"alias/{self.prefix}/{logical_id}"
+        try:
+            metadata = self.kms.describe_key(KeyId=alias)["KeyMetadata"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NotFoundException":
+                raise
+            metadata = self.kms.create_key(
+                KeySpec=properties.get("KeySpec", "SYMMETRIC_DEFAULT"),
+                KeyUsage=properties.get("KeyUsage", "ENCRYPT_DECRYPT"),
+                Description=str(properties.get("Description", logical_id)),
+            )["KeyMetadata"]
+            self.kms.create_alias(AliasName=alias, TargetKeyId=metadata["KeyId"])
+        self.result.key_ids[logical_id] = metadata["KeyId"]
+        return metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
+
+    def _secret(self, logical_id: str, properties: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        name = self._name(properties.get("Name"), logical_id)
+        generate = properties.get("GenerateSecretString")
+        if "SecretString" in properties:
+            value = _string(properties["SecretString"])
+        elif generate and generate.get("GenerateStringKey"):
+            document = json.loads(generate.get("SecretStringTemplate") or "{}")
+            document[generate["GenerateStringKey"]] = self.result.api_key
+            value = json.dumps(document)
+        else:
+            # The one generated secret of sethub is the API key: locally it is a known value.
+            value = self.result.api_key
+        try:
+            arn = self.secrets.create_secret(Name=name, SecretString=value)["ARN"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceExistsException":
+                raise
+            arn = self.secrets.describe_secret(SecretId=name)["ARN"]
+        self.result.secret_arns[logical_id] = arn
+        return arn, {"Id": arn, "Arn": arn}
+
+    # -- functions, event sources, routes --------------------------------------------
+
+    def read_functions(self) -> None:
+        function_globals = self.globals.get("Function") or {}
+        api_globals = self.globals.get("Api") or {}
+        queues_by_arn = {arn: logical_id for logical_id, arn in self.result.queue_arns.items()}
+        for resource in self.resources.values():
+            if resource.get("Type") == SERVERLESS_API and self._included(resource):
+                api = _merge(api_globals, resource.get("Properties") or {})
+                self._gateway_responses(api)
+        for logical_id, resource in self.resources.items():
+            if resource.get("Type") != FUNCTION or not self._included(resource):
+                continue
+            properties = _merge(function_globals, resource.get("Properties") or {})
+            variables = self.resolver.resolve((properties.get("Environment") or {}).get("Variables") or {})
+            self.result.functions[logical_id] = FunctionSpec(
+                logical_id=logical_id,
+                code_uri=str(properties.get("CodeUri", ".")),
+                handler=str(properties.get("Handler", "")),
+                timeout=int(properties.get("Timeout", 3)),
+                memory_size=int(properties.get("MemorySize", 128)),
+                environment={name: _string(value) for name, value in variables.items()},
+            )
+            for event in (properties.get("Events") or {}).values():
+                self._event(logical_id, event, queues_by_arn, api_globals)
+
+    def _event(
+        self,
+        function: str,
+        event: Mapping[str, Any],
+        queues_by_arn: Mapping[str, str],
+        api_globals: Mapping[str, Any],
+    ) -> None:
+        kind = event.get("Type")
+        props = event.get("Properties") or {}
+        if kind == "SQS":
+            arn = str(self.resolver.resolve(props["Queue"]))
+            if arn not in queues_by_arn:
+                raise ProvisionError(f"{function} consumes {arn}, which is not a queue of the template")
+            queue = queues_by_arn[arn]
+            scaling = self.resolver.resolve(props.get("ScalingConfig") or {})
+            self.result.event_sources.append(
+                EventSourceMapping(
+                    queue=queue,
+                    queue_url=self.result.queue_urls[queue],
+                    queue_arn=arn,
+                    function=function,
+                    batch_size=int(self.resolver.resolve(props.get("BatchSize", 10))),
+                    batching_window_seconds=int(
+                        self.resolver.resolve(props.get("MaximumBatchingWindowInSeconds", 0))
+                    ),
+                    function_response_types=tuple(
+                        self.resolver.resolve(props.get("FunctionResponseTypes", []))
+                    ),
+                    maximum_concurrency=(
+                        int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None
+                    ),
+                    enabled=bool(self.resolver.resolve(props.get("Enabled", True))),
+                )
+            )
+        elif kind == "Api":
+            api_id = props.get("RestApiId")
+            api_name = api_id.get("Ref") if isinstance(api_id, dict) else None
+            api = self.resources.get(api_name or IMPLICIT_API) or {}
+            api_auth = _merge(api_globals.get("Auth") or {}, (api.get("Properties") or {}).get("Auth") or {})
+            auth = self.resolver.resolve(props.get("Auth") or {})
+            required = auth.get(
+                "ApiKeyRequired", self.resolver.resolve(api_auth.get("ApiKeyRequired", False))
+            )
+            self.result.routes.append(
+                ApiRoute(
+                    path=str(props["Path"]),
+                    method=str(props["Method"]).upper(),
+                    function=function,
+                    api_key_required=bool(required),
+                )
+            )
+
+    def _gateway_responses(self, api: Mapping[str, Any]) -> None:
+        for kind, spec in (self.resolver.resolve(api.get("GatewayResponses") or {})).items():
+            templates = spec.get("ResponseTemplates") or {}
+            body = templates.get("application/json") or next(iter(templates.values()), "")
+            headers = (spec.get("ResponseParameters") or {}).get("Headers") or {}
+            self.result.gateway_responses[kind] = GatewayResponse(
+                status=int(spec.get("StatusCode", 0) or 0),
+                # SAM writes header values as quoted literals ("'text/plain'").
+                headers={name: str(value).strip("'") for name, value in headers.items()},
+                body_template=str(body),
+            )

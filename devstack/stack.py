@@ -1,0 +1,197 @@
+"""The whole local stack: moto, the template's resources, the API and the queue pollers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from devstack.functions import load_functions
+from devstack.gateway import ApiGateway
+from devstack.pollers import QueuePoller
+from devstack.provision import DEFAULT_API_KEY, Provisioned, provision
+from devstack.template import load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+SETTING_NAMES = (
+    "SETHUB_ISSUER",
+    "SETHUB_PUBLIC_HUB",
+    "SETHUB_OPEN_TOPICS",
+    "SETHUB_ALLOW_PRIVATE_CALLBACKS",
+    "SETHUB_ALLOW_HTTP_CALLBACKS",
+    "SETHUB_RETRY_SCHEDULE",
+    "SETHUB_LEASE_SECONDS_MIN",
+    "SETHUB_LEASE_SECONDS_MAX",
+    "SETHUB_DELIVERY_TIMEOUT_SECONDS",
+    "SETHUB_PUBLIC_URL",
+    "SETHUB_DELIVERY_CONCURRENCY",
+    "SETHUB_SHARD_SIZE",
+    "POWERTOOLS_LOG_LEVEL",
+)
+"""Settings a user may set in the environment of ``make local``; they win over the template."""
+
+POLLERS_ENV = "SETHUB_LOCAL_POLLERS"
+VISIBILITY_ENV = "SETHUB_LOCAL_VISIBILITY_TIMEOUT"
+
+
+@dataclass
+class StackConfig:
+    port: int = 3000
+    moto_port: int = 0
+    moto_endpoint: str | None = None
+    """Attach to this moto server instead of starting one (its resources are reused)."""
+    prefix: str = "sethub"
+    template_path: Path = ROOT / "template.yaml"
+    api_key: str = DEFAULT_API_KEY
+    environ: Mapping[str, str] = field(default_factory=dict)
+    """Where the settings are read from (the process environment)."""
+    max_pollers_per_queue: int = 2
+    visibility_timeout: int | None = None
+    """Receive with this visibility timeout instead of the queue's (for quick recovery tests)."""
+    access_log: bool = True
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], **given: object) -> StackConfig:
+        visibility = environ.get(VISIBILITY_ENV)
+        config = cls(
+            port=int(environ.get("PORT") or 3000),
+            moto_port=int(environ.get("MOTO_PORT") or 0),
+            api_key=environ.get("SETHUB_LOCAL_API_KEY") or DEFAULT_API_KEY,
+            environ=dict(environ),
+            max_pollers_per_queue=int(environ.get(POLLERS_ENV) or 2),
+            visibility_timeout=int(visibility) if visibility else None,
+        )
+        for name, value in given.items():
+            if value is not None:
+                setattr(config, name, value)
+        return config
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self._moto: ThreadedMotoServer | None = None
+        self._pollers: list[QueuePoller] = []
+        self._gateway: ApiGateway | None = None
+        self.moto_endpoint = config.moto_endpoint or ""
+        self.provisioned: Provisioned | None = None
+
+    @property
+    def base_url(self) -> str:
+        port = self._gateway.port if self._gateway else self.config.port
+        return f"http://{HOST}:{port}"
+
+    def overrides(self, base_url: str) -> dict[str, str]:
+        """The local defaults of DESIGN.md, then whatever the user set in the environment."""
+        values = {
+            "SETHUB_ALLOW_PRIVATE_CALLBACKS": "true",
+            "SETHUB_ALLOW_HTTP_CALLBACKS": "true",
+            "SETHUB_PUBLIC_URL": base_url,
+        }
+        values.update(
+            {name: self.config.environ[name] for name in SETTING_NAMES if name in self.config.environ}
+        )
+        return values
+
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        config = self.config
+        template = load_template(config.template_path)
+        if not self.moto_endpoint:
+            self._moto = ThreadedMotoServer(ip_address=HOST, port=config.moto_port, verbose=False)
+            self._moto.start()
+            host, port = self._moto.get_host_and_port()
+            self.moto_endpoint = f"http://{host}:{port}"
+        region = config.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        aws_env = {
+            "AWS_ENDPOINT_URL": self.moto_endpoint,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        os.environ.update(aws_env)
+        # Bound before provisioning, so the port is known (PORT=0) and a busy port fails fast;
+        # it answers 503 until the pollers run.
+        self._gateway = ApiGateway(
+            routes=[],
+            functions={},
+            api_key=config.api_key,
+            gateway_responses={},
+            host=HOST,
+            port=config.port,
+            access_log=config.access_log,
+        )
+        self._gateway.start()
+        provisioned = provision(
+            template,
+            endpoint_url=self.moto_endpoint,
+            prefix=config.prefix,
+            overrides=self.overrides(self.base_url),
+            api_key=config.api_key,
+            region=region,
+        )
+        self.provisioned = provisioned
+        # The functions share this process: their environments agree wherever they overlap.
+        os.environ.update(provisioned.union_env())
+        functions = load_functions(provisioned.functions, config.template_path.parent, region)
+        sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=region)
+        for mapping in provisioned.event_sources:
+            if not mapping.enabled:
+                continue
+            poller = QueuePoller(
+                mapping,
+                functions[mapping.function],
+                sqs,
+                region=region,
+                concurrency=min(mapping.maximum_concurrency or 1, config.max_pollers_per_queue),
+                visibility_timeout=config.visibility_timeout,
+            )
+            poller.start()
+            self._pollers.append(poller)
+        self._gateway.configure(
+            routes=provisioned.routes,
+            functions=functions,
+            gateway_responses=provisioned.gateway_responses,
+        )
+        self._gateway.ready.set()
+
+    def stop(self) -> None:
+        """Stop pollers (letting a running batch finish), then the API, then moto."""
+        for poller in self._pollers:
+            poller.request_stop()
+        for poller in self._pollers:
+            poller.join()
+        self._pollers.clear()
+        if self._gateway is not None:
+            self._gateway.stop()
+            self._gateway = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def banner(self) -> str:
+        base = self.base_url
+        return "\n".join(
+            [
+                "sethub local stack is ready",
+                f"  API       {base}",
+                f"  hub URL   {base}/hub",
+                f"  JWKS      {base}/.well-known/jwks.json",
+                f"  API key   {self.config.api_key}",
+                f"  moto      {self.moto_endpoint} (prefix {self.config.prefix})",
+                "Ctrl-C stops it.",
+            ]
+        )

@@ -1,0 +1,75 @@
+"""Events-queue and retry-queue consumer (thin: the work is ``sethub.dispatch``).
+
+The whole batch is dispatched together (one subscription query per topic, deliveries
+of all events on one pool); ``BatchProcessor`` then reports the messages that did not
+settle as batch item failures, so SQS delivers only those again.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from sethub.clients import AwsClients
+from sethub.dispatch import BatchResult, Dispatcher
+from sethub.errors import SethubError
+from sethub.settings import Settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sethub")
+processor = BatchProcessor(event_type=EventType.SQS)
+# The library logs through stdlib loggers; give them this handler's JSON format and keys.
+copy_config_to_registered_loggers(source_logger=logger, include={"sethub"})
+
+
+class DeliveryNotSettledError(SethubError):
+    """A message whose deliveries were not all settled; SQS will deliver it again."""
+
+
+@lru_cache(maxsize=4)
+def _dispatcher_for(_environment: tuple[tuple[str, str], ...]) -> Dispatcher:
+    return Dispatcher(AwsClients(), Settings.from_env())
+
+
+def dispatcher() -> Dispatcher:
+    """Once per container; keyed on the environment so a local stack restarted with other
+    settings in the same interpreter gets a fresh one."""
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SETHUB_", "AWS_"))))
+    return _dispatcher_for(environment)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    records = event.get("Records") or []
+    result = dispatcher().dispatch([(record["messageId"], record["body"]) for record in records])
+    if len(set(result.jtis)) == 1:
+        logger.set_correlation_id(result.jtis[0])
+    _publish_metrics(result)
+
+    def record_handler(record: SQSRecord) -> None:
+        if record.message_id in result.failed:
+            raise DeliveryNotSettledError(f"message {record.message_id} not settled")
+
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+
+
+def _publish_metrics(result: BatchResult) -> None:
+    for status, count in result.counts.items():
+        metrics.add_metric(name=f"Deliveries{status.capitalize()}", unit=MetricUnit.Count, value=count)
+    if result.failed:
+        metrics.add_metric(name="MessagesNotSettled", unit=MetricUnit.Count, value=len(result.failed))

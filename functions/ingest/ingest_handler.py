@@ -1,0 +1,104 @@
+"""``POST /events``: native publishing of identity events (thin: the work is ``sethub.ingest``).
+
+Settings, clients and the ingestor are built once per container, on the first request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit
+from sethub.api import ApiKeyChecker, base_url
+from sethub.clients import AwsClients
+from sethub.errors import BadRequestError, SethubError
+from sethub.events import parse_request_body
+from sethub.ingest import Ingestor
+from sethub.settings import Settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sethub")
+app = APIGatewayRestResolver()
+
+
+class _Deps:
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+        self.clients = AwsClients()
+        self.api_keys = ApiKeyChecker(self.clients, self.settings)
+        self.ingestor = Ingestor(self.clients, self.settings)
+
+
+@lru_cache(maxsize=4)
+def _deps_for(_environment: tuple[tuple[str, str], ...]) -> _Deps:
+    return _Deps()
+
+
+def deps() -> _Deps:
+    """Once per container; keyed on the environment so a local stack restarted with other
+    settings in the same interpreter gets fresh ones."""
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SETHUB_", "AWS_"))))
+    return _deps_for(environment)
+
+
+def _json(status: int, body: dict[str, Any]) -> Response[Any]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def _body() -> bytes:
+    event = app.current_event
+    raw = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequestError("request body is not valid base64") from None
+    return raw.encode("utf-8")
+
+
+@app.post("/events")
+def post_events() -> Response[Any]:
+    event = app.current_event
+    current = deps()
+    current.api_keys.check(event.headers)
+    accepted = current.ingestor.ingest(
+        parse_request_body(_body()), base_url=base_url(event.raw_event, current.settings)
+    )
+    if len(accepted) == 1:
+        logger.set_correlation_id(accepted[0]["jti"])
+    logger.info("events accepted", extra={"jtis": [item["jti"] for item in accepted][:100]})
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=len(accepted))
+    return _json(202, {"accepted": accepted})
+
+
+@app.exception_handler(BadRequestError)  # type: ignore[untyped-decorator]
+def on_refused(exc: BadRequestError) -> Response[Any]:
+    logger.info("events refused", extra={"status": exc.status, "reason": exc.reason})
+    metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=1)
+    body: dict[str, Any] = {"error": exc.reason}
+    if exc.problems:
+        body["problems"] = exc.problems
+    return _json(exc.status, body)
+
+
+@app.exception_handler(SethubError)  # type: ignore[untyped-decorator]
+def on_error(exc: SethubError) -> Response[Any]:
+    # AWS or configuration trouble: nothing was accepted; the publisher should retry.
+    logger.exception("ingest failed", extra={"error": type(exc).__name__})
+    return _json(503, {"error": "events were not accepted, try again later"})
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

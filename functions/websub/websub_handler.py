@@ -1,0 +1,144 @@
+"""The hub endpoint: ``POST /hub``, ``GET /.well-known/jwks.json`` and ``GET /health``.
+
+Thin: it turns API Gateway events into ``sethub.websub`` calls and plain-text replies.
+Settings, clients and the hub are built once per container, on the first request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from sethub.api import base_url, header
+from sethub.clients import AwsClients
+from sethub.errors import BadRequestError, SethubError
+from sethub.settings import Settings
+from sethub.websub import Hub, HubReply, parse_hub_request
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from sethub.signing import KmsSigner
+
+JWKS_CACHE_CONTROL = "public, max-age=300"
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sethub")
+app = APIGatewayRestResolver()
+
+
+class _Container:
+    """What one Lambda container builds once: settings, clients, the hub, the signer."""
+
+    def __init__(self) -> None:
+        self.settings = Settings.from_env()
+        self.clients = AwsClients()
+        self.hub = Hub(self.clients, self.settings)
+        self._signer: KmsSigner | None = None
+
+    @property
+    def signer(self) -> KmsSigner:
+        if self._signer is None:
+            from sethub.signing import KmsSigner  # noqa: PLC0415 - only the JWKS route needs it
+
+            self._signer = KmsSigner(self.clients.kms, self.settings.signing_key_ids)
+        return self._signer
+
+
+@lru_cache(maxsize=4)
+def _container_for(_environment: tuple[tuple[str, str], ...]) -> _Container:
+    return _Container()
+
+
+def container() -> _Container:
+    """Once per container; keyed on the environment so that a local stack restarted with
+    other settings in the same interpreter gets fresh dependencies."""
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SETHUB_", "AWS_"))))
+    return _container_for(environment)
+
+
+def settings() -> Settings:
+    return container().settings
+
+
+def hub() -> Hub:
+    return container().hub
+
+
+def _text(reply: HubReply) -> Response[Any]:
+    return Response(status_code=reply.status, content_type="text/plain; charset=utf-8", body=reply.body)
+
+
+def _body() -> bytes:
+    event = app.current_event
+    raw = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequestError("request body is not valid base64") from None
+    return raw.encode("utf-8")
+
+
+@app.post("/hub")
+def post_hub() -> Response[Any]:
+    event = app.current_event
+    try:
+        request = parse_hub_request(
+            query=event.query_string_parameters,
+            body=_body(),
+            content_type=header(event.headers, "content-type"),
+        )
+    except BadRequestError as exc:
+        return _text(HubReply(status=exc.status, body=exc.reason))
+    reply = hub().handle(request, headers=event.headers, base_url=base_url(event.raw_event, settings()))
+    mode = request.params.get("hub.mode", "")
+    # The topic and mode only: parameters may include hub.secret.
+    logger.info(
+        "hub request",
+        extra={"mode": mode[:40], "topic": request.params.get("hub.topic", "")[:200], "status": reply.status},
+    )
+    metrics.add_metric(
+        name="HubRequests" if reply.status < 400 else "HubRefusals", unit=MetricUnit.Count, value=1
+    )
+    return _text(reply)
+
+
+@app.get("/.well-known/jwks.json")
+def get_jwks() -> Response[Any]:
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=container().signer.jwks(),
+        headers={"Cache-Control": JWKS_CACHE_CONTROL},
+    )
+
+
+@app.get("/health")
+def get_health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.exception_handler(SethubError)  # type: ignore[untyped-decorator]
+def on_error(exc: SethubError) -> Response[Any]:
+    # AWS or configuration trouble: the detail goes to the log, the caller gets one line.
+    logger.exception("hub request failed", extra={"error": type(exc).__name__})
+    if app.current_event.path.endswith("/hub"):
+        return _text(HubReply(status=500, body="internal error, try again later"))
+    return Response(
+        status_code=500, content_type=content_types.APPLICATION_JSON, body={"error": "internal error"}
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,415 @@
+"""The dispatch pipeline: prepare each event once, fan it out, classify, record, retry.
+
+For one SQS batch (events queue and retry queue alike):
+
+1. events are grouped by topic and each topic's live subscriptions are read with one
+   query (``shard_size`` of them; the rest of a big topic becomes ``FanoutShard``
+   messages, so no invocation serves more than a page per event);
+2. each event is prepared once: its SET signed once (one KMS ``Sign``) and its claims
+   JSON encoded once, shared by every delivery;
+3. every (event, subscription) delivery runs on a bounded thread pool, so a slow
+   subscriber holds one worker for at most one request timeout and nobody else;
+4. outcomes: ok / rejected are final, gone removes the subscription, failed becomes a
+   ``DeliveryRetry`` for that (event, subscription) only, carrying the exact body, or a
+   dead letter once the schedule is exhausted; every attempt is recorded.
+
+A message succeeds when all its deliveries are settled (done, final, or handed to
+the retry queue); if anything on the way fails it is reported as a batch item
+failure and SQS delivers it again: at least once, nothing lost.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from sethub import delivery, sets
+from sethub.clients import AwsClients
+from sethub.delivery import DeliveryRequest, Http, Outcome
+from sethub.errors import SethubError
+from sethub.messages import (
+    ContentEvent,
+    DeliveryRetry,
+    FanoutShard,
+    Message,
+    MessageFormatError,
+    PreparedPayload,
+    SetEvent,
+    parse_message,
+)
+from sethub.queues import Outgoing, QueueSender
+from sethub.records import Attempt, DeliveryRecords
+from sethub.retry import RetryPolicy, sqs_delay
+from sethub.settings import Settings
+from sethub.subscriptions import Subscription
+
+logger = logging.getLogger(__name__)
+
+
+class Subscriptions(Protocol):
+    """The part of ``sethub.store.SubscriptionStore`` the dispatcher uses."""
+
+    def list_active(
+        self, topic: str, *, now: float, start_after: str | None = None, limit: int | None = None
+    ) -> tuple[list[Subscription], str | None]: ...
+    def get_active(self, topic: str, callback: str, *, now: float) -> Subscription | None: ...
+    def remove(self, topic: str, callback: str) -> None: ...
+
+
+class Signer(Protocol):
+    def sign(self, claims: Mapping[str, Any]) -> str: ...
+
+
+@dataclass
+class BatchResult:
+    """What a batch came to: the message ids to report as failures, and counts for metrics."""
+
+    failed: set[str] = field(default_factory=set)
+    counts: Counter[str] = field(default_factory=Counter)
+    jtis: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Work:
+    """One queue message's share of the batch."""
+
+    message_id: str
+    message: Message
+    requests: list[DeliveryRequest] = field(default_factory=list)
+    followups: list[tuple[str, Outgoing]] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    failed: bool = False
+
+
+class Dispatcher:
+    """Consumes events-queue and retry-queue messages; built once per container."""
+
+    def __init__(
+        self,
+        clients: AwsClients,
+        settings: Settings,
+        *,
+        http: Http | None = None,
+        signer: Signer | None = None,
+        store: Subscriptions | None = None,
+        records: DeliveryRecords | None = None,
+        sender: QueueSender | None = None,
+        policy: RetryPolicy | None = None,
+        now: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._clients = clients
+        self._settings = settings
+        self._http = http
+        self._signer = signer
+        self._store = store
+        self._records = records
+        self._sender = sender
+        self._policy = policy or RetryPolicy.from_settings(settings)
+        self._now = now
+        self._rand = rand
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.delivery_concurrency, thread_name_prefix="sethub-delivery"
+        )
+
+    # Dependencies are built on first use: the handler builds the dispatcher at import.
+
+    @property
+    def http(self) -> Http:
+        if self._http is None:
+            from sethub.outbound import GuardedHttp  # noqa: PLC0415
+
+            self._http = GuardedHttp.from_settings(self._settings)
+        return self._http
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            from sethub.signing import KmsSigner  # noqa: PLC0415
+
+            self._signer = KmsSigner(self._clients.kms, self._settings.signing_key_ids)
+        return self._signer
+
+    @property
+    def store(self) -> Subscriptions:
+        if self._store is None:
+            from sethub.store import SubscriptionStore  # noqa: PLC0415
+
+            self._store = SubscriptionStore(self._clients, self._settings)
+        return self._store
+
+    @property
+    def records(self) -> DeliveryRecords:
+        if self._records is None:
+            self._records = DeliveryRecords(self._clients, self._settings)
+        return self._records
+
+    @property
+    def sender(self) -> QueueSender:
+        if self._sender is None:
+            self._sender = QueueSender(self._clients.sqs)
+        return self._sender
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # The pipeline
+
+    def dispatch(self, messages: Sequence[tuple[str, str]]) -> BatchResult:
+        """Process ``(message_id, body)`` pairs; the result names the messages to retry."""
+        now = self._now()
+        result = BatchResult()
+        work: list[_Work] = []
+        for message_id, body in messages:
+            try:
+                work.append(_Work(message_id, parse_message(body)))
+            except MessageFormatError as exc:
+                # Left to SQS: after maxReceiveCount it lands in the queue's dead-letter queue.
+                logger.error("unreadable message %s: %s", message_id, exc)
+                result.failed.add(message_id)
+        self._plan_fanout(
+            [w for w in work if isinstance(w.message, SetEvent | ContentEvent | FanoutShard)], now
+        )
+        for item in work:
+            if isinstance(item.message, DeliveryRetry):
+                self._plan_retry(item, item.message, now)
+        self._deliver(work, now)
+        self._send_followups(work)
+        self._write_records(work)
+        for item in work:
+            if item.failed:
+                result.failed.add(item.message_id)
+            jti = _jti(item.message)
+            if jti:
+                result.jtis.append(jti)
+            result.counts.update(attempt.status for attempt in item.attempts)
+        return result
+
+    def _plan_fanout(self, work: list[_Work], now: float) -> None:
+        # One query per distinct (topic, page) of the batch, however many events share it.
+        pages: dict[tuple[str, str | None], list[_Work]] = {}
+        for item in work:
+            message = item.message
+            assert isinstance(message, SetEvent | ContentEvent | FanoutShard)
+            start = message.start_after if isinstance(message, FanoutShard) else None
+            pages.setdefault((message.topic, start), []).append(item)
+        limit = self._settings.shard_size
+        for (topic, start_after), items in pages.items():
+            try:
+                subscriptions, cursor = self.store.list_active(
+                    topic, now=now, start_after=start_after, limit=limit
+                )
+            except SethubError as exc:
+                logger.error("could not list subscriptions of a topic: %s", exc)
+                for item in items:
+                    item.failed = True
+                continue
+            for item in items:
+                try:
+                    self._plan_event(item, subscriptions, cursor)
+                except SethubError as exc:
+                    logger.error("could not prepare event %s: %s", _jti(item.message), exc)
+                    item.failed = True
+
+    def _plan_event(self, item: _Work, subscriptions: list[Subscription], cursor: str | None) -> None:
+        message = item.message
+        assert isinstance(message, SetEvent | ContentEvent | FanoutShard)
+        if not subscriptions and cursor is None:
+            return
+        payload = (
+            message.payload
+            if isinstance(message, FanoutShard)
+            else self._prepare(message, subscriptions, cursor)
+        )
+        for subscription in subscriptions:
+            body, content_type = delivery.body_for(payload, subscription.format)
+            item.requests.append(
+                delivery.request_for(
+                    subscription,
+                    jti=payload.jti,
+                    hub_url=message.hub_url,
+                    body=body,
+                    content_type=content_type,
+                    attempt=1,
+                )
+            )
+        if cursor is not None:
+            shard = FanoutShard(
+                topic=message.topic,
+                hub_url=message.hub_url,
+                payload=payload,
+                start_after=cursor,
+                limit=self._settings.shard_size,
+            )
+            item.followups.append((self._settings.events_queue_url, Outgoing(shard.to_json())))
+
+    def _prepare(
+        self, message: SetEvent | ContentEvent, subscriptions: list[Subscription], cursor: str | None
+    ) -> PreparedPayload:
+        """Build what each format receives, signing only if some subscription (or shard) needs it."""
+        if isinstance(message, ContentEvent):
+            return PreparedPayload(
+                jti=message.jti, content_type=message.content_type, content_b64=message.body_b64
+            )
+        formats = {subscription.format for subscription in subscriptions}
+        jws = self.signer.sign(message.claims) if "jwt" in formats or cursor is not None else None
+        claims_b64 = base64.b64encode(sets.claims_json(message.claims)).decode("ascii")
+        return PreparedPayload(jti=message.jti, jwt=jws, json_b64=claims_b64)
+
+    def _plan_retry(self, item: _Work, message: DeliveryRetry, now: float) -> None:
+        if message.not_before > now:
+            # SQS delays at most 900 s: longer waits take several hops.
+            delay = sqs_delay(message.not_before - now)
+            item.followups.append((self._settings.retry_queue_url, Outgoing(message.to_json(), delay)))
+            return
+        try:
+            subscription = self.store.get_active(message.topic, message.callback, now=now)
+        except SethubError as exc:
+            logger.error("could not read a subscription: %s", exc)
+            item.failed = True
+            return
+        attempt = message.attempts + 1
+        if subscription is None:
+            # Unsubscribed, removed or expired since: a retry must not resurrect it.
+            item.attempts.append(
+                Attempt(
+                    message.jti,
+                    message.topic,
+                    message.callback,
+                    attempt,
+                    "skipped",
+                    now,
+                    error="no subscription",
+                )
+            )
+            return
+        item.requests.append(
+            delivery.request_for(
+                subscription,
+                jti=message.jti,
+                hub_url=message.hub_url,
+                body=base64.b64decode(message.body_b64),
+                content_type=message.content_type,
+                attempt=attempt,
+            )
+        )
+
+    def _deliver(self, work: list[_Work], now: float) -> None:
+        timeout = self._settings.delivery_timeout_seconds
+        http = self.http if any(item.requests for item in work) else None
+        if http is None:
+            return
+        futures = [
+            (item, request, self._pool.submit(delivery.send, http, request, timeout=timeout))
+            for item in work
+            for request in item.requests
+        ]
+        for item, request, future in futures:
+            try:
+                outcome = future.result()
+            except Exception as exc:  # a bug in a delivery must not lose the others
+                logger.exception("delivery crashed")
+                outcome = Outcome("failed", None, type(exc).__name__, 0)
+            self._settle(item, request, outcome, now)
+
+    def _settle(self, item: _Work, request: DeliveryRequest, outcome: Outcome, now: float) -> None:
+        status: Any = outcome.status
+        if outcome.status == "gone":
+            try:
+                self.store.remove(request.topic, request.callback)
+            except SethubError as exc:
+                logger.warning("could not remove a gone subscription: %s", exc)
+        elif outcome.status == "failed":
+            status = self._schedule(item, request, outcome, now)
+        logger.info(
+            "delivery %s",
+            status,
+            extra={
+                "jti": request.jti,
+                "topic": request.topic,
+                "attempt": request.attempt,
+                "status_code": outcome.status_code,
+                "duration_ms": outcome.duration_ms,
+            },
+        )
+        item.attempts.append(
+            Attempt(
+                jti=request.jti,
+                topic=request.topic,
+                callback=request.callback,
+                attempt=request.attempt,
+                status=status,
+                at=now,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+            )
+        )
+
+    def _schedule(self, item: _Work, request: DeliveryRequest, outcome: Outcome, now: float) -> str:
+        retry = DeliveryRetry(
+            topic=request.topic,
+            callback=request.callback,
+            jti=request.jti,
+            hub_url=request.hub_url,
+            content_type=request.content_type,
+            body_b64=base64.b64encode(request.body).decode("ascii"),
+            attempts=request.attempt,
+            not_before=now,
+            last_error=outcome.error,
+            subscribed_at=request.subscribed_at,
+        )
+        delay = self._policy.next_delay(
+            request.attempt, retry_after=outcome.retry_after, throttled=outcome.throttled, rand=self._rand
+        )
+        if delay is None:
+            # The dead-letter record is the retry message itself: event, subscription key,
+            # attempts and last error; the secret stays in the table.
+            item.followups.append((self._settings.dead_letter_queue_url, Outgoing(retry.to_json())))
+            return "dead"
+        retry = replace(retry, not_before=now + delay)
+        item.followups.append((self._settings.retry_queue_url, Outgoing(retry.to_json(), sqs_delay(delay))))
+        return "retrying"
+
+    def _send_followups(self, work: list[_Work]) -> None:
+        by_queue: dict[str, list[tuple[_Work, Outgoing]]] = {}
+        for item in work:
+            for queue_url, outgoing in item.followups:
+                by_queue.setdefault(queue_url, []).append((item, outgoing))
+        for queue_url, entries in by_queue.items():
+            try:
+                failed = self.sender.send_all(queue_url, [outgoing for _, outgoing in entries])
+            except SethubError as exc:
+                logger.error("could not queue follow-up messages: %s", exc)
+                failed = list(range(len(entries)))
+            for index in failed:
+                # The source message comes back from SQS and is delivered again.
+                entries[index][0].failed = True
+
+    def _write_records(self, work: list[_Work]) -> None:
+        attempts = [attempt for item in work for attempt in item.attempts]
+        if not attempts:
+            return
+        try:
+            self.records.write(attempts)
+        except SethubError as exc:
+            # Records are for operators; losing some is no reason to deliver again.
+            logger.warning("could not record delivery attempts: %s", exc)
+
+
+def _jti(message: Message) -> str:
+    if isinstance(message, SetEvent | ContentEvent | DeliveryRetry):
+        return message.jti
+    if isinstance(message, FanoutShard):
+        return message.payload.jti
+    return ""
+
+
+__all__ = ["BatchResult", "Dispatcher", "Signer", "Subscriptions"]

@@ -1,0 +1,129 @@
+"""The ingest pipeline: validate, check topics, deduplicate on ``jti``, enqueue in batches.
+
+All or nothing per request: any invalid event refuses the whole request (400 with
+the problems of each event) before anything is written. A publisher's ``jti`` is an
+idempotency key for 48 hours: a re-sent event is answered as accepted and not
+enqueued again. If SQS does not take every new event, the markers of this request are
+released and the caller gets ``UpstreamError`` (a 5xx), so a publisher's retry of
+the same request is accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sethub import api, events
+from sethub.clients import AwsClients
+from sethub.errors import BadRequestError, ConfigurationError, PayloadTooLargeError
+from sethub.messages import ContentEvent, SetEvent
+from sethub.queues import Outgoing, QueueSender
+from sethub.records import EventMarkers
+from sethub.settings import Settings
+
+SQS_MAX_MESSAGE_BYTES = 256 * 1024
+
+
+class TopicDirectory(Protocol):
+    """The part of ``sethub.store.SubscriptionStore`` the ingest uses."""
+
+    def topic_exists(self, topic: str) -> bool: ...
+
+
+class Ingestor:
+    """Turns published events into messages on the events queue."""
+
+    def __init__(
+        self,
+        clients: AwsClients,
+        settings: Settings,
+        *,
+        topics: TopicDirectory | None = None,
+        markers: EventMarkers | None = None,
+        sender: QueueSender | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        if not settings.events_queue_url:
+            raise ConfigurationError("SETHUB_EVENTS_QUEUE_URL is not set")
+        self._clients = clients
+        self._settings = settings
+        self._topics = topics
+        self._markers = markers or EventMarkers(clients, settings)
+        self._sender = sender
+        self._now = now
+
+    @property
+    def topics(self) -> TopicDirectory:
+        if self._topics is None:
+            from sethub.store import SubscriptionStore  # noqa: PLC0415 (only when topics are checked)
+
+            self._topics = SubscriptionStore(self._clients, self._settings)
+        return self._topics
+
+    @property
+    def sender(self) -> QueueSender:
+        if self._sender is None:
+            self._sender = QueueSender(self._clients.sqs)
+        return self._sender
+
+    def ingest(self, raw_events: list[Any], *, base_url: str) -> list[dict[str, str]]:
+        """Accept ``raw_events`` (all or none); returns ``[{"jti", "topic"}]`` in request order."""
+        published = events.validate(raw_events, issuer=api.issuer(base_url, self._settings), now=self._now)
+        self._check_topics(published)
+        hub_url = api.hub_url(base_url)
+        now = self._now()
+        claimed: list[str] = []
+        outgoing: list[Outgoing] = []
+        try:
+            for event in published:
+                if event.jti_given:
+                    if not self._markers.claim(event.jti, event.topic, now=now):
+                        continue  # already accepted: answer 202 again, deliver once
+                    claimed.append(event.jti)
+                message = SetEvent(topic=event.topic, claims=event.claims, hub_url=hub_url)
+                outgoing.append(Outgoing(message.to_json()))
+            self.sender.send(self._settings.events_queue_url, outgoing)
+        except Exception:
+            for jti in claimed:
+                self._markers.release(jti)
+            raise
+        return [{"jti": event.jti, "topic": event.topic} for event in published]
+
+    def enqueue_content(self, topic: str, body: bytes, content_type: str, *, base_url: str) -> str:
+        """Enqueue non-SET content for delivery byte for byte; returns its new ``jti``.
+
+        The caller (the hub's publish mode) has already checked that the topic exists.
+        """
+        jti = str(uuid.uuid4())
+        message = ContentEvent(
+            topic=topic,
+            jti=jti,
+            content_type=content_type or "application/octet-stream",
+            body_b64=base64.b64encode(body).decode("ascii"),
+            hub_url=api.hub_url(base_url),
+        )
+        encoded = message.to_json()
+        if len(encoded.encode()) > SQS_MAX_MESSAGE_BYTES:
+            limit = SQS_MAX_MESSAGE_BYTES * 3 // 4 - 1024
+            raise PayloadTooLargeError(f"published content is over {limit} bytes")
+        self.sender.send(self._settings.events_queue_url, [Outgoing(encoded)])
+        return jti
+
+    def _check_topics(self, published: list[events.PublishedEvent]) -> None:
+        if self._settings.open_topics:
+            return
+        known = {topic: self.topics.topic_exists(topic) for topic in {event.topic for event in published}}
+        invalid: list[dict[str, object]] = [
+            {"index": index, "problems": [f"topic {event.topic[:256]!r} is not registered"]}
+            for index, event in enumerate(published)
+            if not known[event.topic]
+        ]
+        if invalid:
+            noun = "event names an unknown topic" if len(invalid) == 1 else "events name unknown topics"
+            raise BadRequestError(f"{len(invalid)} {noun}; nothing was accepted", problems=invalid)
+
+
+__all__ = ["Ingestor", "TopicDirectory"]

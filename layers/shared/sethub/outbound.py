@@ -1,0 +1,346 @@
+"""``GuardedHttp``: the only way sethub makes HTTP requests to URLs that strangers chose.
+
+Deliveries, verification of intent and topic fetches all go through it. Built on
+urllib3 directly (requests' own transport, without requests' per-call overhead),
+since this is the hub's hot path:
+
+- every new connection resolves the host once, vets every address with
+  ``sethub.netguard`` and connects to a vetted address, while the Host header, the
+  TLS server name and the certificate check keep the original hostname: no DNS
+  rebinding window between the check and the connect;
+- redirects are never followed (a 3xx is returned as a response) and nothing is
+  retried here (retries are the caller's policy);
+- every request has a connect timeout, and its response (status line, headers and
+  body) must arrive whole within the timeout, counted from when the request was sent:
+  a server dripping bytes cannot hold a delivery thread; the body is read up to
+  ``max_response_bytes`` and never decompressed;
+- connections are pooled and kept alive per (scheme, host, port); a connection whose
+  response was not read to the end is closed rather than returned dirty to the pool.
+
+Errors: ``BlockedAddressError`` when the guard refuses the URL or an address (nothing
+is sent), ``OutboundError`` when the request cannot complete. Messages are one line
+and name no URL path or query (callback URLs may carry tokens).
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.client import HTTPException
+from http.client import HTTPResponse as _StdlibResponse
+from typing import Any, Final
+
+from urllib3 import HTTPConnectionPool, HTTPResponse, PoolManager, Timeout
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    LocationParseError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.util.connection import create_connection
+
+from sethub.errors import BlockedAddressError, OutboundError
+from sethub.netguard import resolve_public
+from sethub.settings import Settings
+
+DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024
+"""Bytes read from a subscriber's response; the rest is discarded."""
+DEFAULT_POOL_MAXSIZE: Final = 32
+DEFAULT_NUM_POOLS: Final = 128
+"""Distinct (scheme, host, port) pools kept; bounded because each idle connection is a file descriptor."""
+_READ_CHUNK: Final = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundResponse:
+    """What came back: status, headers (case-insensitive ``get``), at most the capped body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    elapsed: float
+    """Seconds from the start of the request to the end of reading the body."""
+
+
+def _connect_vetted(conn: HTTPConnection, allow_private: bool) -> socket.socket:
+    """Resolve and vet the host once, then connect to a vetted address (never re-resolve)."""
+    addresses = resolve_public(conn._dns_host, conn.port, allow_private=allow_private)
+    failure: OSError | None = None
+    for address in addresses:
+        try:
+            return create_connection(
+                (address, conn.port),
+                conn.timeout,
+                source_address=conn.source_address,
+                socket_options=conn.socket_options,
+            )
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(conn, f"connect timed out after {conn.timeout} s") from exc
+        except OSError as exc:
+            failure = exc
+    # The urllib3 error type lets urllib3 clean up the pool as it does for its own failures.
+    raise NewConnectionError(conn, f"connection failed: {_os_reason(failure)}")
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Socket reads that share one deadline, so a response arrives whole within the timeout.
+
+    A per-read timeout alone lets a server that drips a byte at a time hold a delivery
+    worker for as long as it likes; here every read gets only what is left of the budget.
+    """
+
+    def __init__(self, sock: socket.socket, budget: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._budget = budget
+        self._deadline = time.monotonic() + budget
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the response did not arrive within the timeout")
+        self._sock.settimeout(min(remaining, self._budget))
+        try:
+            return self._sock.recv_into(buffer)
+        finally:
+            # The connection is reused: its next request must start with the full timeout.
+            self._sock.settimeout(self._budget)
+
+
+class _DeadlineSocket:
+    """What ``http.client.HTTPResponse`` needs of a socket: ``makefile``."""
+
+    def __init__(self, sock: socket.socket, budget: float) -> None:
+        self._sock = sock
+        self._budget = budget
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._budget))
+
+
+class _DeadlineResponse(_StdlibResponse):
+    """http.client's response, reading status line, headers and body under one deadline."""
+
+    def __init__(
+        self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None
+    ) -> None:
+        budget = sock.gettimeout()
+        # Duck-typed: HTTPResponse only calls makefile("rb") on what it is given.
+        wrapped: Any = _DeadlineSocket(sock, budget) if budget else sock
+        super().__init__(wrapped, debuglevel, method, url)
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    response_class = _DeadlineResponse
+
+    def __init__(self, *args: Any, allow_private: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._allow_private = allow_private
+
+    def _new_conn(self) -> socket.socket:
+        return _connect_vetted(self, self._allow_private)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    # HTTPSConnection.connect wraps the socket with server_hostname = self.host (the
+    # original name), so SNI and the certificate check are unaffected by connecting by IP.
+    response_class = _DeadlineResponse
+
+    def __init__(self, *args: Any, allow_private: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._allow_private = allow_private
+
+    def _new_conn(self) -> socket.socket:
+        return _connect_vetted(self, self._allow_private)
+
+
+class _GuardedPoolManager(PoolManager):
+    """A PoolManager whose pools make only guarded connections."""
+
+    def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._allow_private = allow_private
+
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> HTTPConnectionPool:
+        pool = super()._new_pool(scheme, host, port, request_context)
+        # Per-pool rather than via PoolManager kwargs: unknown kwargs break urllib3's pool key.
+        pool.ConnectionCls = _GuardedHTTPSConnection if scheme == "https" else _GuardedHTTPConnection
+        pool.conn_kw["allow_private"] = self._allow_private
+        return pool
+
+
+class GuardedHttp:
+    """Thread-safe pooled HTTP client that only talks to vetted addresses."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        allow_http: bool,
+        timeout: float,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+        num_pools: int = DEFAULT_NUM_POOLS,
+        ca_certs: str | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if max_response_bytes < 0:
+            raise ValueError("max_response_bytes must not be negative")
+        self.allow_private = allow_private
+        self.allow_http = allow_http
+        self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
+        # Built once: urllib3 clones a Timeout per request, so sharing it is safe.
+        self._timeout = Timeout(connect=timeout, read=timeout)
+        pool_kw: dict[str, Any] = {}
+        if ca_certs is not None:
+            pool_kw["ca_certs"] = ca_certs
+        self._manager = _GuardedPoolManager(
+            allow_private=allow_private,
+            num_pools=num_pools,
+            maxsize=pool_maxsize,
+            block=False,
+            retries=False,
+            **pool_kw,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        timeout: float | None = None,
+    ) -> GuardedHttp:
+        """The guard and limits of ``settings``; ``timeout`` defaults to the delivery timeout."""
+        return cls(
+            allow_private=settings.allow_private_callbacks,
+            allow_http=settings.allow_http_callbacks,
+            timeout=settings.delivery_timeout_seconds if timeout is None else timeout,
+            max_response_bytes=max_response_bytes,
+            pool_maxsize=settings.delivery_concurrency,
+        )
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> OutboundResponse:
+        """Send one request and read at most ``max_response_bytes`` of the response."""
+        self._check_scheme(url)
+        started = time.monotonic()
+        try:
+            response: HTTPResponse = self._manager.urlopen(  # type: ignore[assignment]
+                method,
+                url,
+                body=body,
+                headers=headers if headers is not None else {},
+                redirect=False,
+                retries=False,
+                timeout=self._timeout,
+                preload_content=False,
+                decode_content=False,
+            )
+        except LocationParseError:
+            raise BlockedAddressError("malformed URL") from None
+        except (HTTPError, HTTPException, OSError) as exc:
+            raise OutboundError(_describe(exc, self.timeout)) from None
+        try:
+            content = self._read_capped(response)
+        except (HTTPError, HTTPException, OSError) as exc:
+            response.close()
+            response.release_conn()
+            raise OutboundError(_describe(exc, self.timeout)) from None
+        except BaseException:
+            response.close()
+            response.release_conn()
+            raise
+        return OutboundResponse(
+            status=response.status,
+            headers=response.headers,
+            body=content,
+            elapsed=time.monotonic() - started,
+        )
+
+    def _check_scheme(self, url: str) -> None:
+        # A prefix test, not a URL parse: this runs on every delivery.
+        head = url[:8].lower()
+        if head == "https://" or (self.allow_http and head.startswith("http://")):
+            return
+        allowed = "https or http" if self.allow_http else "https"
+        scheme = url.partition(":")[0][:16] if ":" in url else "missing"
+        raise BlockedAddressError(f"URL scheme must be {allowed}, not {scheme!r}")
+
+    def _read_capped(self, response: HTTPResponse) -> bytes:
+        """Read up to the cap; release a fully read connection, close a partly read one."""
+        cap = self.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        while size < cap:
+            chunk = response.read1(min(cap - size, _READ_CHUNK), decode_content=False)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if not response.closed:
+            # More than the cap is pending (or the cap is 0): draining a large body would
+            # cost more than a new connection, and a dirty connection must not be reused.
+            response.close()
+        response.release_conn()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def clear(self) -> None:
+        """Close every pooled connection."""
+        self._manager.clear()
+
+
+def _os_reason(exc: BaseException | None) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return "unknown error" if exc is None else exc.__class__.__name__
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    """A one-line, URL-free reason for an urllib3/http.client/socket failure."""
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3, so it is tested first.
+    if isinstance(exc, NewConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        message = exc._message  # the text without the connection repr
+        reason = message if cause is None else f"connection failed: {_os_reason(cause)}"
+    elif isinstance(exc, ConnectTimeoutError):
+        reason = f"connect timed out after {timeout:g} s"
+    elif isinstance(exc, ReadTimeoutError | TimeoutError):
+        reason = f"read timed out after {timeout:g} s"
+    elif isinstance(exc, SSLError):
+        reason = f"TLS failure: {exc.args[0] if exc.args else 'handshake failed'}"
+    elif isinstance(exc, ProtocolError):
+        inner = exc.args[1] if len(exc.args) > 1 else None
+        if isinstance(inner, TimeoutError):
+            reason = f"read timed out after {timeout:g} s"
+        else:
+            name = inner.__class__.__name__ if inner is not None else "protocol error"
+            reason = f"connection broken: {name}"
+    elif isinstance(exc, OSError):
+        reason = f"network error: {_os_reason(exc)}"
+    else:
+        reason = f"request failed: {exc.__class__.__name__}"
+    return " ".join(reason.split())[:300]
+
+
+__all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "GuardedHttp", "OutboundResponse"]

@@ -1,0 +1,113 @@
+"""Sending to SQS in batches, retrying the entries SQS refused.
+
+``SendMessageBatch`` can succeed as a call and still fail some entries (throttling,
+an internal error): those are sent again a few times, and if some still fail the
+caller gets ``UpstreamError``. Nothing in sethub may report "accepted" for a message
+that did not reach its queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sethub.errors import UpstreamError
+from sethub.retry import SQS_MAX_DELAY_SECONDS
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+logger = logging.getLogger(__name__)
+
+BATCH_MAX_ENTRIES = 10
+BATCH_MAX_BYTES = 256 * 1024
+"""SQS caps the sum of a batch's bodies like a single message."""
+SEND_ROUNDS = 3
+"""Attempts for an entry SQS refused, before giving up on it."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to send: its body and how long SQS should hold it (capped at 900 s)."""
+
+    body: str
+    delay_seconds: int = 0
+
+
+class QueueSender:
+    """Batched ``SendMessageBatch`` with partial-failure retries."""
+
+    def __init__(self, sqs_client: SQSClient, *, rounds: int = SEND_ROUNDS) -> None:
+        self._sqs = sqs_client
+        self._rounds = rounds
+
+    def send(self, queue_url: str, messages: Sequence[Outgoing]) -> None:
+        """Send every message or raise ``UpstreamError`` naming how many did not go."""
+        failed = self.send_all(queue_url, messages)
+        if failed:
+            raise UpstreamError(f"SQS refused {len(failed)} of {len(messages)} messages")
+
+    def send_all(self, queue_url: str, messages: Sequence[Outgoing]) -> list[int]:
+        """Send what SQS takes; returns the indices of the messages that still failed."""
+        if not messages:
+            return []
+        if not queue_url:
+            raise UpstreamError("queue URL is not configured")
+        failed: list[int] = []
+        for offset, chunk in _chunks(messages):
+            failed.extend(offset + index for index in self._send_chunk(queue_url, chunk))
+        return failed
+
+    def _send_chunk(self, queue_url: str, chunk: list[Outgoing]) -> list[int]:
+        pending = {str(index): message for index, message in enumerate(chunk)}
+        for _ in range(self._rounds):
+            entries: Any = [
+                {
+                    "Id": entry_id,
+                    "MessageBody": message.body,
+                    "DelaySeconds": min(max(message.delay_seconds, 0), SQS_MAX_DELAY_SECONDS),
+                }
+                for entry_id, message in pending.items()
+            ]
+            try:
+                response = self._sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning("SQS SendMessageBatch failed: %s", _code(exc))
+                continue
+            for success in response.get("Successful", []):
+                pending.pop(success["Id"], None)
+            failures = response.get("Failed", [])
+            if failures:
+                logger.warning("SQS refused %d entries: %s", len(failures), failures[0].get("Code", "error"))
+            # A sender fault (a message SQS will never accept) is not worth resending.
+            if not pending or any(failure.get("SenderFault") for failure in failures):
+                break
+        return [int(entry_id) for entry_id in pending]
+
+
+def _chunks(messages: Sequence[Outgoing]) -> Iterator[tuple[int, list[Outgoing]]]:
+    """Batches of at most 10 entries and 256 KiB, each with the index of its first message."""
+    chunk: list[Outgoing] = []
+    start = size = 0
+    for index, message in enumerate(messages):
+        length = len(message.body.encode())
+        if chunk and (len(chunk) == BATCH_MAX_ENTRIES or size + length > BATCH_MAX_BYTES):
+            yield start, chunk
+            chunk, start, size = [], index, 0
+        chunk.append(message)
+        size += length
+    if chunk:
+        yield start, chunk
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "error"))
+    return type(exc).__name__
+
+
+__all__ = ["BATCH_MAX_ENTRIES", "Outgoing", "QueueSender"]

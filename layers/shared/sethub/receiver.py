@@ -1,0 +1,296 @@
+"""``python -m sethub.receiver``: a verifying subscriber, for trying sethub out.
+
+    python -m sethub.receiver --port 4000 --hub http://127.0.0.1:3000 [--secret S]
+
+It answers the hub's verification GETs (echoing ``hub.challenge``), and for every
+delivery checks the SET's signature against the hub's JWKS (``typ`` must be
+``secevent+jwt``) and, with ``--secret``, the ``X-Hub-Signature`` HMAC (constant time).
+It prints one line per event and answers ``202``, or ``400`` with an RFC 8935 error body
+when a check fails (which the hub does not retry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import re
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any, TextIO
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+
+SET_TYPE = "secevent+jwt"
+SET_CONTENT_TYPE = "application/secevent+jwt"
+MAX_BODY_BYTES = 1024 * 1024
+_HMAC_METHODS = {
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
+_LINK_SELF = re.compile(r'<([^>]*)>\s*;\s*rel="?self"?')
+
+
+class DeliveryRejectedError(Exception):
+    """A delivery failed a check; ``code`` is the RFC 8935 error code."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """One delivery as the receiver saw it."""
+
+    jti: str
+    topic: str
+    event_types: tuple[str, ...]
+    verified: bool
+    content_type: str
+    body: bytes
+    claims: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    lowered = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == lowered), "")
+
+
+def check_signature(secret: bytes, body: bytes, header_value: str) -> None:
+    """Check ``X-Hub-Signature: <method>=<hex>`` in constant time."""
+    method, _, digest = header_value.partition("=")
+    algorithm = _HMAC_METHODS.get(method.strip().lower())
+    if algorithm is None or not digest:
+        raise DeliveryRejectedError("authentication_failed", "X-Hub-Signature is missing or malformed")
+    expected = hmac.new(secret, body, algorithm).hexdigest()
+    if not hmac.compare_digest(expected, digest.strip().lower()):
+        raise DeliveryRejectedError("authentication_failed", "X-Hub-Signature does not match the body")
+
+
+class SetVerifier:
+    """Verifies deliveries: SET signatures against the hub's JWKS, HMACs against the secret."""
+
+    def __init__(self, hub: str | None, secret: bytes | None) -> None:
+        self.secret = secret
+        self._jwks: jwt.PyJWKClient | None = None
+        if hub:
+            base = hub.rstrip("/").removesuffix("/hub")
+            self._jwks = jwt.PyJWKClient(f"{base}/.well-known/jwks.json", cache_keys=True, lifespan=300)
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> ReceivedEvent:
+        content_type = _header(headers, "Content-Type").split(";")[0].strip().lower()
+        topic_match = _LINK_SELF.search(_header(headers, "Link"))
+        topic = topic_match.group(1) if topic_match else ""
+        verified = False
+        if self.secret is not None:
+            check_signature(self.secret, body, _header(headers, "X-Hub-Signature"))
+            verified = True
+        claims: dict[str, Any] = {}
+        if content_type == SET_CONTENT_TYPE:
+            claims = self._verify_jwt(body.decode("ascii", errors="replace").strip())
+            verified = verified or self._jwks is not None
+        elif content_type == "application/json":
+            try:
+                document = json.loads(body)
+            except ValueError:
+                document = None
+            if isinstance(document, dict) and isinstance(document.get("events"), dict):
+                claims = document
+        events = claims.get("events") if isinstance(claims.get("events"), dict) else {}
+        return ReceivedEvent(
+            jti=str(claims.get("jti") or _header(headers, "x-hub-messageId")),
+            topic=topic,
+            event_types=tuple(events or ()),
+            verified=verified,
+            content_type=content_type,
+            body=body,
+            claims=claims,
+        )
+
+    def _verify_jwt(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise DeliveryRejectedError("invalid_request", "the body is not a compact JWS") from None
+        if header.get("typ") != SET_TYPE:
+            raise DeliveryRejectedError(
+                "invalid_request", f"JOSE typ is {header.get('typ')!r}, not {SET_TYPE}"
+            )
+        if self._jwks is None:
+            # No hub to fetch keys from: read the claims without checking the signature.
+            claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+            return claims
+        try:
+            key = self._jwks.get_signing_key_from_jwt(token)
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=["ES256", "RS256"],
+                options={"verify_aud": False, "require": ["iss", "iat", "jti", "events"]},
+            )
+        except jwt.PyJWKClientError as exc:
+            raise DeliveryRejectedError("invalid_key", f"no JWKS key verifies this SET: {exc}") from None
+        except jwt.PyJWTError as exc:
+            raise DeliveryRejectedError("invalid_key", f"SET verification failed: {exc}") from None
+        return claims
+
+
+class Receiver:
+    """An HTTP subscriber on ``host:port`` (0 = a free port) that records what it receives."""
+
+    def __init__(
+        self,
+        *,
+        hub: str | None = None,
+        secret: bytes | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        out: TextIO | None = None,
+    ) -> None:
+        self.verifier = SetVerifier(hub, secret)
+        self.out = out
+        self.events: list[ReceivedEvent] = []
+        self.rejected: list[ReceivedEvent] = []
+        self.verifications: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _handler_class(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Receiver:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="receiver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+    def serve_forever(self) -> None:
+        try:
+            self._server.serve_forever()
+        finally:
+            self._server.server_close()
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+
+    def _print(self, line: str) -> None:
+        if self.out is not None:
+            print(line, file=self.out, flush=True)
+
+    def on_verification(self, query: dict[str, str]) -> tuple[int, bytes]:
+        with self._lock:
+            self.verifications.append(query)
+        mode = query.get("hub.mode", "")
+        topic = query.get("hub.topic", "")
+        if mode == "denied":
+            self._print(f"denied     topic={topic} reason={query.get('hub.reason', '')}")
+            return 200, b""
+        self._print(f"{mode:<10} topic={topic} lease={query.get('hub.lease_seconds', '-')}")
+        return 200, query.get("hub.challenge", "").encode()
+
+    def on_delivery(self, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        try:
+            event = self.verifier.verify(headers, body)
+        except DeliveryRejectedError as exc:
+            rejected = ReceivedEvent(
+                jti=_header(headers, "x-hub-messageId"),
+                topic="",
+                event_types=(),
+                verified=False,
+                content_type=_header(headers, "Content-Type"),
+                body=body,
+                error=exc.description,
+            )
+            with self._lock:
+                self.rejected.append(rejected)
+            self._print(f"REJECTED   jti={rejected.jti} {exc.code}: {exc.description}")
+            return 400, json.dumps({"err": exc.code, "description": exc.description}).encode()
+        with self._lock:
+            self.events.append(event)
+        types = ",".join(event.event_types) or event.content_type
+        verified = "yes" if event.verified else "no"
+        self._print(f"event      jti={event.jti} topic={event.topic} types={types} verified={verified}")
+        return 202, b""
+
+
+def _handler_class(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            query = {name: values[-1] for name, values in parse_qs(urlsplit(self.path).query).items()}
+            status, body = receiver.on_verification(query)
+            self._send(status, body)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True
+                self._send(413, b"body too large")
+                return
+            body = self.rfile.read(length)
+            status, reply = receiver.on_delivery(dict(self.headers.items()), body)
+            self._send(status, reply, "application/json")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the receiver prints one line per event instead."""
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sethub.receiver", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=4000)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--hub", help="the hub's base URL, for its JWKS (e.g. http://127.0.0.1:3000)")
+    parser.add_argument("--secret", help="the hub.secret you subscribed with, to check X-Hub-Signature")
+    args = parser.parse_args(argv)
+    receiver = Receiver(
+        hub=args.hub,
+        secret=args.secret.encode() if args.secret else None,
+        host=args.host,
+        port=args.port,
+        out=sys.stdout,
+    )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # shutdown() waits for serve_forever, so it must run outside the serving thread.
+        threading.Thread(target=receiver.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"receiver listening on {receiver.url} (callback URL)", flush=True)
+    receiver.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""What the hub table remembers about events: accepted ``jti``s and delivery attempts.
+
+    EVENT#<jti>     EVENT                                   ingest's duplicate check (48 h)
+    DELIVERY#<jti>  <topic>#<callback>#<attempt:03d>        one delivery attempt (30 days)
+
+An operator answers "did subscriber X get event Y, and what did it answer?" with one
+Query on ``DELIVERY#<jti>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sethub.clients import AwsClients
+from sethub.errors import ConfigurationError, UpstreamError
+from sethub.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+EVENT_MARKER_TTL_SECONDS = 48 * 3600
+DELIVERY_RECORD_TTL_SECONDS = 30 * 24 * 3600
+MAX_ERROR_LENGTH = 512
+_BATCH_WRITE_MAX = 25
+_BATCH_WRITE_ROUNDS = 5
+
+Status = Literal["ok", "gone", "rejected", "retrying", "dead", "skipped"]
+"""ok: 2xx; gone: 410 (subscription removed); rejected: RFC 8935 400 (final);
+retrying: failed, another attempt is scheduled; dead: failed, schedule exhausted;
+skipped: the subscription had ended before a retry."""
+
+
+def event_key(jti: str) -> str:
+    return f"EVENT#{jti}"
+
+
+def delivery_key(jti: str) -> str:
+    return f"DELIVERY#{jti}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery attempt's outcome."""
+
+    jti: str
+    topic: str
+    callback: str
+    attempt: int
+    status: Status
+    at: float
+    status_code: int | None = None
+    error: str = ""
+    duration_ms: int = 0
+
+    @property
+    def sort_key(self) -> str:
+        return f"{self.topic}#{self.callback}#{self.attempt:03d}"
+
+
+class EventMarkers:
+    """``jti`` markers that make re-sent events idempotent for 48 hours."""
+
+    def __init__(self, clients: AwsClients, settings: Settings) -> None:
+        if not settings.table_name:
+            raise ConfigurationError("SETHUB_TABLE_NAME is not set")
+        self._clients = clients
+        self._table = settings.table_name
+
+    @property
+    def _db(self) -> DynamoDBClient:
+        return self._clients.dynamodb
+
+    def claim(self, jti: str, topic: str, *, now: float) -> bool:
+        """Mark ``jti`` as accepted; False when it already was (a duplicate)."""
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": event_key(jti)},
+                    "sk": {"S": "EVENT"},
+                    "topic": {"S": topic},
+                    "ttl": {"N": str(int(now) + EVENT_MARKER_TTL_SECONDS)},
+                },
+                # TTL deletion is late: an expired marker no longer counts.
+                ConditionExpression="attribute_not_exists(pk) OR #ttl < :now",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={":now": {"N": str(int(now))}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise UpstreamError(f"DynamoDB could not record an event: {_code(exc)}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"DynamoDB could not record an event: {_code(exc)}") from exc
+        return True
+
+    def release(self, jti: str) -> None:
+        """Forget ``jti`` (its enqueue failed), so that the publisher's retry is accepted."""
+        try:
+            self._db.delete_item(
+                TableName=self._table, Key={"pk": {"S": event_key(jti)}, "sk": {"S": "EVENT"}}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"DynamoDB could not release an event: {_code(exc)}") from exc
+
+
+class DeliveryRecords:
+    """Delivery attempts, batch-written with a 30-day TTL."""
+
+    def __init__(self, clients: AwsClients, settings: Settings) -> None:
+        if not settings.table_name:
+            raise ConfigurationError("SETHUB_TABLE_NAME is not set")
+        self._clients = clients
+        self._table = settings.table_name
+
+    def write(self, attempts: Sequence[Attempt]) -> None:
+        """Store ``attempts``; ``UpstreamError`` if some could not be written."""
+        for start in range(0, len(attempts), _BATCH_WRITE_MAX):
+            requests: Any = [
+                {"PutRequest": {"Item": _item(a)}} for a in attempts[start : start + _BATCH_WRITE_MAX]
+            ]
+            pending: Any = {self._table: requests}
+            try:
+                for _ in range(_BATCH_WRITE_ROUNDS):
+                    pending = self._clients.dynamodb.batch_write_item(RequestItems=pending).get(
+                        "UnprocessedItems"
+                    )
+                    if not pending:
+                        break
+            except (ClientError, BotoCoreError) as exc:
+                raise UpstreamError(f"DynamoDB could not record deliveries: {_code(exc)}") from exc
+            if pending:
+                raise UpstreamError("DynamoDB left delivery records unprocessed")
+
+    def for_event(self, jti: str) -> list[Attempt]:
+        """Every recorded attempt of an event, oldest first per subscription."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": delivery_key(jti)}},
+        }
+        found: list[Attempt] = []
+        try:
+            while True:
+                page = self._clients.dynamodb.query(**kwargs)
+                found.extend(_attempt(jti, item) for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return found
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"DynamoDB could not read delivery records: {_code(exc)}") from exc
+
+
+def _item(attempt: Attempt) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": {"S": delivery_key(attempt.jti)},
+        "sk": {"S": attempt.sort_key},
+        "topic": {"S": attempt.topic},
+        "callback": {"S": attempt.callback},
+        "attempt": {"N": str(attempt.attempt)},
+        "status": {"S": attempt.status},
+        "duration_ms": {"N": str(attempt.duration_ms)},
+        "at": {"N": f"{attempt.at:.3f}"},
+        "ttl": {"N": str(int(attempt.at) + DELIVERY_RECORD_TTL_SECONDS)},
+    }
+    if attempt.status_code is not None:
+        item["status_code"] = {"N": str(attempt.status_code)}
+    if attempt.error:
+        item["error"] = {"S": attempt.error[:MAX_ERROR_LENGTH]}
+    return item
+
+
+def _attempt(jti: str, item: dict[str, Any]) -> Attempt:
+    return Attempt(
+        jti=jti,
+        topic=item["topic"]["S"],
+        callback=item["callback"]["S"],
+        attempt=int(item["attempt"]["N"]),
+        status=item["status"]["S"],
+        at=float(item["at"]["N"]),
+        status_code=int(item["status_code"]["N"]) if "status_code" in item else None,
+        error=item.get("error", {}).get("S", ""),
+        duration_ms=int(item["duration_ms"]["N"]),
+    )
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "error"))
+    return type(exc).__name__
+
+
+__all__ = [
+    "DELIVERY_RECORD_TTL_SECONDS",
+    "EVENT_MARKER_TTL_SECONDS",
+    "Attempt",
+    "DeliveryRecords",
+    "EventMarkers",
+    "Status",
+    "delivery_key",
+    "event_key",
+]

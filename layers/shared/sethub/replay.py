@@ -1,0 +1,133 @@
+"""``python -m sethub.replay``: move dead-lettered deliveries back onto the retry queue.
+
+Reads the dead-letter queue (``SETHUB_DEAD_LETTER_QUEUE_URL`` or ``--from``), and sends
+each record to the retry queue (``SETHUB_RETRY_QUEUE_URL`` or ``--to``) with its
+attempts reset, so it gets the whole retry schedule again. A record is deleted from
+the dead-letter queue only after its re-send succeeded; a message that is not a
+delivery record is left where it is. ``--dry-run`` lists what would move, changing
+nothing.
+
+    python -m sethub.replay --limit 100 --dry-run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, TextIO
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sethub.clients import AwsClients
+from sethub.errors import UpstreamError
+from sethub.messages import DeliveryRetry, MessageFormatError, parse_message
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+RECEIVE_BATCH = 10
+VISIBILITY_SECONDS = 60
+"""How long a record being replayed stays invisible to other readers of the queue."""
+
+
+@dataclass
+class ReplayReport:
+    moved: int = 0
+    skipped: int = 0
+    """Messages that are not delivery records (left on the dead-letter queue)."""
+
+
+def replay(
+    sqs: SQSClient,
+    *,
+    source_url: str,
+    target_url: str,
+    limit: int | None = None,
+    dry_run: bool = False,
+    out: TextIO | None = None,
+) -> ReplayReport:
+    """Move up to ``limit`` dead-lettered deliveries from ``source_url`` to ``target_url``."""
+    report = ReplayReport()
+    seen: set[str] = set()
+    listed: list[str] = []
+    while limit is None or report.moved < limit:
+        wanted = RECEIVE_BATCH if limit is None else min(RECEIVE_BATCH, limit - report.moved)
+        try:
+            response = sqs.receive_message(
+                QueueUrl=source_url,
+                MaxNumberOfMessages=wanted,
+                VisibilityTimeout=VISIBILITY_SECONDS,
+                WaitTimeSeconds=0,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"SQS ReceiveMessage failed: {type(exc).__name__}") from exc
+        messages = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+        if not messages:
+            break
+        for message in messages:
+            seen.add(message["MessageId"])
+            try:
+                record = parse_message(message["Body"])
+            except MessageFormatError:
+                record = None
+            if not isinstance(record, DeliveryRetry):
+                report.skipped += 1
+                continue
+            if out is not None:
+                print(f"{'would move' if dry_run else 'moving'} {record.jti} -> {record.callback}", file=out)
+            if dry_run:
+                listed.append(message["ReceiptHandle"])
+            else:
+                fresh = replace(record, attempts=0, not_before=0.0)
+                try:
+                    sqs.send_message(QueueUrl=target_url, MessageBody=fresh.to_json())
+                    # Only now: a failed send leaves the record on the dead-letter queue.
+                    sqs.delete_message(QueueUrl=source_url, ReceiptHandle=message["ReceiptHandle"])
+                except (ClientError, BotoCoreError) as exc:
+                    raise UpstreamError(f"SQS could not move a record: {type(exc).__name__}") from exc
+            report.moved += 1
+    for receipt_handle in listed:
+        _show_again(sqs, source_url, receipt_handle)
+    return report
+
+
+def _show_again(sqs: SQSClient, queue_url: str, receipt_handle: str) -> None:
+    """A dry run leaves the queue as it found it: the record is visible again at once."""
+    # If this fails, the record becomes visible again after VISIBILITY_SECONDS anyway.
+    with contextlib.suppress(ClientError, BotoCoreError):
+        sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0)
+
+
+def main(argv: Sequence[str] | None = None, *, clients: AwsClients | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sethub.replay", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--from", dest="source", default=os.environ.get("SETHUB_DEAD_LETTER_QUEUE_URL", ""))
+    parser.add_argument("--to", dest="target", default=os.environ.get("SETHUB_RETRY_QUEUE_URL", ""))
+    parser.add_argument("--limit", type=int, default=None, help="move at most this many records")
+    parser.add_argument("--dry-run", action="store_true", help="list what would move, change nothing")
+    args = parser.parse_args(argv)
+    if not args.source or not args.target:
+        parser.error("set SETHUB_DEAD_LETTER_QUEUE_URL and SETHUB_RETRY_QUEUE_URL, or pass --from and --to")
+    sqs = (clients or AwsClients()).sqs
+    try:
+        report = replay(
+            sqs,
+            source_url=args.source,
+            target_url=args.target,
+            limit=args.limit,
+            dry_run=args.dry_run,
+            out=sys.stdout,
+        )
+    except UpstreamError as exc:
+        print(f"replay stopped: {exc}", file=sys.stderr)
+        return 1
+    verb = "would move" if args.dry_run else "moved"
+    print(f"{verb} {report.moved} record(s); {report.skipped} other message(s) left in place")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

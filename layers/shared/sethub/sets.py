@@ -1,0 +1,52 @@
+"""Security Event Tokens (RFC 8417): claims to bytes, and the unsigned JWS signing input.
+
+The signature itself comes from KMS (``sethub.signing``); this module only builds the
+``b64url(header).b64url(payload)`` that KMS signs and assembles the compact JWS.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from jwt.utils import base64url_encode
+
+SET_TYP = "secevent+jwt"
+SET_CONTENT_TYPE = "application/secevent+jwt"
+JSON_CONTENT_TYPE = "application/json"
+
+Alg = Literal["ES256", "RS256"]
+
+
+def claims_json(claims: Mapping[str, Any]) -> bytes:
+    """The claims as compact UTF-8 JSON: the ``json`` format's body and the JWS payload."""
+    return json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def header(*, alg: Alg, kid: str) -> dict[str, str]:
+    """The JOSE header of a SET (RFC 8417 section 2.3: explicit ``typ``; always a ``kid``)."""
+    return {"alg": alg, "typ": SET_TYP, "kid": kid}
+
+
+def signing_input(claims: Mapping[str, Any], *, alg: Alg, kid: str) -> bytes:
+    """``b64url(header) "." b64url(payload)``: the bytes the signature covers."""
+    encoded_header = base64url_encode(json.dumps(header(alg=alg, kid=kid), separators=(",", ":")).encode())
+    return encoded_header + b"." + base64url_encode(claims_json(claims))
+
+
+def compact(signing_input_bytes: bytes, signature: bytes) -> str:
+    """The compact JWS: the signing input, a dot, and the base64url signature."""
+    return (signing_input_bytes + b"." + base64url_encode(signature)).decode("ascii")
+
+
+__all__ = [
+    "JSON_CONTENT_TYPE",
+    "SET_CONTENT_TYPE",
+    "SET_TYP",
+    "Alg",
+    "claims_json",
+    "compact",
+    "header",
+    "signing_input",
+]

@@ -1,0 +1,398 @@
+"""DynamoDB storage of topics, subscriptions and pending subscription requests.
+
+Only the table calls and the item mapping live here; the rules they enforce
+(leases, newest-request-wins) are in ``sethub.subscriptions``. The item layout is
+the one in docs/architecture.md:
+
+    TOPIC#<topic>  TOPIC               a registered topic
+    TOPIC#<topic>  SUB#<callback>      a subscription (state active) or a tombstone (unsubscribed)
+    TOPIC#<topic>  REQ#<request id>    a request waiting for verification of intent
+
+Secrets are stored as KMS ciphertext (``sethub.secretbox``) and decrypted only when a
+subscription is read for delivery.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sethub.clients import AwsClients
+from sethub.errors import ConfigurationError, NotFoundError, UpstreamError
+from sethub.messages import Format
+from sethub.secretbox import SecretBox, encryption_context
+from sethub.settings import Settings
+from sethub.subscriptions import (
+    PENDING_TTL_SECONDS,
+    SUBSCRIPTION_PREFIX,
+    TOPIC_SORT_KEY,
+    Mode,
+    PendingRequest,
+    Subscription,
+    expiry,
+    is_live,
+    request_key,
+    state_ttl,
+    subscription_key,
+    topic_key,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+Item = Mapping[str, Any]
+
+_BATCH_WRITE_MAX = 25
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "error"))
+    return type(exc).__name__
+
+
+def _upstream(action: str, exc: Exception) -> UpstreamError:
+    return UpstreamError(f"DynamoDB could not {action}: {_code(exc)}")
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _format(value: str) -> Format:
+    return "json" if value == "json" else "jwt"
+
+
+class SubscriptionStore:
+    """Topics, subscriptions and pending requests in the hub table."""
+
+    def __init__(
+        self, clients: AwsClients, settings: Settings, *, secretbox: SecretBox | None = None
+    ) -> None:
+        if not settings.table_name:
+            raise ConfigurationError("SETHUB_TABLE_NAME is not set")
+        self._clients = clients
+        self._table = settings.table_name
+        self._secretbox = secretbox
+        self._data_key_id = settings.data_key_id
+
+    @property
+    def _db(self) -> DynamoDBClient:
+        return self._clients.dynamodb
+
+    @property
+    def secretbox(self) -> SecretBox:
+        # Built on first use so that a store that never meets a secret never builds a KMS client.
+        if self._secretbox is None:
+            self._secretbox = SecretBox(self._clients.kms, self._data_key_id)
+        return self._secretbox
+
+    # Topics
+
+    def topic_exists(self, topic: str) -> bool:
+        try:
+            result = self._db.get_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(topic)), "sk": _s(TOPIC_SORT_KEY)},
+                ProjectionExpression="pk",
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("read a topic", exc) from exc
+        return "Item" in result
+
+    def register_topic(self, topic: str, *, now: float | None = None) -> bool:
+        """Register ``topic``; True if it is new. Registering again keeps the original item."""
+        created_at = int(time.time() if now is None else now)
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={"pk": _s(topic_key(topic)), "sk": _s(TOPIC_SORT_KEY), "created_at": _n(created_at)},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise _upstream("register a topic", exc) from exc
+        except BotoCoreError as exc:
+            raise _upstream("register a topic", exc) from exc
+        return True
+
+    def deregister_topic(self, topic: str) -> None:
+        """Remove ``topic`` and everything under it; ``NotFoundError`` if it is not registered."""
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(topic)), "sk": _s(TOPIC_SORT_KEY)},
+                ConditionExpression="attribute_exists(pk)",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise NotFoundError(f"unknown topic: {topic}") from None
+            raise _upstream("deregister a topic", exc) from exc
+        except BotoCoreError as exc:
+            raise _upstream("deregister a topic", exc) from exc
+        # Subscriptions die with their topic: registering it again starts from nothing.
+        self._delete_keys(list(self._keys_under(topic)))
+
+    def _keys_under(self, topic: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": _s(topic_key(topic))},
+            "ProjectionExpression": "pk, sk",
+        }
+        try:
+            while True:
+                page = self._db.query(**kwargs)
+                yield from page.get("Items", [])
+                if "LastEvaluatedKey" not in page:
+                    return
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("list a topic's items", exc) from exc
+
+    def _delete_keys(self, keys: list[dict[str, Any]]) -> None:
+        try:
+            for start in range(0, len(keys), _BATCH_WRITE_MAX):
+                requests: Any = [
+                    {"DeleteRequest": {"Key": key}} for key in keys[start : start + _BATCH_WRITE_MAX]
+                ]
+                pending = {self._table: requests}
+                # Unprocessed items are throttling, not failure: send them again.
+                for _ in range(10):
+                    result = self._db.batch_write_item(RequestItems=pending)
+                    pending = result.get("UnprocessedItems") or {}
+                    if not pending:
+                        break
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("delete a topic's items", exc) from exc
+
+    # Pending requests
+
+    def put_pending(
+        self,
+        *,
+        mode: Mode,
+        topic: str,
+        callback: str,
+        format: Format,
+        secret: bytes | None,
+        lease_seconds: int,
+        requested_at: int,
+        now: float | None = None,
+    ) -> str:
+        """Store a request until its verification of intent; returns its id."""
+        request_id = uuid.uuid4().hex
+        current = time.time() if now is None else now
+        item: dict[str, Any] = {
+            "pk": _s(topic_key(topic)),
+            "sk": _s(request_key(request_id)),
+            "mode": _s(mode),
+            "callback": _s(callback),
+            "format": _s(format),
+            "lease_seconds": _n(lease_seconds),
+            "requested_at": _n(requested_at),
+            "ttl": _n(int(current) + PENDING_TTL_SECONDS),
+        }
+        if secret:
+            item["secret"] = {"B": self.secretbox.encrypt(secret, encryption_context(topic, callback))}
+        try:
+            self._db.put_item(TableName=self._table, Item=item)
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("store a subscription request", exc) from exc
+        return request_id
+
+    def get_pending(self, topic: str, request_id: str, *, now: float | None = None) -> PendingRequest | None:
+        """The request, or None if it was already applied, discarded, or is over a day old."""
+        try:
+            result = self._db.get_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(topic)), "sk": _s(request_key(request_id))},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("read a subscription request", exc) from exc
+        item = result.get("Item")
+        current = time.time() if now is None else now
+        if item is None or not is_live(int(item["ttl"]["N"]), current):
+            return None
+        return PendingRequest(
+            request_id=request_id,
+            mode="unsubscribe" if item["mode"]["S"] == "unsubscribe" else "subscribe",
+            topic=topic,
+            callback=item["callback"]["S"],
+            format=_format(item["format"]["S"]),
+            secret_ciphertext=item["secret"]["B"] if "secret" in item else None,
+            lease_seconds=int(item["lease_seconds"]["N"]),
+            requested_at=int(item["requested_at"]["N"]),
+        )
+
+    def discard_pending(self, topic: str, request_id: str) -> None:
+        try:
+            self._db.delete_item(
+                TableName=self._table, Key={"pk": _s(topic_key(topic)), "sk": _s(request_key(request_id))}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("discard a subscription request", exc) from exc
+
+    def apply_verified(self, request: PendingRequest, *, now: float | None = None) -> bool:
+        """Make a verified request the (topic, callback) state, consuming the request.
+
+        One transaction: the request item is deleted (so it applies once) and the
+        subscription (or the unsubscribe tombstone) is written only if no newer
+        request has been applied. Returns False when nothing changed because the
+        request was already used or a newer one had won; the request is gone either way.
+        """
+        current = time.time() if now is None else now
+        item: dict[str, Any] = {
+            "pk": _s(topic_key(request.topic)),
+            "sk": _s(subscription_key(request.callback)),
+            "callback": _s(request.callback),
+            "requested_at": _n(request.requested_at),
+        }
+        if request.mode == "subscribe":
+            expires_at = expiry(request.lease_seconds, current)
+            item |= {
+                "state": _s("active"),
+                "format": _s(request.format),
+                "lease_seconds": _n(request.lease_seconds),
+                "expires_at": _n(expires_at),
+                "ttl": _n(state_ttl(expires_at, current)),
+            }
+            # A re-subscription without a secret removes the old one: the item is replaced whole.
+            if request.secret_ciphertext:
+                item["secret"] = {"B": request.secret_ciphertext}
+        else:
+            item |= {"state": _s("unsubscribed"), "ttl": _n(state_ttl(0, current))}
+        request_item_key = {"pk": _s(topic_key(request.topic)), "sk": _s(request_key(request.request_id))}
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self._table,
+                            "Key": request_item_key,
+                            "ConditionExpression": "attribute_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(pk) OR requested_at < :requested_at",
+                            "ExpressionAttributeValues": {":requested_at": _n(request.requested_at)},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _code(exc) != "TransactionCanceledException":
+                raise _upstream("apply a verified subscription request", exc) from exc
+            reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
+            if len(reasons) == 2 and reasons[0] == "ConditionalCheckFailed":
+                return False  # already applied (a redelivered queue message)
+            if "ConditionalCheckFailed" in reasons:
+                # A newer request won: this one is spent all the same.
+                self.discard_pending(request.topic, request.request_id)
+                return False
+            raise _upstream("apply a verified subscription request", exc) from exc
+        except BotoCoreError as exc:
+            raise _upstream("apply a verified subscription request", exc) from exc
+        return True
+
+    # Subscriptions
+
+    def list_active(
+        self, topic: str, *, now: float, start_after: str | None = None, limit: int | None = None
+    ) -> tuple[list[Subscription], str | None]:
+        """Active subscriptions of ``topic`` in sort-key order, at most ``limit`` of them.
+
+        Returns the subscriptions and, when more remain after ``limit``, the sort key of
+        the last one returned (pass it as ``start_after`` for the next page); else None.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :sub)",
+            # TTL deletion is late: expired items are filtered here, not trusted to be gone.
+            "FilterExpression": "#state = :active AND expires_at > :now",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {
+                ":pk": _s(topic_key(topic)),
+                ":sub": _s(SUBSCRIPTION_PREFIX),
+                ":active": _s("active"),
+                ":now": _n(int(now)),
+            },
+        }
+        if start_after is not None:
+            kwargs["ExclusiveStartKey"] = {"pk": _s(topic_key(topic)), "sk": _s(start_after)}
+        found: list[Subscription] = []
+        try:
+            while True:
+                page = self._db.query(**kwargs)
+                items = page.get("Items", [])
+                for item in items:
+                    if limit is not None and len(found) >= limit:
+                        return found, found[-1].sort_key  # this item and maybe more remain
+                    subscription = self._subscription(topic, item)
+                    if subscription.is_active(now):
+                        found.append(subscription)
+                if "LastEvaluatedKey" not in page:
+                    return found, None
+                if limit is not None and len(found) >= limit:
+                    return found, found[-1].sort_key
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("list a topic's subscriptions", exc) from exc
+
+    def get_active(self, topic: str, callback: str, *, now: float) -> Subscription | None:
+        try:
+            result = self._db.get_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(topic)), "sk": _s(subscription_key(callback))},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("read a subscription", exc) from exc
+        item = result.get("Item")
+        if item is None or item.get("state", {}).get("S") != "active":
+            return None
+        subscription = self._subscription(topic, item)
+        return subscription if subscription.is_active(now) else None
+
+    def remove(self, topic: str, callback: str) -> None:
+        """Delete a subscription (its callback answered ``410 Gone``)."""
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(topic)), "sk": _s(subscription_key(callback))},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("remove a subscription", exc) from exc
+
+    def _subscription(self, topic: str, item: Item) -> Subscription:
+        callback = item["callback"]["S"]
+        secret: bytes | None = None
+        if "secret" in item:
+            secret = self.secretbox.decrypt(item["secret"]["B"], encryption_context(topic, callback))
+        return Subscription(
+            topic=topic,
+            callback=callback,
+            format=_format(item.get("format", {}).get("S", "jwt")),
+            secret=secret,
+            lease_seconds=int(item["lease_seconds"]["N"]),
+            expires_at=int(item["expires_at"]["N"]),
+            requested_at=int(item["requested_at"]["N"]),
+            sort_key=item["sk"]["S"],
+        )
+
+
+__all__ = ["SubscriptionStore"]

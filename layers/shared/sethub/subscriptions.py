@@ -1,0 +1,135 @@
+"""The subscription model and its pure rules: leases, expiry, newest-request-wins.
+
+A subscriber's request (subscribe or unsubscribe) is first stored as a
+``PendingRequest``; once its callback confirms intent, the request is applied and
+becomes the (topic, callback) pair's state: an active ``Subscription`` or an
+unsubscribed tombstone. Requests are ordered by ``requested_at`` (nanoseconds at
+which the hub received them): a request only takes effect if it is newer than the
+state it replaces, so an old request whose verification finishes late never undoes
+a newer one. The DynamoDB side of these rules lives in ``sethub.store``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sethub.messages import Format
+
+Mode = Literal["subscribe", "unsubscribe"]
+State = Literal["active", "unsubscribed"]
+
+SUBSCRIPTION_PREFIX = "SUB#"
+REQUEST_PREFIX = "REQ#"
+TOPIC_PREFIX = "TOPIC#"
+TOPIC_SORT_KEY = "TOPIC"
+
+PENDING_TTL_SECONDS = 24 * 3600
+"""A request not verified within a day is forgotten."""
+TOMBSTONE_TTL_SECONDS = 2 * PENDING_TTL_SECONDS
+"""State is kept at least this long, so a stale pending request can never outlive it."""
+
+
+def topic_key(topic: str) -> str:
+    return f"{TOPIC_PREFIX}{topic}"
+
+
+def subscription_key(callback: str) -> str:
+    return f"{SUBSCRIPTION_PREFIX}{callback}"
+
+
+def request_key(request_id: str) -> str:
+    return f"{REQUEST_PREFIX}{request_id}"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A verified subscription, as the dispatcher needs it (the secret is plaintext)."""
+
+    topic: str
+    callback: str
+    format: Format
+    secret: bytes | None
+    lease_seconds: int
+    expires_at: int
+    """Epoch seconds after which the subscription receives nothing (TTL deletion is late)."""
+    requested_at: int
+    """Nanoseconds at which the hub received the request that created this state."""
+    sort_key: str
+    """The item's sort key, ``SUB#<callback>``: the cursor for paginated fan-out."""
+
+    def is_active(self, now: float) -> bool:
+        return is_live(self.expires_at, now)
+
+    def __repr__(self) -> str:
+        # Keeps the secret out of logs and tracebacks that print the object.
+        secret = "<set>" if self.secret else None
+        return (
+            f"Subscription(topic={self.topic!r}, callback={self.callback!r}, format={self.format!r}, "
+            f"secret={secret}, lease_seconds={self.lease_seconds}, expires_at={self.expires_at})"
+        )
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """A subscribe/unsubscribe request waiting for its verification of intent.
+
+    The secret stays KMS ciphertext: verification never needs it, and applying the
+    request copies it as is into the subscription (same encryption context).
+    """
+
+    request_id: str
+    mode: Mode
+    topic: str
+    callback: str
+    format: Format
+    secret_ciphertext: bytes | None
+    lease_seconds: int
+    requested_at: int
+
+    def __repr__(self) -> str:
+        return (
+            f"PendingRequest(request_id={self.request_id!r}, mode={self.mode!r}, topic={self.topic!r}, "
+            f"callback={self.callback!r}, format={self.format!r}, lease_seconds={self.lease_seconds})"
+        )
+
+
+def is_live(expires_at: int, now: float) -> bool:
+    """A subscription is live strictly before its expiry second."""
+    return now < expires_at
+
+
+def expiry(lease_seconds: int, verified_at: float) -> int:
+    """The lease runs from the moment intent was verified (W3C WebSub 5.3)."""
+    return int(verified_at) + lease_seconds
+
+
+def state_ttl(expires_at: int, now: float) -> int:
+    """When DynamoDB may delete a subscription or tombstone item.
+
+    Never before the pending requests that could still be verified have expired,
+    otherwise a stale request would find no newer state to lose against.
+    """
+    return max(expires_at, int(now) + TOMBSTONE_TTL_SECONDS)
+
+
+def supersedes(requested_at: int, current_requested_at: int | None) -> bool:
+    """Newest request wins: a request replaces state only if it is strictly newer."""
+    return current_requested_at is None or requested_at > current_requested_at
+
+
+__all__ = [
+    "PENDING_TTL_SECONDS",
+    "TOMBSTONE_TTL_SECONDS",
+    "Mode",
+    "PendingRequest",
+    "State",
+    "Subscription",
+    "expiry",
+    "is_live",
+    "request_key",
+    "state_ttl",
+    "subscription_key",
+    "supersedes",
+    "topic_key",
+]

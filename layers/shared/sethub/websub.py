@@ -1,0 +1,354 @@
+"""The ``/hub`` endpoint: request parsing and the hub modes (W3C WebSub and WSO2 WebSubHub).
+
+Parameters come from the query string and, for a form-encoded body, from the body
+(WSO2 publishers put ``hub.mode`` and ``hub.topic`` in the query and the content in
+the body); body fields win over query parameters of the same name, and unknown
+parameters are ignored. Every refusal is a ``BadRequestError`` whose one-line reason
+the handler answers as ``text/plain``.
+
+Subscribe and unsubscribe only store a pending request and queue its verification
+(``sethub.verification``): the ``202`` never depends on the subscriber.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sethub.api import ApiKeyChecker
+from sethub.clients import AwsClients
+from sethub.errors import (
+    BadRequestError,
+    BlockedAddressError,
+    ConfigurationError,
+    NotFoundError,
+    OutboundError,
+    PayloadTooLargeError,
+    UpstreamError,
+)
+from sethub.messages import DenySubscription, Format, VerifyIntent, VerifyQueueMessage
+from sethub.netguard import vet_url
+from sethub.settings import Settings
+from sethub.store import SubscriptionStore
+from sethub.subscriptions import Mode
+
+if TYPE_CHECKING:
+    from sethub.ingest import Ingestor
+    from sethub.outbound import GuardedHttp
+
+MAX_HUB_BODY_BYTES = 1024 * 1024
+MAX_CALLBACK_CHARS = 2048
+MAX_CALLBACK_BYTES = 1020
+"""DynamoDB sort keys hold 1024 bytes, and the subscription's is ``SUB#<callback>``."""
+MAX_TOPIC_BYTES = 2040
+"""DynamoDB partition keys hold 2048 bytes, and the topic's is ``TOPIC#<topic>``."""
+MAX_SECRET_BYTES = 199
+"""W3C WebSub 5.1: the secret must be under 200 bytes."""
+MAX_FETCH_BYTES = 256 * 1024
+"""Largest topic content a W3C-style publish fetches (an SQS message must hold it)."""
+
+ACCEPTED = "hub.mode=accepted"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_WHOLE_NUMBER = re.compile(r"^[0-9]{1,12}$")
+
+
+@dataclass(frozen=True)
+class HubRequest:
+    """A parsed ``POST /hub``: its parameters and, when it carries content, the body."""
+
+    query: Mapping[str, str]
+    form: Mapping[str, str]
+    body: bytes
+    content_type: str
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {**self.query, **self.form}
+
+    @property
+    def params_in_body(self) -> bool:
+        """A W3C-style request: the hub parameters are the body, so it carries no content."""
+        return any(name.startswith("hub.") for name in self.form)
+
+
+@dataclass(frozen=True)
+class HubReply:
+    status: int
+    body: str = ACCEPTED
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_hub_request(
+    *, query: Mapping[str, str] | None, body: bytes, content_type: str | None
+) -> HubRequest:
+    """Parse a ``POST /hub``: ``PayloadTooLargeError`` over 1 MiB, ``BadRequestError`` for a bad form."""
+    if len(body) > MAX_HUB_BODY_BYTES:
+        raise PayloadTooLargeError(f"request body is over {MAX_HUB_BODY_BYTES} bytes")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    form: dict[str, str] = {}
+    if media_type == FORM_CONTENT_TYPE and body:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequestError("form body is not UTF-8") from None
+        form = dict(parse_qsl(text, keep_blank_values=True))
+    return HubRequest(
+        query=dict(query or {}), form=form, body=body, content_type=(content_type or "").strip()
+    )
+
+
+class Hub:
+    """Runs the hub modes; built once per container and reused for every request."""
+
+    def __init__(
+        self,
+        clients: AwsClients,
+        settings: Settings,
+        *,
+        store: SubscriptionStore | None = None,
+        api_keys: ApiKeyChecker | None = None,
+        fetcher: GuardedHttp | None = None,
+        ingestor: Ingestor | None = None,
+    ) -> None:
+        self._clients = clients
+        self._settings = settings
+        self._store = store or SubscriptionStore(clients, settings)
+        self._api_keys = api_keys or ApiKeyChecker(clients, settings)
+        self._fetcher = fetcher
+        self._ingestor = ingestor
+
+    @property
+    def store(self) -> SubscriptionStore:
+        return self._store
+
+    def handle(
+        self,
+        request: HubRequest,
+        *,
+        headers: Mapping[str, str] | None,
+        base_url: str,
+        now: float | None = None,
+    ) -> HubReply:
+        """Answer one ``/hub`` request; a refusal becomes a 4xx reply with its reason."""
+        try:
+            return self._dispatch(request, headers=headers, base_url=base_url, now=now)
+        except BadRequestError as exc:
+            return HubReply(status=exc.status, body=exc.reason)
+
+    def _dispatch(
+        self, request: HubRequest, *, headers: Mapping[str, str] | None, base_url: str, now: float | None
+    ) -> HubReply:
+        params = request.params
+        mode = params.get("hub.mode", "").strip()
+        current = time.time() if now is None else now
+        if mode in ("subscribe", "unsubscribe"):
+            if not self._settings.public_hub:
+                self._api_keys.check(headers)
+            return self._subscription_request(
+                "subscribe" if mode == "subscribe" else "unsubscribe", params, current
+            )
+        if mode in ("register", "deregister", "publish"):
+            self._api_keys.check(headers)
+            if mode == "register":
+                self._store.register_topic(_topic(params), now=current)
+                return HubReply(status=200)
+            if mode == "deregister":
+                self._store.deregister_topic(_topic(params))
+                return HubReply(status=200)
+            return self._publish(request, base_url=base_url)
+        if not mode:
+            raise BadRequestError(
+                "hub.mode is required: subscribe, unsubscribe, register, deregister or publish"
+            )
+        raise BadRequestError(f"unsupported hub.mode {mode[:40]!r}")
+
+    # Subscribers
+
+    def _subscription_request(self, mode: Mode, params: Mapping[str, str], now: float) -> HubReply:
+        callback = self._callback(params)
+        topic = _topic(params)
+        secret: bytes | None = None
+        fmt: Format = "jwt"
+        lease = self._settings.default_lease_seconds
+        if mode == "subscribe":
+            secret = _secret(params)
+            fmt = _format(params)
+            lease = self._settings.clamp_lease(_lease(params))
+        if not self._settings.open_topics and not self._store.topic_exists(topic):
+            if mode == "subscribe":
+                # W3C WebSub 5.2: the refusal goes to the callback; the 202 does not tell.
+                self._enqueue(DenySubscription(topic=topic, callback=callback, reason="unknown topic"))
+            return HubReply(status=202)
+        request_id = self._store.put_pending(
+            mode=mode,
+            topic=topic,
+            callback=callback,
+            format=fmt,
+            secret=secret,
+            lease_seconds=lease,
+            requested_at=time.time_ns(),
+            now=now,
+        )
+        self._enqueue(VerifyIntent(topic=topic, callback=callback, request_id=request_id))
+        return HubReply(status=202)
+
+    def _callback(self, params: Mapping[str, str]) -> str:
+        callback = params.get("hub.callback", "").strip()
+        if not callback:
+            raise BadRequestError("hub.callback is required")
+        if len(callback) > MAX_CALLBACK_CHARS or len(callback.encode("utf-8")) > MAX_CALLBACK_BYTES:
+            raise BadRequestError(f"hub.callback is too long (at most {MAX_CALLBACK_BYTES} bytes)")
+        parts = urlsplit(callback)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise BadRequestError("hub.callback must be an absolute http(s) URL")
+        try:
+            vet_url(
+                callback,
+                allow_private=self._settings.allow_private_callbacks,
+                allow_http=self._settings.allow_http_callbacks,
+            )
+        except BlockedAddressError as exc:
+            raise BadRequestError(f"hub.callback refused: {exc}") from None
+        return callback
+
+    def _enqueue(self, message: VerifyQueueMessage) -> None:
+        if not self._settings.verify_queue_url:
+            raise ConfigurationError("SETHUB_VERIFY_QUEUE_URL is not set")
+        try:
+            self._clients.sqs.send_message(
+                QueueUrl=self._settings.verify_queue_url, MessageBody=message.to_json()
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"SQS could not queue a verification: {type(exc).__name__}") from exc
+
+    # Publishers
+
+    def _publish(self, request: HubRequest, *, base_url: str) -> HubReply:
+        params = request.params
+        topic = (params.get("hub.topic") or params.get("hub.url") or "").strip()
+        if not topic:
+            raise BadRequestError("hub.topic (or hub.url) is required")
+        _check_topic_size(topic)
+        if not self._settings.open_topics and not self._store.topic_exists(topic):
+            raise NotFoundError("unknown topic: register it first with hub.mode=register")
+        if request.params_in_body or not request.body:
+            body, content_type = self._fetch(topic)
+            self.ingestor.enqueue_content(topic, body, content_type, base_url=base_url)
+            return HubReply(status=202)
+        payload = _set_payload(request.body)
+        if payload is not None:
+            self.ingestor.ingest([{**payload, "topic": topic}], base_url=base_url)
+        else:
+            content_type = request.content_type or DEFAULT_CONTENT_TYPE
+            self.ingestor.enqueue_content(topic, request.body, content_type, base_url=base_url)
+        return HubReply(status=202)
+
+    def _fetch(self, topic: str) -> tuple[bytes, str]:
+        """W3C publishing: the hub fetches the topic URL and distributes what it got."""
+        if urlsplit(topic).scheme.lower() not in ("http", "https"):
+            raise BadRequestError(
+                "nothing to publish: send the content as the body, or use an http(s) topic URL"
+            )
+        try:
+            response = self.fetcher.request("GET", topic, headers={"Accept": "*/*"})
+        except BlockedAddressError as exc:
+            raise BadRequestError(f"topic URL refused: {exc}") from None
+        except OutboundError as exc:
+            raise BadRequestError(f"could not fetch the topic URL: {exc}") from None
+        if not 200 <= response.status < 300:
+            raise BadRequestError(f"fetching the topic URL answered {response.status}")
+        if len(response.body) > MAX_FETCH_BYTES:
+            raise PayloadTooLargeError(f"the topic's content is over {MAX_FETCH_BYTES} bytes")
+        content_type = response.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE
+        return response.body, content_type
+
+    @property
+    def fetcher(self) -> GuardedHttp:
+        if self._fetcher is None:
+            from sethub.outbound import GuardedHttp  # noqa: PLC0415 - only publishers by URL need it
+
+            # One byte over the cap tells an over-long body from one exactly at the cap.
+            self._fetcher = GuardedHttp.from_settings(self._settings, max_response_bytes=MAX_FETCH_BYTES + 1)
+        return self._fetcher
+
+    @property
+    def ingestor(self) -> Ingestor:
+        if self._ingestor is None:
+            from sethub.ingest import Ingestor  # noqa: PLC0415 - subscribers never publish
+
+            self._ingestor = Ingestor(self._clients, self._settings)
+        return self._ingestor
+
+
+def _topic(params: Mapping[str, str]) -> str:
+    topic = params.get("hub.topic", "").strip()
+    if not topic:
+        raise BadRequestError("hub.topic is required")
+    _check_topic_size(topic)
+    return topic
+
+
+def _check_topic_size(topic: str) -> None:
+    if len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
+        raise BadRequestError(f"hub.topic is too long (at most {MAX_TOPIC_BYTES} bytes)")
+
+
+def _secret(params: Mapping[str, str]) -> bytes | None:
+    secret = params.get("hub.secret", "")
+    if not secret:
+        return None
+    encoded = secret.encode("utf-8")
+    if len(encoded) > MAX_SECRET_BYTES:
+        raise BadRequestError("hub.secret must be under 200 bytes")
+    return encoded
+
+
+def _format(params: Mapping[str, str]) -> Format:
+    value = params.get("format", "").strip().lower() or "jwt"
+    if value == "jwt":
+        return "jwt"
+    if value == "json":
+        return "json"
+    raise BadRequestError("format must be jwt or json")
+
+
+def _lease(params: Mapping[str, str]) -> int | None:
+    value = params.get("hub.lease_seconds", "").strip()
+    if not value:
+        return None
+    if not _WHOLE_NUMBER.match(value) or int(value) <= 0:
+        raise BadRequestError("hub.lease_seconds must be a positive whole number")
+    return int(value)
+
+
+def _set_payload(body: bytes) -> dict[str, Any] | None:
+    """The body as a SET payload (a JSON object with an ``events`` object), else None."""
+    if not body.lstrip().startswith(b"{"):
+        return None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    except RecursionError:
+        raise BadRequestError("request body JSON is nested too deeply") from None
+    if isinstance(document, dict) and isinstance(document.get("events"), dict):
+        return document
+    return None
+
+
+__all__ = [
+    "ACCEPTED",
+    "MAX_HUB_BODY_BYTES",
+    "Hub",
+    "HubReply",
+    "HubRequest",
+    "parse_hub_request",
+]

@@ -1,0 +1,83 @@
+"""Fixtures for end-to-end tests: the local stack as a user runs it (see e2e_harness).
+
+``start_local_stack(**env)`` starts one with extra environment variables (settings such
+as ``SETHUB_OPEN_TOPICS="true"``) and waits for ``/health``; ``moto_endpoint=`` and
+``prefix=`` attach it to an existing moto server instead of its embedded one (so a
+test can kill a stack and start another on the same queues). ``local_stack`` is one
+started with the defaults. Every stack started is stopped at the end of the test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_harness import (
+    ROOT,
+    START_DEADLINE_SECONDS,
+    LocalStackProcess,
+    StartLocalStack,
+    child_environment,
+    free_port,
+    wait_for,
+)
+
+
+@pytest.fixture
+def start_local_stack() -> Iterator[StartLocalStack]:
+    started: list[LocalStackProcess] = []
+    logs = tempfile.TemporaryDirectory(prefix="devstack-")
+
+    def start(
+        *, moto_endpoint: str | None = None, prefix: str | None = None, **env: str
+    ) -> LocalStackProcess:
+        port = free_port()
+        prefix = prefix or f"e{uuid.uuid4().hex[:8]}"
+        extra = {"PORT": str(port), **env}
+        arguments = [sys.executable, "-m", "devstack", "--quiet", "--prefix", prefix]
+        if moto_endpoint:
+            arguments += ["--moto-endpoint", moto_endpoint]
+        else:
+            extra["MOTO_PORT"] = str(free_port())
+        log_path = Path(logs.name) / f"{prefix}-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                arguments, cwd=ROOT, env=child_environment(extra), stdout=log, stderr=subprocess.STDOUT
+            )
+        stack = LocalStackProcess(
+            process=process,
+            base_url=f"http://127.0.0.1:{port}",
+            api_key=env.get("SETHUB_LOCAL_API_KEY", "local-dev-key"),
+            env=extra,
+            moto_endpoint=moto_endpoint or f"http://127.0.0.1:{extra['MOTO_PORT']}",
+            prefix=prefix,
+            log_path=log_path,
+        )
+        started.append(stack)
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"devstack exited with {process.returncode}:\n{stack.output}")
+            try:
+                return stack.request("GET", "/health")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=START_DEADLINE_SECONDS, message=f"devstack /health\n{stack.output}")
+        return stack
+
+    yield start
+    for stack in started:
+        if stack.process.poll() is None:
+            stack.stop()
+    logs.cleanup()
+
+
+@pytest.fixture
+def local_stack(start_local_stack: StartLocalStack) -> LocalStackProcess:
+    return start_local_stack()

@@ -1,0 +1,173 @@
+"""The e2e harness: the local stack (``python -m devstack``) as a subprocess on free ports.
+
+``start_local_stack(**env)`` starts one with extra environment variables (settings such
+as ``SETHUB_OPEN_TOPICS="true"``) and waits for ``/health``; ``moto_endpoint=`` and
+``prefix=`` attach it to an existing moto server instead of its embedded one (so a
+test can kill a stack and start another on the same queues). ``local_stack`` is one
+started with the defaults. Every stack started is stopped at the end of the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import boto3
+import pytest
+from sethub.clients import AwsClients
+
+from devstack.provision import Provisioned, provision
+from devstack.template import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+START_DEADLINE_SECONDS = 20.0
+STOP_DEADLINE_SECONDS = 15.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(
+    method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request; any status (4xx/5xx included) is returned, not raised."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers.items()), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers.items()), exc.read()
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, message: str) -> Any:
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s: {message}")
+        time.sleep(0.05)
+
+
+@dataclass
+class LocalStackProcess:
+    """A running ``python -m devstack`` and what a test needs to talk to it."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    api_key: str
+    env: dict[str, str]
+    moto_endpoint: str
+    prefix: str
+    log_path: Path
+    _provisioned: Provisioned | None = field(default=None, repr=False)
+
+    @property
+    def hub_url(self) -> str:
+        return f"{self.base_url}/hub"
+
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def clients(self) -> AwsClients:
+        """boto3 clients pointed at this stack's moto, for assertions."""
+        session = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+        return AwsClients(
+            **{
+                name: session.client(name, endpoint_url=self.moto_endpoint)  # type: ignore[call-overload]
+                for name in ("sqs", "dynamodb", "kms", "secretsmanager")
+            }
+        )
+
+    @property
+    def provisioned(self) -> Provisioned:
+        """The stack's resources (provisioning the same prefix again only looks them up)."""
+        if self._provisioned is None:
+            self._provisioned = provision(
+                load_template(ROOT / "template.yaml"),
+                endpoint_url=self.moto_endpoint,
+                prefix=self.prefix,
+                api_key=self.api_key,
+            )
+        return self._provisioned
+
+    def request(
+        self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        return http(method, f"{self.base_url}{path}", body=body, headers=headers)
+
+    def publish(self, *events: dict[str, Any]) -> list[str]:
+        """POST /events with the API key; the accepted jtis."""
+        status, _, body = self.request(
+            "POST",
+            "/events",
+            body=json.dumps({"events": list(events)}).encode(),
+            headers={"x-api-key": self.api_key, "Content-Type": "application/json"},
+        )
+        assert status == 202, body
+        return [item["jti"] for item in json.loads(body)["accepted"]]
+
+    def hub(self, **params: str) -> tuple[int, bytes]:
+        """POST /hub with form parameters and the API key."""
+        status, _, body = self.request(
+            "POST",
+            "/hub",
+            body=urlencode(params).encode(),
+            headers={"x-api-key": self.api_key, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        return status, body
+
+    def stop(self) -> int:
+        """Ctrl-C, and wait for the process to exit; its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=STOP_DEADLINE_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                pytest.fail(f"devstack did not stop within {STOP_DEADLINE_SECONDS}s of Ctrl-C")
+        return int(self.process.returncode)
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up at all, like a crashed Lambda host."""
+        self.process.kill()
+        self.process.wait()
+
+
+StartLocalStack = Callable[..., LocalStackProcess]
+
+
+def child_environment(extra: dict[str, str]) -> dict[str, str]:
+    # The child builds its own AWS environment; inherited test settings must not leak in.
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AWS_", "SETHUB_", "POWERTOOLS_")) and name not in ("PORT", "MOTO_PORT")
+    }
+    env.update(extra)
+    return env

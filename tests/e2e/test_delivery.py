@@ -1,0 +1,108 @@
+"""Delivery through the local stack over HTTP: publish, receive, verify, retry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from e2e_harness import LocalStackProcess, http, wait_for
+from jwcrypto import jwk, jws
+
+pytestmark = pytest.mark.e2e
+
+LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"
+
+
+@dataclass
+class Callback:
+    """A subscriber: confirms intent, records deliveries, fails the first ``failures`` of them."""
+
+    url: str
+    failures: int = 0
+    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@pytest.fixture
+def callback() -> Iterator[Callback]:
+    holder: dict[str, Callback] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            challenge = parse_qs(urlsplit(self.path).query).get("hub.challenge", [""])[0].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(challenge)))
+            self.end_headers()
+            self.wfile.write(challenge)
+
+        def do_POST(self) -> None:
+            cb = holder["cb"]
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with cb.lock:
+                cb.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = 503 if len(cb.posts) <= cb.failures else 202
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    holder["cb"] = Callback(url=f"http://127.0.0.1:{server.server_address[1]}/cb")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield holder["cb"]
+    server.shutdown()
+    server.server_close()
+
+
+def subscribe(stack: LocalStackProcess, topic: str, url: str) -> None:
+    assert stack.hub(**{"hub.mode": "register", "hub.topic": topic})[0] == 200
+    status, body = stack.hub(**{"hub.mode": "subscribe", "hub.topic": topic, "hub.callback": url})
+    assert status == 202, body
+
+    def active() -> bool:
+        item = stack.clients.dynamodb.get_item(
+            TableName=stack.provisioned.table_names["HubTable"],
+            Key={"pk": {"S": f"TOPIC#{topic}"}, "sk": {"S": f"SUB#{url}"}},
+            ConsistentRead=True,
+        ).get("Item")
+        return bool(item) and item.get("state", {}).get("S") == "active"
+
+    wait_for(active, timeout=20, message="subscription verified")
+
+
+def test_a_published_event_arrives_as_a_set_that_verifies_from_the_jwks_url(local_stack, callback):
+    subscribe(local_stack, "acme.login", callback.url)
+
+    (jti,) = local_stack.publish({"topic": "acme.login", "events": {LOGIN: {"user": {"id": "42"}}}})
+
+    wait_for(lambda: callback.posts, timeout=20, message="delivery")
+    headers, body = callback.posts[0]
+    status, _, jwks = http("GET", f"{local_stack.base_url}/.well-known/jwks.json")
+    assert status == 200
+    token = jws.JWS()
+    token.deserialize(body.decode())
+    token.verify(jwk.JWKSet.from_json(jwks.decode()))
+    claims = json.loads(token.payload)
+    assert claims["jti"] == jti == headers["x-hub-messageid"]
+    assert headers["content-type"] == "application/secevent+jwt"
+
+
+def test_a_subscriber_failing_twice_gets_the_same_delivery_three_times(start_local_stack, callback):
+    stack = start_local_stack(SETHUB_RETRY_SCHEDULE="0,0,0")
+    callback.failures = 2
+    subscribe(stack, "acme.login", callback.url)
+
+    stack.publish({"topic": "acme.login", "events": {LOGIN: {}}})
+
+    wait_for(lambda: len(callback.posts) >= 3, timeout=40, message="three attempts")
+    assert len({body for _, body in callback.posts}) == 1
+    assert len({headers["x-hub-messageid"] for headers, _ in callback.posts}) == 1

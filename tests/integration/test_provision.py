@@ -1,0 +1,211 @@
+"""devstack.provision: a template's resources created in moto, and its functions' wiring."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import boto3
+import pytest
+
+from devstack.provision import ProvisionError, provision
+from devstack.template import loads_template
+
+TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  SigningKeySpec: {Type: String, Default: ECC_NIST_P256}
+  RetrySchedule: {Type: String, Default: "5,30"}
+Conditions:
+  IsRsa: !Equals [!Ref SigningKeySpec, RSA_2048]
+Globals:
+  Function:
+    Runtime: python3.12
+    Timeout: 20
+    Environment:
+      Variables:
+        SETHUB_TABLE_NAME: !Ref HubTable
+        SETHUB_RETRY_SCHEDULE: !Ref RetrySchedule
+        SETHUB_PUBLIC_HUB: false
+Resources:
+  HubApi:
+    Type: AWS::Serverless::Api
+    Properties:
+      StageName: Prod
+      Auth: {ApiKeyRequired: true}
+      GatewayResponses:
+        INVALID_API_KEY:
+          StatusCode: 403
+          ResponseTemplates:
+            application/json: '{"error": $context.error.messageString}'
+  WorkQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 120
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt WorkDeadLetterQueue.Arn
+        maxReceiveCount: 3
+  WorkDeadLetterQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${AWS::StackName}-work-dlq"
+      MessageRetentionPeriod: 1209600
+  HubTable:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions:
+        - {AttributeName: pk, AttributeType: S}
+        - {AttributeName: sk, AttributeType: S}
+      KeySchema:
+        - {AttributeName: pk, KeyType: HASH}
+        - {AttributeName: sk, KeyType: RANGE}
+      TimeToLiveSpecification: {AttributeName: ttl, Enabled: true}
+  SigningKey:
+    Type: AWS::KMS::Key
+    Properties:
+      KeySpec: !Ref SigningKeySpec
+      KeyUsage: SIGN_VERIFY
+  ApiKeySecret:
+    Type: AWS::SecretsManager::Secret
+    Properties:
+      GenerateSecretString: {PasswordLength: 40, ExcludePunctuation: true}
+  WorkFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/work/
+      Handler: work_handler.handler
+      Environment:
+        Variables:
+          SETHUB_WORK_QUEUE_URL: !Ref WorkQueue
+          SETHUB_SIGNING_KEY_IDS: !Ref SigningKey
+          SETHUB_API_KEY_SECRET_ID: !Ref ApiKeySecret
+          SETHUB_ALG: !If [IsRsa, RS256, ES256]
+          SETHUB_DLQ_ARN: !Sub "${WorkDeadLetterQueue.Arn}"
+      Events:
+        Work:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt WorkQueue.Arn
+            BatchSize: 25
+            MaximumBatchingWindowInSeconds: 1
+            FunctionResponseTypes: [ReportBatchItemFailures]
+            ScalingConfig: {MaximumConcurrency: 5}
+        Post:
+          Type: Api
+          Properties: {RestApiId: !Ref HubApi, Path: /work, Method: post}
+        Health:
+          Type: Api
+          Properties:
+            RestApiId: !Ref HubApi
+            Path: /health
+            Method: get
+            Auth: {ApiKeyRequired: false}
+"""
+
+
+@pytest.fixture
+def template():
+    return loads_template(TEMPLATE)
+
+
+def _prefix() -> str:
+    return f"p{uuid.uuid4().hex[:8]}"
+
+
+def test_resources_are_created_from_the_template(moto_endpoint, template):
+    # GIVEN a template with a queue and its DLQ, a table with TTL, a signing key, a secret
+    prefix = _prefix()
+
+    # WHEN it is provisioned
+    stack = provision(template, endpoint_url=moto_endpoint, prefix=prefix, api_key="k-123")
+
+    # THEN each resource exists in moto with the template's settings, under the prefix
+    sqs = boto3.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=stack.queue_urls["WorkQueue"], AttributeNames=["All"])[
+        "Attributes"
+    ]
+    assert attributes["VisibilityTimeout"] == "120"
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == stack.queue_arns["WorkDeadLetterQueue"]
+    assert int(redrive["maxReceiveCount"]) == 3
+    assert stack.queue_urls["WorkDeadLetterQueue"].endswith(f"/{prefix}-work-dlq")
+
+    dynamodb = boto3.client("dynamodb")
+    table = stack.table_names["HubTable"]
+    assert table.startswith(prefix)
+    ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "ttl"
+
+    key = boto3.client("kms").describe_key(KeyId=stack.key_ids["SigningKey"])["KeyMetadata"]
+    assert key["KeyUsage"] == "SIGN_VERIFY"
+    assert key["KeySpec"] == "ECC_NIST_P256"
+
+    secret = boto3.client("secretsmanager").get_secret_value(SecretId=stack.secret_arns["ApiKeySecret"])
+    assert secret["SecretString"] == "k-123"
+
+
+def test_function_environment_resolves_references_and_takes_overrides(moto_endpoint, template):
+    stack = provision(
+        template,
+        endpoint_url=moto_endpoint,
+        prefix=_prefix(),
+        parameters={"SigningKeySpec": "RSA_2048"},
+        overrides={"SETHUB_PUBLIC_HUB": "true"},
+    )
+
+    env = stack.env_for("WorkFunction")
+
+    assert env["SETHUB_TABLE_NAME"] == stack.table_names["HubTable"]
+    assert env["SETHUB_WORK_QUEUE_URL"] == stack.queue_urls["WorkQueue"]
+    assert env["SETHUB_SIGNING_KEY_IDS"] == stack.key_ids["SigningKey"]
+    assert env["SETHUB_API_KEY_SECRET_ID"] == stack.secret_arns["ApiKeySecret"]
+    assert env["SETHUB_DLQ_ARN"] == stack.queue_arns["WorkDeadLetterQueue"]
+    assert env["SETHUB_RETRY_SCHEDULE"] == "5,30"
+    assert env["SETHUB_ALG"] == "RS256"
+    assert env["SETHUB_PUBLIC_HUB"] == "true"
+    with pytest.raises(ProvisionError):
+        stack.env_for("NoSuchFunction")
+
+
+def test_event_sources_routes_and_gateway_responses_are_read(moto_endpoint, template):
+    stack = provision(template, endpoint_url=moto_endpoint, prefix=_prefix())
+
+    (mapping,) = stack.event_sources
+    assert (mapping.queue, mapping.function, mapping.batch_size) == ("WorkQueue", "WorkFunction", 25)
+    assert mapping.batching_window_seconds == 1
+    assert mapping.reports_batch_item_failures
+    assert mapping.maximum_concurrency == 5
+    assert mapping.queue_url == stack.queue_urls["WorkQueue"]
+
+    routes = {(route.method, route.path): route.api_key_required for route in stack.routes}
+    assert routes == {("POST", "/work"): True, ("GET", "/health"): False}
+    assert stack.gateway_responses["INVALID_API_KEY"].status == 403
+
+    function = stack.functions["WorkFunction"]
+    assert (function.code_uri, function.handler, function.timeout) == (
+        "functions/work/",
+        "work_handler.handler",
+        20,
+    )
+
+
+def test_provisioning_the_same_prefix_again_reuses_the_resources(moto_endpoint, template):
+    prefix = _prefix()
+    first = provision(template, endpoint_url=moto_endpoint, prefix=prefix)
+
+    second = provision(template, endpoint_url=moto_endpoint, prefix=prefix)
+
+    assert second.queue_urls == first.queue_urls
+    assert second.key_ids == first.key_ids
+    assert second.secret_arns == first.secret_arns
+    assert second.table_names == first.table_names
+
+
+def test_prefixes_keep_hubs_apart(moto_endpoint, template):
+    one = provision(template, endpoint_url=moto_endpoint, prefix=_prefix())
+    two = provision(template, endpoint_url=moto_endpoint, prefix=_prefix())
+
+    assert set(one.queue_urls.values()).isdisjoint(two.queue_urls.values())
+    assert one.table_names["HubTable"] != two.table_names["HubTable"]
+    assert one.key_ids["SigningKey"] != two.key_ids["SigningKey"]

@@ -1,0 +1,114 @@
+"""A WebSub subscriber's callback on 127.0.0.1 for the hub tests: records every request.
+
+Verification GETs are answered by ``behaviour`` per path: ``"echo"`` (the correct
+answer), ``"wrong"`` (a 200 with another body) or an HTTP status. Content POSTs get 200.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {name: values[0] for name, values in parse_qs(self.query, keep_blank_values=True).items()}
+
+
+@dataclass
+class CallbackServer:
+    base_url: str = ""
+    behaviour: dict[str, str | int] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def url(self, path: str = "/cb", query: str = "") -> str:
+        return f"{self.base_url}{path}" + (f"?{query}" if query else "")
+
+    def record(self, request: Received) -> None:
+        with self._changed:
+            self.received.append(request)
+            self._changed.notify_all()
+
+    def gets(self, path: str | None = None) -> list[Received]:
+        with self._changed:
+            return [r for r in self.received if r.method == "GET" and (path is None or r.path == path)]
+
+    def posts(self, path: str | None = None) -> list[Received]:
+        with self._changed:
+            return [r for r in self.received if r.method == "POST" and (path is None or r.path == path)]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("the callback did not receive what was expected in time")
+                self._changed.wait(remaining)
+
+
+def _handler(server: CallbackServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _received(self) -> Received:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            return Received(self.command, parts.path, parts.query, dict(self.headers.items()), body)
+
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            request = self._received()
+            # Recorded before answering, so the hub has never seen an answer we have not recorded.
+            server.record(request)
+            behaviour = server.behaviour.get(request.path, "echo")
+            if behaviour == "echo":
+                self._answer(200, request.params.get("hub.challenge", "").encode())
+            elif behaviour == "wrong":
+                self._answer(200, b"not the challenge")
+            else:
+                self._answer(int(behaviour), b"no")
+
+        def do_POST(self) -> None:
+            request = self._received()
+            server.record(request)
+            self._answer(200, b"")
+
+    return Handler
+
+
+@contextmanager
+def callback_server() -> Iterator[CallbackServer]:
+    server = CallbackServer()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
+    server.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()

@@ -1,0 +1,348 @@
+"""GuardedHttp against real HTTP servers on 127.0.0.1: guard, timeouts, caps, no redirects, pooling."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sethub.errors import BlockedAddressError, OutboundError
+from sethub.outbound import GuardedHttp, OutboundResponse
+from sethub.settings import Settings
+
+BIG_BODY_BYTES = 10 * 1024 * 1024
+
+
+@dataclass
+class Recorder:
+    """What the test server saw."""
+
+    connections: list[tuple[str, int]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    sni: list[str | None] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like real subscribers
+    server: RecordingServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.recorder.lock:
+            self.server.recorder.connections.append(self.client_address[:2])
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._route()
+
+    def do_POST(self) -> None:
+        self._route()
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _route(self) -> None:
+        recorder = self.server.recorder
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = urlsplit(self.path).path
+        with recorder.lock:
+            recorder.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        try:
+            if path == "/stall":
+                recorder.release.wait(10)
+                self.close_connection = True
+            elif path == "/big":
+                self.send_response(200)
+                self.send_header("Content-Length", str(BIG_BODY_BYTES))
+                self.end_headers()
+                block = b"x" * 65536
+                for _ in range(BIG_BODY_BYTES // len(block)):
+                    self.wfile.write(block)
+            elif path == "/drip":
+                self.send_response(200)
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                self.wfile.flush()
+                for _ in range(100000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    if recorder.release.wait(0.02):  # pacing of the drip, until the test ends
+                        break
+                self.close_connection = True
+            elif path == "/drip-headers":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for _ in range(100000):
+                    self.wfile.write(b"X-Slow: 1\r\n")
+                    self.wfile.flush()
+                    if recorder.release.wait(0.02):  # pacing of the drip, until the test ends
+                        break
+                self.close_connection = True
+            elif path == "/redirect":
+                self._send(302, b"moved", {"Location": "/target"})
+            elif path == "/created":
+                self._send(201, b'{"ok":true}', {"Content-Type": "application/json", "X-Thing": "1"})
+            else:
+                self._send(200, b"ok:" + body)
+        except OSError:
+            # The client hung up mid-body (the cap at work).
+            self.close_connection = True
+
+
+class RecordingServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], recorder: Recorder) -> None:
+        super().__init__(address, Handler)
+        self.recorder = recorder
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    recorder: Recorder
+
+
+def _serve(server: RecordingServer) -> Iterator[None]:
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.recorder.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    recorder = Recorder()
+    httpd = RecordingServer(("127.0.0.1", 0), recorder)
+    port = httpd.server_address[1]
+    for _ in _serve(httpd):
+        yield Server(url=f"http://127.0.0.1:{port}", port=port, recorder=recorder)
+
+
+def local_http(**overrides: Any) -> GuardedHttp:
+    options: dict[str, Any] = {"allow_private": True, "allow_http": True, "timeout": 0.5}
+    options.update(overrides)
+    return GuardedHttp(**options)
+
+
+def test_a_response_comes_back_with_status_headers_and_body(server: Server) -> None:
+    http = local_http()
+    response = http.request("POST", f"{server.url}/created", headers={"X-Hub": "1"}, body=b"payload")
+    assert isinstance(response, OutboundResponse)
+    assert response.status == 201
+    assert response.headers.get("content-type") == "application/json"
+    assert response.headers.get("X-THING") == "1"
+    assert response.body == b'{"ok":true}'
+    assert response.elapsed >= 0
+    seen = server.recorder.requests[0]
+    assert seen["body"] == b"payload"
+    assert seen["headers"]["X-Hub"] == "1"
+
+
+def test_query_string_is_sent_as_is(server: Server) -> None:
+    local_http().request("GET", f"{server.url}/cb?token=abc&x=1")
+    assert server.recorder.requests[0]["path"] == "/cb?token=abc&x=1"
+
+
+def test_a_stalled_server_times_out(server: Server) -> None:
+    http = local_http(timeout=0.5)
+    with pytest.raises(OutboundError, match=r"read timed out after 0\.5 s"):
+        http.request("GET", f"{server.url}/stall")
+
+
+def test_a_slowly_dripping_body_is_cut_off_at_the_timeout(server: Server) -> None:
+    http = local_http(timeout=0.5)
+    with pytest.raises(OutboundError, match=r"read timed out after 0\.5 s"):
+        http.request("GET", f"{server.url}/drip")
+
+
+def test_slowly_dripping_headers_are_cut_off_at_the_timeout(server: Server) -> None:
+    http = local_http(timeout=0.5)
+    with pytest.raises(OutboundError, match=r"read timed out after 0\.5 s"):
+        http.request("GET", f"{server.url}/drip-headers")
+
+
+def test_a_reused_connection_gets_the_full_timeout_again(server: Server) -> None:
+    http = local_http(timeout=0.5)
+    for _ in range(3):
+        assert http.request("GET", f"{server.url}/ok").status == 200
+    assert len(server.recorder.connections) == 1
+
+
+def test_a_huge_response_is_capped_and_the_connection_is_not_reused_dirty(server: Server) -> None:
+    http = local_http(timeout=5, max_response_bytes=65536)
+    response = http.request("GET", f"{server.url}/big")
+    assert response.status == 200
+    assert response.body == b"x" * 65536
+    # The next request on the same client gets its own, correct response.
+    follow_up = http.request("POST", f"{server.url}/echo", body=b"next")
+    assert follow_up.body == b"ok:next"
+
+
+def test_redirects_are_returned_not_followed(server: Server) -> None:
+    response = local_http().request("POST", f"{server.url}/redirect", body=b"event")
+    assert response.status == 302
+    assert response.headers.get("location") == "/target"
+    assert [request["path"] for request in server.recorder.requests] == ["/redirect"]
+
+
+def test_a_refused_connection_is_an_outbound_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on the port any more.
+    with pytest.raises(OutboundError, match="connection failed: connection refused"):
+        local_http().request("POST", f"http://127.0.0.1:{port}/cb", body=b"{}")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])
+def test_the_guard_blocks_loopback_before_connecting(server: Server, host: str) -> None:
+    http = local_http(allow_private=False)
+    with pytest.raises(BlockedAddressError, match="loopback"):
+        http.request("POST", f"http://{host}:{server.port}/cb", body=b"{}")
+    assert server.recorder.connections == []
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "0177.0.0.1", "127.1"])
+def test_odd_ipv4_spellings_are_blocked_before_connecting(server: Server, host: str) -> None:
+    with pytest.raises(BlockedAddressError, match="unusual spelling"):
+        local_http().request("GET", f"http://{host}:{server.port}/cb")
+    assert server.recorder.connections == []
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/x", "file:///etc/passwd", "127.0.0.1/cb", "gopher://x"])
+def test_only_http_schemes_are_accepted(url: str) -> None:
+    with pytest.raises(BlockedAddressError, match="scheme must be https or http"):
+        local_http().request("GET", url)
+
+
+def test_plain_http_is_refused_unless_allowed(server: Server) -> None:
+    with pytest.raises(BlockedAddressError, match="scheme must be https, not 'http'"):
+        local_http(allow_http=False).request("GET", f"{server.url}/cb")
+    assert server.recorder.connections == []
+
+
+def test_host_header_is_the_original_name_while_the_connection_goes_to_the_vetted_address(
+    server: Server,
+) -> None:
+    local_http().request("GET", f"http://localhost:{server.port}/cb")
+    assert server.recorder.requests[0]["headers"]["Host"] == f"localhost:{server.port}"
+    assert server.recorder.connections[0][0] == "127.0.0.1"
+
+
+def test_connections_are_kept_alive_and_reused(server: Server) -> None:
+    http = local_http()
+    for number in range(5):
+        response = http.request("POST", f"{server.url}/cb", body=str(number).encode())
+        assert response.body == f"ok:{number}".encode()
+    assert len(server.recorder.requests) == 5
+    assert len(server.recorder.connections) == 1
+
+
+def test_from_settings_takes_the_guard_and_timeout_from_settings() -> None:
+    settings = Settings(allow_private_callbacks=True, allow_http_callbacks=False, delivery_timeout_seconds=3)
+    http = GuardedHttp.from_settings(settings, max_response_bytes=1024)
+    assert (http.allow_private, http.allow_http, http.timeout, http.max_response_bytes) == (
+        True,
+        False,
+        3,
+        1024,
+    )
+    assert GuardedHttp.from_settings(settings, timeout=10).timeout == 10
+
+
+# --- TLS: the certificate is checked against the URL's host name, not the vetted IP -----------
+
+
+def _self_signed_for_localhost(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    cert_path, key_path = _self_signed_for_localhost(tmp_path)
+    recorder = Recorder()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+
+    def remember_sni(_sock: ssl.SSLObject, server_name: str | None, _context: ssl.SSLContext) -> None:
+        with recorder.lock:
+            recorder.sni.append(server_name)
+
+    context.sni_callback = remember_sni  # type: ignore[assignment]
+    httpd = RecordingServer(("127.0.0.1", 0), recorder)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    port = httpd.server_address[1]
+    for _ in _serve(httpd):
+        yield Server(url=f"https://localhost:{port}", port=port, recorder=recorder), cert_path
+
+
+def test_tls_uses_the_url_host_for_sni_and_certificate_check(tls_server: tuple[Server, Path]) -> None:
+    server, cert_path = tls_server
+    http = local_http(allow_http=False, timeout=5, ca_certs=str(cert_path))
+    response = http.request("POST", f"{server.url}/cb", body=b"set")
+    assert response.body == b"ok:set"
+    assert server.recorder.sni == ["localhost"]
+    assert ipaddress.ip_address(server.recorder.connections[0][0]).is_loopback
+
+
+def test_tls_refuses_a_certificate_for_another_name(tls_server: tuple[Server, Path]) -> None:
+    server, cert_path = tls_server
+    http = local_http(allow_http=False, timeout=5, ca_certs=str(cert_path))
+    # The certificate names localhost, not 127.0.0.1: connecting by IP must not weaken the check.
+    with pytest.raises(OutboundError, match="TLS failure"):
+        http.request("GET", f"https://127.0.0.1:{server.port}/cb")
+    assert server.recorder.requests == []

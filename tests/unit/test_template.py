@@ -1,0 +1,634 @@
+"""template.yaml holds the invariants that `sam validate --lint` and cfn-lint do not check.
+
+Each check is a function returning the problems it finds, run against the real template
+(no problems) and against a deliberately broken copy (the problem is reported), so no
+check can pass vacuously.
+
+Besides the policies checked here, SAM adds AWS managed policies to every function role:
+AWSLambdaBasicExecutionRole (logs), AWSXrayWriteOnlyAccess (Tracing: Active) and, for
+functions with SQS event sources only, AWSLambdaSQSQueueExecutionRole (receive/delete).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sethub.settings import (
+    DEFAULT_LEASE_SECONDS_MAX,
+    DEFAULT_LEASE_SECONDS_MIN,
+    DEFAULT_RETRY_SCHEDULE,
+    Settings,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Template = dict[str, Any]
+
+# DESIGN.md "Settings": on every function, identical everywhere.
+CONTRACT_SETTINGS = (
+    "SETHUB_ISSUER",
+    "SETHUB_PUBLIC_HUB",
+    "SETHUB_OPEN_TOPICS",
+    "SETHUB_ALLOW_PRIVATE_CALLBACKS",
+    "SETHUB_ALLOW_HTTP_CALLBACKS",
+    "SETHUB_RETRY_SCHEDULE",
+    "SETHUB_LEASE_SECONDS_MIN",
+    "SETHUB_LEASE_SECONDS_MAX",
+    "SETHUB_DELIVERY_TIMEOUT_SECONDS",
+)
+
+# docs/architecture.md: which queue feeds which function.
+EXPECTED_CONSUMERS = {
+    ("EventsQueue", "DispatchFunction"),
+    ("RetryQueue", "DispatchFunction"),
+    ("VerifyQueue", "VerifierFunction"),
+}
+
+# The wiring variables each function gets (beyond Globals), and the resource each names.
+EXPECTED_WIRING: dict[str, dict[str, str]] = {
+    "IngestFunction": {
+        "SETHUB_EVENTS_QUEUE_URL": "EventsQueue",
+        "SETHUB_API_KEY_SECRET_ID": "ApiKeySecret",
+    },
+    "WebSubFunction": {
+        "SETHUB_EVENTS_QUEUE_URL": "EventsQueue",
+        "SETHUB_VERIFY_QUEUE_URL": "VerifyQueue",
+        "SETHUB_SIGNING_KEY_IDS": "SigningKey",
+        "SETHUB_DATA_KEY_ID": "DataKey",
+        "SETHUB_API_KEY_SECRET_ID": "ApiKeySecret",
+    },
+    "VerifierFunction": {},
+    "DispatchFunction": {
+        "SETHUB_EVENTS_QUEUE_URL": "EventsQueue",
+        "SETHUB_RETRY_QUEUE_URL": "RetryQueue",
+        "SETHUB_DEAD_LETTER_QUEUE_URL": "RetryDeadLetterQueue",
+        "SETHUB_SIGNING_KEY_IDS": "SigningKey",
+        "SETHUB_DATA_KEY_ID": "DataKey",
+    },
+}
+
+# Issue 6 item 6: exactly the actions each function uses, each on the one resource it uses.
+_TABLE_READ_WRITE = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
+    "IngestFunction": {
+        *((action, "HubTable") for action in _TABLE_READ_WRITE),
+        ("sqs:SendMessage*", "EventsQueue"),
+        ("secretsmanager:GetSecretValue", "ApiKeySecret"),
+    },
+    "WebSubFunction": {
+        *(
+            (action, "HubTable")
+            for action in (*_TABLE_READ_WRITE, "dynamodb:Query", "dynamodb:BatchWriteItem")
+        ),
+        ("sqs:SendMessage*", "EventsQueue"),
+        ("sqs:SendMessage*", "VerifyQueue"),
+        ("kms:GetPublicKey", "SigningKey"),
+        ("kms:Encrypt", "DataKey"),
+        ("secretsmanager:GetSecretValue", "ApiKeySecret"),
+    },
+    "VerifierFunction": {(action, "HubTable") for action in _TABLE_READ_WRITE},
+    "DispatchFunction": {
+        *(
+            (action, "HubTable")
+            for action in (
+                "dynamodb:Query",
+                "dynamodb:GetItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:BatchWriteItem",
+            )
+        ),
+        ("kms:Sign", "SigningKey"),
+        ("kms:GetPublicKey", "SigningKey"),
+        ("kms:Decrypt", "DataKey"),
+        ("sqs:SendMessage*", "EventsQueue"),
+        ("sqs:SendMessage*", "RetryQueue"),
+        ("sqs:SendMessage*", "RetryDeadLetterQueue"),
+    },
+}
+
+# Actions that AWS only authorises on Resource "*" (they have no resource type).
+RESOURCE_STAR_ACTIONS = frozenset(
+    {
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+        "cloudwatch:PutMetricData",
+    }
+)
+
+# The SAM policy templates the template may use: actions, parameter, how the parameter
+# must name the resource (Ref, or GetAtt of an attribute) and the resource's type.
+POLICY_TEMPLATES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "SQSSendMessagePolicy": (("sqs:SendMessage*",), "QueueName", "QueueName", "AWS::SQS::Queue"),
+    "KMSDecryptPolicy": (("kms:Decrypt",), "KeyId", "Ref", "AWS::KMS::Key"),
+    "KMSEncryptPolicy": (("kms:Encrypt",), "KeyId", "Ref", "AWS::KMS::Key"),
+    "AWSSecretsManagerGetSecretValuePolicy": (
+        ("secretsmanager:GetSecretValue",),
+        "SecretArn",
+        "Ref",
+        "AWS::SecretsManager::Secret",
+    ),
+}
+
+# Resource types whose Ref is their ARN (for the others Ref is a name, URL or id).
+REF_IS_ARN = frozenset({"AWS::SecretsManager::Secret", "AWS::SNS::Topic"})
+
+
+# ---------------------------------------------------------------- reading the template
+
+
+def resources(template: Template, type_: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res.get("Type") == type_}
+
+
+def functions(template: Template) -> dict[str, dict[str, Any]]:
+    """Every function's properties with Globals merged in, as SAM merges them."""
+    defaults = template.get("Globals", {}).get("Function", {})
+    merged: dict[str, dict[str, Any]] = {}
+    for name, res in resources(template, "AWS::Serverless::Function").items():
+        own = res.get("Properties", {})
+        props = {**copy.deepcopy(defaults), **copy.deepcopy(own)}
+        variables = {
+            **defaults.get("Environment", {}).get("Variables", {}),
+            **own.get("Environment", {}).get("Variables", {}),
+        }
+        props["Environment"] = {"Variables": variables}
+        merged[name] = props
+    return merged
+
+
+def ref_target(value: Any) -> str | None:
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return str(value["Ref"])
+    return None
+
+
+def get_att_target(value: Any, attribute: str) -> str | None:
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+        resource, attr = value["Fn::GetAtt"]
+        return str(resource) if attr == attribute else None
+    return None
+
+
+def sqs_event_sources(template: Template) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(function, queue logical id, event properties) for every SQS event source."""
+    for name, res in resources(template, "AWS::Serverless::Function").items():
+        for event in res.get("Properties", {}).get("Events", {}).values():
+            if event.get("Type") == "SQS":
+                props = event["Properties"]
+                queue = get_att_target(props["Queue"], "Arn")
+                assert queue is not None, f"{name}: an SQS event's Queue must be !GetAtt <Queue>.Arn"
+                yield name, queue, props
+
+
+def arn_of(template: Template, value: Any) -> str:
+    """The logical id whose ARN ``value`` is; fails for anything broader or not an ARN."""
+    target = get_att_target(value, "Arn")
+    ref = ref_target(value)
+    if target is None and ref is not None and template["Resources"].get(ref, {}).get("Type") in REF_IS_ARN:
+        target = ref
+    assert target is not None, f"{value!r} is not the ARN of one resource"
+    assert target in template["Resources"], f"{target} is not a resource of the template"
+    return target
+
+
+def _strings(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def policy_statements(template: Template, policy: Any) -> Iterator[tuple[list[str], list[Any]]]:
+    """(actions, resources) of each statement of one entry of a function's ``Policies``."""
+    assert not isinstance(policy, str), f"managed policy {policy!r}: grant the actions explicitly"
+    if "Statement" in policy:
+        for statement in _strings(policy["Statement"]):
+            assert "NotAction" not in statement, "NotAction grants everything else"
+            assert "NotResource" not in statement, "NotResource grants everything else"
+            if statement.get("Effect") == "Allow":
+                yield _strings(statement["Action"]), _strings(statement["Resource"])
+        return
+    ((name, parameters),) = policy.items()
+    assert name in POLICY_TEMPLATES, f"SAM policy template {name} is not vetted by this test"
+    actions, parameter, how, type_ = POLICY_TEMPLATES[name]
+    value = parameters[parameter]
+    target = ref_target(value) if how == "Ref" else get_att_target(value, how)
+    assert target is not None, f"{name}.{parameter} must be a {how} of a resource, not {value!r}"
+    assert template["Resources"][target]["Type"] == type_, f"{name}.{parameter} names {target}"
+    yield list(actions), [{"Fn::GetAtt": [target, "Arn"]}]
+
+
+def grants(template: Template, function: str) -> set[tuple[str, str]]:
+    """The (action, logical id) pairs a function's Policies allow."""
+    granted: set[tuple[str, str]] = set()
+    policies = resources(template, "AWS::Serverless::Function")[function]["Properties"].get("Policies", [])
+    for policy in _strings(policies):
+        for actions, targets in policy_statements(template, policy):
+            for target in targets:
+                granted |= {(action, arn_of(template, target)) for action in actions}
+    return granted
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def visibility_problems(template: Template) -> list[str]:
+    problems = []
+    fns = functions(template)
+    for function, queue, _ in sqs_event_sources(template):
+        visibility = template["Resources"][queue]["Properties"].get("VisibilityTimeout", 30)
+        timeout = fns[function]["Timeout"]
+        if visibility < 6 * timeout:
+            problems.append(f"{queue} VisibilityTimeout {visibility} < 6 x {function} Timeout {timeout}")
+    return problems
+
+
+def dead_letter_problems(template: Template) -> list[str]:
+    problems = []
+    queues = resources(template, "AWS::SQS::Queue")
+    for name, queue in queues.items():
+        props = queue.get("Properties", {})
+        if name.endswith("DeadLetterQueue"):
+            if "RedrivePolicy" in props:
+                problems.append(f"dead-letter queue {name} has a RedrivePolicy of its own")
+            continue
+        redrive = props.get("RedrivePolicy")
+        expected = f"{name.removesuffix('Queue')}DeadLetterQueue"
+        if redrive is None:
+            problems.append(f"{name} has no RedrivePolicy")
+        elif get_att_target(redrive.get("deadLetterTargetArn"), "Arn") != expected or expected not in queues:
+            problems.append(f"{name} does not redrive to its own {expected}")
+        elif not 1 <= int(redrive.get("maxReceiveCount", 0)) <= 10:
+            problems.append(f"{name} maxReceiveCount must be 1..10")
+        else:
+            dlq_retention = queues[expected].get("Properties", {}).get("MessageRetentionPeriod", 345600)
+            if dlq_retention < props.get("MessageRetentionPeriod", 345600):
+                problems.append(f"{expected} keeps messages for less time than {name}")
+    return problems
+
+
+def log_group_problems(template: Template) -> list[str]:
+    problems = []
+    groups = resources(template, "AWS::Logs::LogGroup")
+    seen: dict[str, str] = {}
+    for name, props in functions(template).items():
+        group = ref_target(props.get("LoggingConfig", {}).get("LogGroup"))
+        if group not in groups:
+            problems.append(f"{name} has no LoggingConfig.LogGroup of its own")
+        elif "RetentionInDays" not in groups[group].get("Properties", {}):
+            problems.append(f"{group} ({name}) has no RetentionInDays")
+        elif group in seen:
+            problems.append(f"{name} shares {group} with {seen[group]}")
+        else:
+            seen[group] = name
+    return problems
+
+
+def event_source_problems(template: Template) -> list[str]:
+    problems = []
+    for function, queue, props in sqs_event_sources(template):
+        where = f"{function} <- {queue}"
+        if "ReportBatchItemFailures" not in props.get("FunctionResponseTypes", []):
+            problems.append(f"{where}: no ReportBatchItemFailures")
+        concurrency = props.get("ScalingConfig", {}).get("MaximumConcurrency")
+        if not isinstance(concurrency, int) or not 2 <= concurrency <= 1000:
+            problems.append(f"{where}: ScalingConfig.MaximumConcurrency must be 2..1000, not {concurrency}")
+        if not 1 <= props.get("BatchSize", 10) <= 10:
+            problems.append(f"{where}: BatchSize must be 1..10")
+    return problems
+
+
+def resource_star_problems(template: Template) -> list[str]:
+    """Resource "*" (or a wildcard ARN) in a function policy, unless AWS requires it."""
+    problems = []
+    for name, res in resources(template, "AWS::Serverless::Function").items():
+        for policy in _strings(res.get("Properties", {}).get("Policies", [])):
+            if isinstance(policy, str) or "Statement" not in policy:
+                continue  # managed policies and SAM templates are vetted by policy_statements
+            for actions, targets in policy_statements(template, policy):
+                wild = [t for t in targets if isinstance(t, str) and (t == "*" or t.endswith(":*"))]
+                if wild and not set(actions) <= RESOURCE_STAR_ACTIONS:
+                    problems.append(f"{name}: {sorted(set(actions) - RESOURCE_STAR_ACTIONS)} on {wild}")
+    for type_ in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        if resources(template, type_):
+            problems.append(f"{type_} resources are not vetted by this test")
+    return problems
+
+
+def alarm_problems(template: Template) -> list[str]:
+    alarmed = set()
+    for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        if (
+            props.get("Namespace") == "AWS/SQS"
+            and props.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+            and props.get("ComparisonOperator") == "GreaterThanThreshold"
+            and props.get("Threshold") == 0
+        ):
+            for dimension in props.get("Dimensions", []):
+                if dimension["Name"] == "QueueName":
+                    alarmed.add(get_att_target(dimension["Value"], "QueueName"))
+    queues = resources(template, "AWS::SQS::Queue")
+    return [
+        f"{name} has no alarm on ApproximateNumberOfMessagesVisible > 0"
+        for name in queues
+        if name.endswith("DeadLetterQueue") and name not in alarmed
+    ]
+
+
+def settings_problems(template: Template) -> list[str]:
+    return [
+        f"{name} lacks {setting}"
+        for name, props in functions(template).items()
+        for setting in CONTRACT_SETTINGS
+        if setting not in props["Environment"]["Variables"]
+    ]
+
+
+# ---------------------------------------------------------------- tests
+
+
+@pytest.fixture
+def broken(template: Template) -> Template:
+    """A copy of the template a test may damage."""
+    return copy.deepcopy(template)
+
+
+def test_every_consumer_queue_hides_messages_for_six_function_timeouts(template: Template, broken: Template):
+    assert {(queue, fn) for fn, queue, _ in sqs_event_sources(template)} == EXPECTED_CONSUMERS
+    assert visibility_problems(template) == []
+
+    broken["Resources"]["VerifyQueue"]["Properties"]["VisibilityTimeout"] = 359
+    assert visibility_problems(broken) == [
+        "VerifyQueue VisibilityTimeout 359 < 6 x VerifierFunction Timeout 60"
+    ]
+
+
+def test_every_queue_redrives_to_its_own_dead_letter_queue(template: Template, broken: Template):
+    assert dead_letter_problems(template) == []
+    assert {name for name in resources(template, "AWS::SQS::Queue") if name.endswith("DeadLetterQueue")} == {
+        "EventsDeadLetterQueue",
+        "RetryDeadLetterQueue",
+        "VerifyDeadLetterQueue",
+    }
+
+    del broken["Resources"]["RetryQueue"]["Properties"]["RedrivePolicy"]
+    assert dead_letter_problems(broken) == ["RetryQueue has no RedrivePolicy"]
+
+
+def test_every_function_logs_to_its_own_group_with_retention(template: Template, broken: Template):
+    assert log_group_problems(template) == []
+
+    del broken["Resources"]["DispatchLogGroup"]["Properties"]["RetentionInDays"]
+    assert log_group_problems(broken) == ["DispatchLogGroup (DispatchFunction) has no RetentionInDays"]
+
+
+def test_event_sources_report_partial_failures_with_bounded_concurrency(template: Template, broken: Template):
+    assert event_source_problems(template) == []
+
+    events = broken["Resources"]["DispatchFunction"]["Properties"]["Events"]
+    events["RetryQueue"]["Properties"]["ScalingConfig"]["MaximumConcurrency"] = 1
+    assert event_source_problems(broken) == [
+        "DispatchFunction <- RetryQueue: ScalingConfig.MaximumConcurrency must be 2..1000, not 1"
+    ]
+
+
+def test_every_dead_letter_queue_has_an_alarm(template: Template, broken: Template):
+    assert alarm_problems(template) == []
+
+    del broken["Resources"]["VerifyDeadLetterQueueAlarm"]
+    assert alarm_problems(broken) == [
+        "VerifyDeadLetterQueue has no alarm on ApproximateNumberOfMessagesVisible > 0"
+    ]
+
+
+def test_no_function_policy_grants_resource_star(template: Template, broken: Template):
+    assert resource_star_problems(template) == []
+
+    statement = {"Effect": "Allow", "Action": ["dynamodb:Scan", "xray:PutTraceSegments"], "Resource": "*"}
+    broken["Resources"]["IngestFunction"]["Properties"]["Policies"].append({"Statement": [statement]})
+    assert resource_star_problems(broken) == ["IngestFunction: ['dynamodb:Scan'] on ['*']"]
+
+
+def test_tracing_policy_may_use_resource_star(broken: Template):
+    statement = {"Effect": "Allow", "Action": ["xray:PutTraceSegments"], "Resource": "*"}
+    broken["Resources"]["IngestFunction"]["Properties"]["Policies"].append({"Statement": [statement]})
+    assert resource_star_problems(broken) == []
+
+
+@pytest.mark.parametrize("function", sorted(EXPECTED_GRANTS))
+def test_each_function_is_granted_exactly_what_it_uses(template: Template, function: str):
+    assert grants(template, function) == EXPECTED_GRANTS[function]
+
+
+def test_a_grant_on_the_wrong_resource_is_caught(broken: Template):
+    policies = broken["Resources"]["VerifierFunction"]["Properties"]["Policies"]
+    policies.append({"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}})
+    assert grants(broken, "VerifierFunction") - EXPECTED_GRANTS["VerifierFunction"] == {
+        ("sqs:SendMessage*", "EventsQueue")
+    }
+
+
+def test_a_queue_url_is_not_accepted_as_a_policy_resource(broken: Template):
+    statement = {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": {"Ref": "EventsQueue"}}
+    broken["Resources"]["IngestFunction"]["Properties"]["Policies"].append({"Statement": [statement]})
+    with pytest.raises(AssertionError, match="is not the ARN of one resource"):
+        grants(broken, "IngestFunction")
+
+
+def test_key_policies_open_to_other_principals_only_through_dynamodb_in_this_account(template: Template):
+    for name, key in resources(template, "AWS::KMS::Key").items():
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+            if statement["Principal"].get("AWS") == "*":
+                condition = statement["Condition"]["StringEquals"]
+                assert condition["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}, name
+                assert condition["kms:ViaService"] == {"Fn::Sub": "dynamodb.${AWS::Region}.${AWS::URLSuffix}"}
+            else:
+                assert statement["Principal"] == {
+                    "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+                }, name
+
+
+def test_every_design_setting_is_on_every_function(template: Template, broken: Template):
+    assert settings_problems(template) == []
+
+    del broken["Globals"]["Function"]["Environment"]["Variables"]["SETHUB_OPEN_TOPICS"]
+    assert len(settings_problems(broken)) == len(EXPECTED_WIRING)
+
+
+class _RecordingEnv(dict[str, str]):
+    """An environment that remembers which names were asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+
+def test_every_sethub_variable_in_the_template_is_one_settings_reads(template: Template):
+    recorder = _RecordingEnv()
+    Settings.from_env(recorder)
+    assert set(CONTRACT_SETTINGS) <= recorder.asked
+    for name, props in functions(template).items():
+        unknown = {
+            var for var in props["Environment"]["Variables"] if var.startswith("SETHUB_")
+        } - recorder.asked
+        assert unknown == set(), f"{name} sets variables sethub never reads"
+
+
+@pytest.mark.parametrize("function", sorted(EXPECTED_WIRING))
+def test_each_function_is_wired_to_the_resources_it_uses(template: Template, function: str):
+    variables = functions(template)[function]["Environment"]["Variables"]
+    wiring = {
+        var: ref_target(value)
+        for var, value in variables.items()
+        if var.endswith(("_URL", "_ID", "_IDS")) and var != "SETHUB_PUBLIC_URL"
+    }
+    assert wiring == EXPECTED_WIRING[function]
+    assert ref_target(variables["SETHUB_TABLE_NAME"]) == "HubTable"
+
+
+def _parameter_defaults(template: Template) -> dict[str, str]:
+    return {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+
+
+def test_deployed_defaults_are_the_design_defaults(template: Template):
+    # GIVEN a stack deployed with every parameter left at its default
+    defaults = _parameter_defaults(template)
+    variables = functions(template)["DispatchFunction"]["Environment"]["Variables"]
+    env = {
+        var: defaults.get(str(ref_target(value)), "resource") if ref_target(value) else str(value)
+        for var, value in variables.items()
+    }
+    # WHEN a function reads its settings
+    settings = Settings.from_env(env)
+    # THEN they are DESIGN.md's deployed defaults
+    assert settings.issuer == ""  # the API's base URL, derived per request
+    assert not settings.public_hub
+    assert not settings.open_topics
+    assert not settings.allow_private_callbacks
+    assert not settings.allow_http_callbacks
+    assert settings.retry_schedule == DEFAULT_RETRY_SCHEDULE
+    assert 20 * 3600 <= sum(settings.retry_schedule) <= 26 * 3600  # "about a day"
+    assert (settings.lease_seconds_min, settings.lease_seconds_max) == (
+        DEFAULT_LEASE_SECONDS_MIN,
+        DEFAULT_LEASE_SECONDS_MAX,
+    )
+    assert settings.delivery_timeout_seconds == 10
+
+
+def test_a_verification_batch_finishes_within_the_verifier_timeout(template: Template):
+    # The verifier handles its records one after the other, and one GET may take the
+    # timeout to connect, again to read, and again for the body: 3 x the longest allowed.
+    longest = int(template["Parameters"]["DeliveryTimeoutSeconds"]["MaxValue"])
+    ((_, _, source),) = [s for s in sqs_event_sources(template) if s[0] == "VerifierFunction"]
+    assert source["BatchSize"] * 3 * longest <= functions(template)["VerifierFunction"]["Timeout"]
+
+
+def test_routes_and_api_key_requirements(template: Template):
+    routes = {}
+    for name, res in resources(template, "AWS::Serverless::Function").items():
+        for event in res["Properties"].get("Events", {}).values():
+            if event["Type"] == "Api":
+                props = event["Properties"]
+                assert ref_target(props["RestApiId"]) == "HubApi"
+                required = props.get("Auth", {}).get("ApiKeyRequired", False)
+                routes[(props["Method"].upper(), props["Path"])] = (name, required)
+    assert routes == {
+        ("POST", "/events"): ("IngestFunction", True),
+        # /hub checks the key itself: subscriber operations may be public.
+        ("POST", "/hub"): ("WebSubFunction", False),
+        ("GET", "/.well-known/jwks.json"): ("WebSubFunction", False),
+        ("GET", "/health"): ("WebSubFunction", False),
+    }
+    api = template["Resources"]["HubApi"]["Properties"]
+    assert api["StageName"] == "Prod"
+    assert api["Auth"]["ApiKeyRequired"] is False
+
+
+def test_gateway_errors_are_one_line_json(template: Template):
+    responses = template["Resources"]["HubApi"]["Properties"]["GatewayResponses"]
+    assert {"INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+    for kind, response in responses.items():
+        body = response["ResponseTemplates"]["application/json"]
+        # messageString is API Gateway's message as a quoted JSON string.
+        document = json.loads(body.replace("$context.error.messageString", '"message"'))
+        assert list(document) == ["error"], kind
+        assert "\n" not in document["error"], kind
+
+
+def test_the_api_key_comes_from_the_secret_and_is_in_a_usage_plan(template: Template):
+    res = template["Resources"]
+    assert res["HubApiKey"]["Properties"]["Value"] == {
+        "Fn::Sub": "{{resolve:secretsmanager:${ApiKeySecret}:SecretString}}"
+    }
+    generated = res["ApiKeySecret"]["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 40
+    assert generated["ExcludePunctuation"] is True
+    plan = res["HubUsagePlan"]["Properties"]
+    assert ref_target(plan["ApiStages"][0]["ApiId"]) == "HubApi"
+    assert {"BurstLimit", "RateLimit"} <= set(plan["Throttle"])
+    assert ref_target(res["HubUsagePlanKey"]["Properties"]["KeyId"]) == "HubApiKey"
+    assert ref_target(res["HubUsagePlanKey"]["Properties"]["UsagePlanId"]) == "HubUsagePlan"
+
+
+def test_functions_share_the_layer_and_name_their_handler_modules(template: Template):
+    layer = template["Resources"]["SharedLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert (ROOT / layer["Properties"]["ContentUri"] / "sethub" / "__init__.py").is_file()
+    for name, props in functions(template).items():
+        assert props["Runtime"] == "python3.12"
+        assert props["Tracing"] == "Active"
+        assert [ref_target(layer) for layer in props["Layers"]] == ["SharedLayer"], name
+        folder = props["CodeUri"].strip("/").removeprefix("functions/")
+        assert props["Handler"] == f"{folder}_handler.handler", name
+        assert (ROOT / "functions" / folder / f"{folder}_handler.py").is_file(), name
+
+
+def test_table_keys_ttl_recovery_and_encryption(template: Template):
+    table = template["Resources"]["HubTable"]
+    props = table["Properties"]
+    assert {(a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]} == {
+        ("pk", "S"),
+        ("sk", "S"),
+    }
+    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    ]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert props["SSESpecification"]["SSEType"] == "KMS"
+    assert get_att_target(props["SSESpecification"]["KMSMasterKeyId"], "Arn") == "DataKey"
+    assert table["DeletionPolicy"] == "Retain"
+
+
+def test_signing_key_is_p256_by_default_and_rsa_on_request(template: Template):
+    key = template["Resources"]["SigningKey"]["Properties"]
+    assert key["KeyUsage"] == "SIGN_VERIFY"
+    assert ref_target(key["KeySpec"]) == "SigningKeySpec"
+    spec = template["Parameters"]["SigningKeySpec"]
+    assert spec["Default"] == "ECC_NIST_P256"
+    assert set(spec["AllowedValues"]) == {"ECC_NIST_P256", "RSA_2048"}
+    data_key = template["Resources"]["DataKey"]["Properties"]
+    assert data_key["KeyUsage"] == "ENCRYPT_DECRYPT"
+    assert data_key["EnableKeyRotation"] is True
+
+
+def test_outputs_give_the_urls_and_the_key_id(template: Template):
+    outputs: Mapping[str, Any] = template["Outputs"]
+    assert {"ApiUrl", "HubUrl", "JwksUrl", "ApiKeyId", "TableName", "DeadLetterQueueUrl"} <= set(outputs)
+    assert outputs["HubUrl"]["Value"]["Fn::Sub"].endswith("/Prod/hub")
+    assert outputs["JwksUrl"]["Value"]["Fn::Sub"].endswith("/Prod/.well-known/jwks.json")
+    assert ref_target(outputs["ApiKeyId"]["Value"]) == "HubApiKey"
