@@ -36,7 +36,8 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def _verifier_for(_environment: tuple[tuple[str, str], ...]) -> Verifier:
     settings = Settings.from_env()
     store = SubscriptionStore(AwsClients(), settings)
-    return Verifier(store, GuardedHttp.from_settings(settings, max_response_bytes=MAX_RESPONSE_BYTES))
+    http = GuardedHttp.from_settings(settings, max_response_bytes=MAX_RESPONSE_BYTES)
+    return Verifier(store, http)
 
 
 def verifier() -> Verifier:
@@ -53,6 +54,7 @@ def record_handler(record: SQSRecord) -> None:
     except MessageFormatError as exc:
         # Redelivery cannot fix a message sethub did not write: drop it, loudly.
         logger.error("dropped a malformed verify message", extra={"error": str(exc)[:200]})
+        metrics.add_metric(name="VerifyMessagesDropped", unit=MetricUnit.Count, value=1)
         return
     if not isinstance(message, VerifyIntent | DenySubscription):
         logger.error("dropped a message of the wrong kind", extra={"kind": message.kind})

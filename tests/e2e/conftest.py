@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_harness import (
+from e2e_harness import (  # type: ignore[import-not-found]
     ROOT,
     START_DEADLINE_SECONDS,
     LocalStackProcess,
@@ -64,7 +64,7 @@ def start_local_stack() -> Iterator[StartLocalStack]:
             if process.poll() is not None:
                 pytest.fail(f"devstack exited with {process.returncode}:\n{stack.output}")
             try:
-                return stack.request("GET", "/health")[0] == 200
+                return bool(stack.request("GET", "/health")[0] == 200)
             except OSError:
                 return False
 

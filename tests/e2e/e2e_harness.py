@@ -97,10 +97,11 @@ class LocalStackProcess:
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
         )
         return AwsClients(
+            None,
             **{
                 name: session.client(name, endpoint_url=self.moto_endpoint)  # type: ignore[call-overload]
                 for name in ("sqs", "dynamodb", "kms", "secretsmanager")
-            }
+            },
         )
 
     @property

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from e2e_harness import LocalStackProcess, wait_for
+from e2e_harness import LocalStackProcess, wait_for  # type: ignore[import-not-found]
 from sethub.receiver import Receiver
 
 pytestmark = pytest.mark.e2e

@@ -29,11 +29,11 @@ def _function_for(event: dict[str, Any], hub) -> str:
         queue_name = event["Records"][0]["eventSourceARN"].rsplit(":", 1)[1]
         for mapping in provisioned.event_sources:
             if queue_name.endswith(f"-{mapping.queue}") or queue_name == mapping.queue:
-                return mapping.function
+                return str(mapping.function)
         pytest.fail(f"no function consumes a queue named like {queue_name}")
     for route in provisioned.routes:
         if route.path == event.get("resource", event.get("path")) and route.method == event["httpMethod"]:
-            return route.function
+            return str(route.function)
     pytest.fail(f"no route for {event.get('httpMethod')} {event.get('path')}")
 
 

@@ -396,6 +396,18 @@ def test_a_subscription_to_an_unknown_topic_is_denied_at_the_callback(
     assert driver.active("nobody.registered.this") == {}
 
 
+def test_deregistering_a_topic_drops_its_pending_requests(driver: Driver, callbacks: CallbackServer) -> None:
+    driver.subscribe(callbacks.url())
+    driver.post({"hub.mode": "deregister", "hub.topic": TOPIC})
+
+    [outcome] = driver.run_verifications()
+    driver.register()
+
+    assert outcome.kind == "expired"
+    assert callbacks.received == []
+    assert driver.active() == {}
+
+
 def test_with_open_topics_any_topic_can_be_subscribed(hub: Any, callbacks: CallbackServer) -> None:
     open_hub = Driver(hub, open_topics=True)
     open_hub.subscribe(callbacks.url(), topic="anything.goes")

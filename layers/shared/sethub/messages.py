@@ -131,7 +131,8 @@ VerifyQueueMessage = VerifyIntent | DenySubscription
 Message = SetEvent | ContentEvent | FanoutShard | DeliveryRetry | VerifyIntent | DenySubscription
 
 _KINDS: dict[str, type[Any]] = {
-    cls.kind: cls for cls in (SetEvent, ContentEvent, FanoutShard, DeliveryRetry, VerifyIntent, DenySubscription)
+    cls.kind: cls
+    for cls in (SetEvent, ContentEvent, FanoutShard, DeliveryRetry, VerifyIntent, DenySubscription)
 }
 
 

@@ -99,22 +99,31 @@ class _DeadlineReader(io.RawIOBase):
     def __init__(self, sock: socket.socket, budget: float) -> None:
         super().__init__()
         self._sock = sock
+        # The socket's own unbuffered reader: it keeps the socket open while the response
+        # is read even if the connection closes it first (http.client does, on
+        # "Connection: close"), exactly as the reader http.client would have made.
+        self._raw = sock.makefile("rb", buffering=0)
         self._budget = budget
         self._deadline = time.monotonic() + budget
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: Any) -> int | None:
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("the response did not arrive within the timeout")
         self._sock.settimeout(min(remaining, self._budget))
         try:
-            return self._sock.recv_into(buffer)
+            return self._raw.readinto(buffer)
         finally:
             # The connection is reused: its next request must start with the full timeout.
             self._sock.settimeout(self._budget)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
 
 
 class _DeadlineSocket:

@@ -180,10 +180,11 @@ class Receiver:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
         if self._thread is not None:
+            # shutdown() waits for serve_forever, so only a started receiver may call it.
+            self._server.shutdown()
             self._thread.join()
+        self._server.server_close()
 
     def serve_forever(self) -> None:
         try:

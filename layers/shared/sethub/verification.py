@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 MAX_RESPONSE_BYTES = 4096
 """A challenge is 43 characters; nothing longer can be a correct answer."""
 
+UNKNOWN_TOPIC = "unknown topic"
+
 OutcomeKind = Literal["verified", "superseded", "rejected", "blocked", "expired", "denied"]
 
 
@@ -116,4 +118,4 @@ class Verifier:
         return Outcome("denied", message.topic, message.callback, f"callback answered {response.status}")
 
 
-__all__ = ["MAX_RESPONSE_BYTES", "Outcome", "Verifier", "callback_url", "new_challenge"]
+__all__ = ["MAX_RESPONSE_BYTES", "UNKNOWN_TOPIC", "Outcome", "Verifier", "callback_url", "new_challenge"]

@@ -38,6 +38,7 @@ from sethub.netguard import vet_url
 from sethub.settings import Settings
 from sethub.store import SubscriptionStore
 from sethub.subscriptions import Mode
+from sethub.verification import UNKNOWN_TOPIC
 
 if TYPE_CHECKING:
     from sethub.ingest import Ingestor
@@ -185,7 +186,7 @@ class Hub:
         if not self._settings.open_topics and not self._store.topic_exists(topic):
             if mode == "subscribe":
                 # W3C WebSub 5.2: the refusal goes to the callback; the 202 does not tell.
-                self._enqueue(DenySubscription(topic=topic, callback=callback, reason="unknown topic"))
+                self._enqueue(DenySubscription(topic=topic, callback=callback, reason=UNKNOWN_TOPIC))
             return HubReply(status=202)
         request_id = self._store.put_pending(
             mode=mode,

@@ -1,0 +1,114 @@
+"""The embedded AWS (moto) in a process of its own, and a counting proxy for boto3 clients.
+
+moto runs in a separate process so that its server-side CPU (which in AWS is not the
+function's) is not charged to the process whose CPU per delivery is measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+AWS_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+def _serve(ready: Any) -> None:
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 (only in the child)
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    ready.put(f"http://{host}:{port}")
+    threading.Event().wait()
+
+
+@dataclass
+class Moto:
+    endpoint: str
+    process: BaseProcess
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ENDPOINT_URL": self.endpoint, **AWS_ENV}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join(timeout=5)
+
+
+def start_moto() -> Moto:
+    context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    process = context.Process(target=_serve, args=(ready,), daemon=True)
+    process.start()
+    return Moto(endpoint=str(ready.get(timeout=60)), process=process)
+
+
+class CallCounter:
+    """Counts API calls per ``service.operation`` (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self.calls[name] += 1
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.calls)
+
+    def since(self, before: Counter[str]) -> Counter[str]:
+        now = self.snapshot()
+        now.subtract(before)
+        return Counter({name: count for name, count in now.items() if count})
+
+
+class CountingClient:
+    """A boto3 client whose API method calls are counted; everything else passes through."""
+
+    def __init__(self, client: Any, service: str, counter: CallCounter) -> None:
+        self._client = client
+        self._service = service
+        self._counter = counter
+        self._operations = set(client.meta.method_to_api_mapping)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name not in self._operations:
+            return attribute
+        operation = f"{self._service}.{self._client.meta.method_to_api_mapping[name]}"
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self._counter.add(operation)
+            return attribute(*args, **kwargs)
+
+        return counted
+
+
+def counting_clients(counter: CallCounter) -> Callable[[], Any]:
+    """A drop-in for ``sethub.clients.AwsClients`` whose clients count their calls."""
+    from sethub.clients import AwsClients  # noqa: PLC0415
+
+    def build() -> AwsClients:
+        plain = AwsClients()
+        return AwsClients(
+            **{
+                service: CountingClient(getattr(plain, service), service, counter)
+                for service in ("dynamodb", "sqs", "kms", "secretsmanager")
+            }
+        )
+
+    return build

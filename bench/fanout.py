@@ -1,0 +1,361 @@
+"""Worker process: fan-out through the dispatch handler beside the two baselines, and ingest.
+
+Run by ``bench.__main__`` as ``python -m bench.fanout SPEC.json OUT.json`` with its stdout
+(the handlers' JSON logs) going to a file, so that log volume can be counted and the
+table stays readable. Everything here is measured in this one process, whose CPU time
+is the client's alone: moto and the receiver farm run in processes of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LOGIN_EVENT = ROOT / "events" / "events-loginSuccess.json"
+LOCAL_OVERRIDES = {
+    "SETHUB_ALLOW_PRIVATE_CALLBACKS": "true",
+    "SETHUB_ALLOW_HTTP_CALLBACKS": "true",
+    "SETHUB_PUBLIC_URL": "http://127.0.0.1:3000",
+}
+SINGLE_SHARD = 100_000
+"""SETHUB_SHARD_SIZE for single-invocation rows: no topic is split."""
+
+
+@dataclass
+class Row:
+    """One fan-out measurement: hub and baselines over the same POSTs."""
+
+    name: str
+    events: int
+    subscribers: int
+    deliveries: int = 0
+    invocations: int = 0
+    hub_wall: float = 0.0
+    hub_cpu: float = 0.0
+    hub_errors: int = 0
+    urllib3_wall: float = 0.0
+    urllib3_cpu: float = 0.0
+    requests_wall: float = 0.0
+    requests_cpu: float = 0.0
+    baseline_errors: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    log_bytes: int = 0
+    """What the handler wrote to stdout (CloudWatch Logs in AWS)."""
+    note: str = ""
+
+
+def _claims() -> dict[str, Any]:
+    body = json.loads(json.loads(LOGIN_EVENT.read_text())["body"])
+    claims = {key: value for key, value in body.items() if key != "topic"}
+    claims["jti"] = str(uuid.uuid4())
+    claims["iat"] = int(time.time())
+    return claims
+
+
+class Bench:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        os.environ.update(spec["aws_env"])
+        from devstack.provision import provision  # noqa: PLC0415
+        from devstack.template import load_template  # noqa: PLC0415
+
+        self.ports: list[int] = spec["ports"]
+        self.concurrency: int = spec["concurrency"]
+        self.provisioned = provision(
+            load_template(ROOT / "template.yaml"),
+            endpoint_url=spec["aws_env"]["AWS_ENDPOINT_URL"],
+            prefix=f"bench{uuid.uuid4().hex[:6]}",
+            overrides={**LOCAL_OVERRIDES, "SETHUB_DELIVERY_CONCURRENCY": str(self.concurrency)},
+        )
+        os.environ.update(self.provisioned.union_env())
+        from sethub.clients import AwsClients  # noqa: PLC0415
+        from sethub.settings import Settings  # noqa: PLC0415
+
+        from bench.aws import CallCounter  # noqa: PLC0415
+
+        self.settings = Settings.from_env()
+        self.setup_clients = AwsClients()
+        self.counter = CallCounter()
+        self.topics: dict[int, str] = {}
+
+    # -- set-up (not measured) -----------------------------------------------------
+
+    def subscribe(self, sizes: list[int]) -> None:
+        """One topic per size, its subscriptions made through the store (request, verify, apply)."""
+        from sethub.store import SubscriptionStore  # noqa: PLC0415
+        from sethub.subscriptions import PendingRequest  # noqa: PLC0415
+
+        store = SubscriptionStore(self.setup_clients, self.settings)
+        lease = self.settings.default_lease_seconds
+
+        def one(topic: str, index: int) -> PendingRequest:
+            callback = f"http://127.0.0.1:{self.ports[index % len(self.ports)]}/cb/{topic}/{index}"
+            request_id = store.put_pending(
+                mode="subscribe",
+                topic=topic,
+                callback=callback,
+                format="jwt",
+                secret=None,
+                lease_seconds=lease,
+                requested_at=time.time_ns(),
+            )
+            pending = store.get_pending(topic, request_id)
+            assert pending is not None
+            return pending
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures = []
+            for size in sizes:
+                topic = f"bench.fanout.{size}"
+                store.register_topic(topic)
+                self.topics[size] = topic
+                futures += [pool.submit(one, topic, index) for index in range(size)]
+            # moto's transactions are not thread-safe: the verified requests are applied in turn.
+            pending = [future.result() for future in futures]
+        for request in pending:
+            store.apply_verified(request)
+
+    def load_dispatch(self) -> Any:
+        from devstack.functions import load_function  # noqa: PLC0415
+
+        from bench.aws import counting_clients  # noqa: PLC0415
+
+        function = load_function(
+            self.provisioned.functions["DispatchFunction"], ROOT, self.provisioned.region
+        )
+        # The handler builds AwsClients() once per container: give it counting ones.
+        sys.modules["dispatch_handler"].AwsClients = counting_clients(self.counter)  # type: ignore[attr-defined]
+        return function
+
+    def bodies(self, events: int) -> list[bytes]:
+        """Bodies of the same size as the hub's: the same claims, signed by the same key."""
+        from sethub.signing import KmsSigner  # noqa: PLC0415
+
+        signer = KmsSigner(self.setup_clients.kms, self.settings.signing_key_ids)
+        return [signer.sign(_claims()).encode("ascii") for _ in range(events)]
+
+    # -- the hub ---------------------------------------------------------------------
+
+    def _sqs_event(self, topic: str, count: int) -> dict[str, Any]:
+        from sethub.messages import SetEvent  # noqa: PLC0415
+
+        hub_url = f"{self.settings.public_url}/hub"
+        return {
+            "Records": [
+                {
+                    "messageId": str(uuid.uuid4()),
+                    "receiptHandle": "bench",
+                    "body": SetEvent(topic=topic, claims=_claims(), hub_url=hub_url).to_json(),
+                    "attributes": {"ApproximateReceiveCount": "1"},
+                    "messageAttributes": {},
+                    "md5OfBody": "",
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": self.provisioned.queue_arns["EventsQueue"],
+                    "awsRegion": self.provisioned.region,
+                }
+                for _ in range(count)
+            ]
+        }
+
+    def _drain_shards(self) -> list[dict[str, Any]]:
+        """FanoutShard messages the handler queued, as SQS events (receiving is Lambda's job)."""
+        sqs = self.setup_clients.sqs
+        url = self.provisioned.queue_urls["EventsQueue"]
+        batches = []
+        while True:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                "Messages", []
+            )
+            if not messages:
+                return batches
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)],
+            )
+            batches.append(
+                {
+                    "Records": [
+                        {
+                            "messageId": m["MessageId"],
+                            "receiptHandle": m["ReceiptHandle"],
+                            "body": m["Body"],
+                            "attributes": {"ApproximateReceiveCount": "1"},
+                            "messageAttributes": {},
+                            "md5OfBody": m.get("MD5OfBody", ""),
+                            "eventSource": "aws:sqs",
+                            "eventSourceARN": self.provisioned.queue_arns["EventsQueue"],
+                            "awsRegion": self.provisioned.region,
+                        }
+                        for m in messages
+                    ]
+                }
+            )
+
+    def hub_run(self, function: Any, topic: str, events: int, batch: int) -> tuple[float, float, int, int]:
+        """Invoke the handler on ``events`` events in SQS batches of ``batch`` (then any shards).
+
+        Returns wall and CPU seconds spent inside the handler, invocations, and batch item failures.
+        """
+        pending = [self._sqs_event(topic, min(batch, events - start)) for start in range(0, events, batch)]
+        wall = cpu = 0.0
+        invocations = failures = 0
+        while pending:
+            for event in pending:
+                w, c = time.perf_counter(), time.process_time()
+                result = function.invoke(event)
+                wall += time.perf_counter() - w
+                cpu += time.process_time() - c
+                invocations += 1
+                failures += len((result or {}).get("batchItemFailures") or [])
+            pending = self._drain_shards()
+        return wall, cpu, invocations, failures
+
+    def row(
+        self, function: Any, name: str, events: int, subscribers: int, *, shard_size: int, note: str = ""
+    ) -> Row:
+        from bench.baselines import requests_run, urllib3_run  # noqa: PLC0415
+
+        os.environ["SETHUB_SHARD_SIZE"] = str(shard_size)
+        topic = self.topics[subscribers]
+        row = Row(name=name, events=events, subscribers=subscribers, note=note)
+        # Warm-up: a container that has served this topic before (pools full, clients built).
+        self.hub_run(function, topic, min(events, 10), 10)
+        before, logged = self.counter.snapshot(), _logged()
+        posted = _farm_posts(self.ports)
+        row.hub_wall, row.hub_cpu, row.invocations, failures = self.hub_run(function, topic, events, 10)
+        row.deliveries = _farm_posts(self.ports) - posted
+        row.hub_errors = failures + (events * subscribers - row.deliveries)
+        row.calls = dict(self.counter.since(before))
+        row.log_bytes = _logged() - logged
+
+        urls = [
+            f"http://127.0.0.1:{self.ports[index % len(self.ports)]}/cb/{topic}/{index}"
+            for index in range(subscribers)
+        ]
+        jobs = [(url, body, "application/secevent+jwt") for body in self.bodies(events) for url in urls]
+        warmup = jobs[: self.concurrency * len(self.ports)]
+        lib = urllib3_run(jobs, warmup, self.concurrency)
+        req = requests_run(jobs, warmup, self.concurrency)
+        row.urllib3_wall, row.urllib3_cpu = lib.wall, lib.cpu
+        row.requests_wall, row.requests_cpu = req.wall, req.cpu
+        row.baseline_errors = lib.errors + req.errors
+        return row
+
+    # -- ingest ----------------------------------------------------------------------
+
+    def ingest(self, batch: int, requests: int, with_jti: bool) -> dict[str, Any]:
+        """``requests`` POST /events of ``batch`` events each; ``with_jti``: the publisher names
+        each event's jti, so the hub claims an idempotency marker per event."""
+        from devstack.functions import load_function  # noqa: PLC0415
+
+        from bench.aws import counting_clients  # noqa: PLC0415
+
+        function = load_function(self.provisioned.functions["IngestFunction"], ROOT, self.provisioned.region)
+        sys.modules["ingest_handler"].AwsClients = counting_clients(self.counter)  # type: ignore[attr-defined]
+        template = json.loads(LOGIN_EVENT.read_text())
+        topic = self.topics[min(self.topics)]
+
+        def event() -> dict[str, Any]:
+            items = []
+            for _ in range(batch):
+                claims = _claims()
+                claims.pop("iat")  # the hub sets iat
+                if not with_jti:
+                    claims.pop("jti")
+                items.append({"topic": topic, **claims})
+            headers = {**template["headers"], "x-api-key": self.provisioned.api_key}
+            return {
+                **template,
+                "headers": headers,
+                "multiValueHeaders": {key: [value] for key, value in headers.items()},
+                "body": json.dumps({"events": items}),
+            }
+
+        function.invoke(event())  # warm-up: clients and the API key built
+        prepared = [event() for _ in range(requests)]
+        before, logged = self.counter.snapshot(), _logged()
+        wall = cpu = 0.0
+        statuses: Counter[int] = Counter()
+        for item in prepared:
+            w, c = time.perf_counter(), time.process_time()
+            result = function.invoke(item)
+            wall += time.perf_counter() - w
+            cpu += time.process_time() - c
+            statuses[int(result["statusCode"])] += 1
+        return {
+            "batch": batch,
+            "with_jti": with_jti,
+            "requests": requests,
+            "events": batch * requests,
+            "wall": wall,
+            "cpu": cpu,
+            "accepted": statuses.get(202, 0) * batch,
+            "calls": dict(self.counter.since(before)),
+            "log_bytes": _logged() - logged,
+        }
+
+
+def _logged() -> int:
+    """Bytes written to stdout so far (it is a file: see ``bench.__main__``)."""
+    sys.stdout.flush()
+    return os.fstat(sys.stdout.fileno()).st_size
+
+
+def _farm_posts(ports: list[int]) -> int:
+    import urllib.request  # noqa: PLC0415
+
+    total = 0
+    for port in ports:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stats", timeout=10) as response:
+            total += int(json.loads(response.read())["posts"])
+    return total
+
+
+def main(spec_path: str, out_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    bench = Bench(spec)
+    started = time.perf_counter()
+    bench.subscribe(sorted(set(spec["sizes"])))
+    setup_seconds = time.perf_counter() - started
+    function = bench.load_dispatch()
+    rows = []
+    for row in spec["rows"]:
+        rows.append(
+            bench.row(
+                function,
+                row["name"],
+                row["events"],
+                row["subscribers"],
+                shard_size=row.get("shard_size") or SINGLE_SHARD,
+                note=row.get("note", ""),
+            )
+        )
+        print(f"bench: {row['name']} done", file=sys.stderr, flush=True)
+    ingest = [bench.ingest(batch, requests, with_jti) for batch, requests, with_jti in spec["ingest"]]
+    memory = {
+        logical_id: function_spec.memory_size
+        for logical_id, function_spec in bench.provisioned.functions.items()
+    }
+    Path(out_path).write_text(
+        json.dumps(
+            {
+                "rows": [asdict(row) for row in rows],
+                "ingest": ingest,
+                "setup_seconds": setup_seconds,
+                "memory_mb": memory,
+                "concurrency": bench.concurrency,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
