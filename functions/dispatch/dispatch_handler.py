@@ -8,7 +8,6 @@ settle as batch item failures, so SQS delivers only those again.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -16,9 +15,11 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 from sethub.clients import AwsClients
 from sethub.dispatch import BatchResult, Dispatcher
 from sethub.errors import SethubError
+from sethub.runtime import per_environment
 from sethub.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,16 +38,7 @@ class DeliveryNotSettledError(SethubError):
     """A message whose deliveries were not all settled; SQS will deliver it again."""
 
 
-@lru_cache(maxsize=4)
-def _dispatcher_for(_environment: tuple[tuple[str, str], ...]) -> Dispatcher:
-    return Dispatcher(AwsClients(), Settings.from_env())
-
-
-def dispatcher() -> Dispatcher:
-    """Once per container; keyed on the environment so a local stack restarted with other
-    settings in the same interpreter gets a fresh one."""
-    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SETHUB_", "AWS_"))))
-    return _dispatcher_for(environment)
+dispatcher = per_environment(lambda: Dispatcher(AwsClients(), Settings.from_env()))
 
 
 @logger.inject_lambda_context(clear_state=True)

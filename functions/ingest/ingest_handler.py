@@ -5,20 +5,19 @@ Settings, clients and the ingestor are built once per container, on the first re
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
-from sethub.api import ApiKeyChecker, base_url
+
+from sethub.api import ApiKeyChecker, base_url, request_body
 from sethub.clients import AwsClients
 from sethub.errors import BadRequestError, SethubError
 from sethub.events import parse_request_body
 from sethub.ingest import Ingestor
+from sethub.runtime import per_environment
 from sethub.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,16 +37,7 @@ class _Deps:
         self.ingestor = Ingestor(self.clients, self.settings)
 
 
-@lru_cache(maxsize=4)
-def _deps_for(_environment: tuple[tuple[str, str], ...]) -> _Deps:
-    return _Deps()
-
-
-def deps() -> _Deps:
-    """Once per container; keyed on the environment so a local stack restarted with other
-    settings in the same interpreter gets fresh ones."""
-    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SETHUB_", "AWS_"))))
-    return _deps_for(environment)
+deps = per_environment(_Deps)
 
 
 def _json(status: int, body: dict[str, Any]) -> Response[Any]:
@@ -56,13 +46,7 @@ def _json(status: int, body: dict[str, Any]) -> Response[Any]:
 
 def _body() -> bytes:
     event = app.current_event
-    raw = event.body or ""
-    if event.is_base64_encoded:
-        try:
-            return base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadRequestError("request body is not valid base64") from None
-    return raw.encode("utf-8")
+    return request_body(event.body, is_base64_encoded=bool(event.is_base64_encoded))
 
 
 @app.post("/events")

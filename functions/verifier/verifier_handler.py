@@ -8,15 +8,16 @@ settled and logged.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
 from sethub.clients import AwsClients
 from sethub.messages import DenySubscription, MessageFormatError, VerifyIntent, parse_message
 from sethub.outbound import GuardedHttp
+from sethub.runtime import per_environment
 from sethub.settings import Settings
 from sethub.store import SubscriptionStore
 from sethub.verification import MAX_RESPONSE_BYTES, Verifier
@@ -32,19 +33,14 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "s
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-@lru_cache(maxsize=4)
-def _verifier_for(_environment: tuple[tuple[str, str], ...]) -> Verifier:
+def _build_verifier() -> Verifier:
     settings = Settings.from_env()
     store = SubscriptionStore(AwsClients(), settings)
     http = GuardedHttp.from_settings(settings, max_response_bytes=MAX_RESPONSE_BYTES)
     return Verifier(store, http)
 
 
-def verifier() -> Verifier:
-    """Once per container; keyed on the environment so that a local stack restarted with
-    other settings in the same interpreter gets fresh dependencies."""
-    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SETHUB_", "AWS_"))))
-    return _verifier_for(environment)
+verifier = per_environment(_build_verifier)
 
 
 @tracer.capture_method

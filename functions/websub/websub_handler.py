@@ -6,24 +6,24 @@ Settings, clients and the hub are built once per container, on the first request
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from sethub.api import base_url, header
+
+from sethub.api import base_url, header, request_body
 from sethub.clients import AwsClients
 from sethub.errors import BadRequestError, SethubError
+from sethub.runtime import per_environment
 from sethub.settings import Settings
 from sethub.websub import Hub, HubReply, parse_hub_request
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
     from sethub.signing import KmsSigner
 
 JWKS_CACHE_CONTROL = "public, max-age=300"
@@ -52,16 +52,7 @@ class _Container:
         return self._signer
 
 
-@lru_cache(maxsize=4)
-def _container_for(_environment: tuple[tuple[str, str], ...]) -> _Container:
-    return _Container()
-
-
-def container() -> _Container:
-    """Once per container; keyed on the environment so that a local stack restarted with
-    other settings in the same interpreter gets fresh dependencies."""
-    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("SETHUB_", "AWS_"))))
-    return _container_for(environment)
+container = per_environment(_Container)
 
 
 def settings() -> Settings:
@@ -78,13 +69,7 @@ def _text(reply: HubReply) -> Response[Any]:
 
 def _body() -> bytes:
     event = app.current_event
-    raw = event.body or ""
-    if event.is_base64_encoded:
-        try:
-            return base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadRequestError("request body is not valid base64") from None
-    return raw.encode("utf-8")
+    return request_body(event.body, is_base64_encoded=bool(event.is_base64_encoded))
 
 
 @app.post("/hub")

@@ -25,10 +25,12 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
-from sethub.clients import AwsClients
 
 from devstack.provision import Provisioned, provision
 from devstack.template import load_template
+from sethub.clients import AwsClients
+from sethub.settings import Settings
+from sethub.store import SubscriptionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 START_DEADLINE_SECONDS = 20.0
@@ -115,6 +117,22 @@ class LocalStackProcess:
                 api_key=self.api_key,
             )
         return self._provisioned
+
+    def active_callbacks(self, topic: str) -> list[str]:
+        """Callbacks with a verified, unexpired subscription to ``topic``, as the hub sees them."""
+        settings = Settings.from_env(self.provisioned.env_for("DispatchFunction"))
+        subscriptions, _ = SubscriptionStore(self.clients, settings).list_active(topic, now=time.time())
+        return [subscription.callback for subscription in subscriptions]
+
+    def subscribe(self, topic: str, callback: str, *, register: bool = True, **extra: str) -> None:
+        """Subscribe ``callback`` to ``topic`` (registering it first) and wait until it is verified."""
+        if register:
+            assert self.hub(**{"hub.mode": "register", "hub.topic": topic})[0] == 200
+        status, body = self.hub(
+            **{"hub.mode": "subscribe", "hub.topic": topic, "hub.callback": callback}, **extra
+        )
+        assert (status, body) == (202, b"hub.mode=accepted")
+        wait_for(lambda: callback in self.active_callbacks(topic), timeout=20, message=f"{callback} verified")
 
     def request(
         self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None

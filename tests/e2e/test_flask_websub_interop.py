@@ -71,18 +71,6 @@ def flask_subscriber(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     subscriber.thread.join()
 
 
-def _active(stack: LocalStackProcess, callback_id: str) -> bool:
-    items = stack.clients.dynamodb.query(
-        TableName=stack.provisioned.table_names["HubTable"],
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :sub)",
-        ExpressionAttributeValues={":pk": {"S": f"TOPIC#{TOPIC}"}, ":sub": {"S": "SUB#"}},
-        ConsistentRead=True,
-    )["Items"]
-    return any(
-        item["sk"]["S"].endswith(f"/{callback_id}") and item["state"]["S"] == "active" for item in items
-    )
-
-
 def _payload(compact: bytes, jwks: dict[str, Any]) -> dict[str, Any]:
     """The SET's claims, once its signature verifies against the hub's JWKS."""
     token = jws.JWS()
@@ -103,7 +91,9 @@ def test_flask_websub_subscribes_with_a_secret_and_accepts_signed_deliveries(
     wait_for(lambda: flask_subscriber.successes, timeout=15, message="flask-websub answered the challenge")
     # flask-websub records success before it answers; the hub applies the subscription after.
     wait_for(
-        lambda: _active(local_stack, callback_id), timeout=15, message="the hub applied the subscription"
+        lambda: any(url.endswith(f"/{callback_id}") for url in local_stack.active_callbacks(TOPIC)),
+        timeout=15,
+        message="the hub applied the subscription",
     )
     [jti] = local_stack.publish({"topic": TOPIC, "events": {LOGIN: {"user": {"id": "42"}}}})
     wait_for(lambda: flask_subscriber.notifications, timeout=15, message="flask-websub accepted a delivery")

@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from e2e_harness import LocalStackProcess, wait_for  # type: ignore[import-not-found]
+from e2e_harness import wait_for  # type: ignore[import-not-found]
+
 from sethub.receiver import Receiver
 
 pytestmark = pytest.mark.e2e
@@ -19,28 +20,6 @@ LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"
 
 def _event(topic: str, user: str = "42") -> dict[str, object]:
     return {"topic": topic, "events": {LOGIN: {"user": {"id": user}}}}
-
-
-def _subscription_active(stack: LocalStackProcess, topic: str, callback: str) -> bool:
-    item = stack.clients.dynamodb.get_item(
-        TableName=stack.provisioned.table_names["HubTable"],
-        Key={"pk": {"S": f"TOPIC#{topic}"}, "sk": {"S": f"SUB#{callback}"}},
-        ConsistentRead=True,
-    ).get("Item")
-    return bool(item) and item.get("state", {}).get("S") == "active"
-
-
-def _subscribe(stack: LocalStackProcess, topic: str, callback: str, **extra: str) -> None:
-    assert stack.hub(**{"hub.mode": "register", "hub.topic": topic})[0] == 200
-    status, body = stack.hub(
-        **{"hub.mode": "subscribe", "hub.topic": topic, "hub.callback": callback}, **extra
-    )
-    assert status == 202, body
-    wait_for(
-        lambda: _subscription_active(stack, topic, callback),
-        timeout=15,
-        message=f"subscription of {callback} to {topic} verified",
-    )
 
 
 def test_health_answers_and_the_urls_and_key_are_printed(local_stack):
@@ -84,7 +63,7 @@ def test_a_published_event_reaches_a_subscriber_signed_and_verified(local_stack)
     receiver = Receiver(hub=local_stack.base_url, secret=b"s3cret-of-the-receiver").start()
     try:
         callback = f"{receiver.url}/hook?tenant=acme"
-        _subscribe(local_stack, "acme.login", callback, **{"hub.secret": "s3cret-of-the-receiver"})
+        local_stack.subscribe("acme.login", callback, **{"hub.secret": "s3cret-of-the-receiver"})
 
         (jti,) = local_stack.publish(_event("acme.login", user="ada"))
 
@@ -171,7 +150,7 @@ def test_events_in_flight_when_the_dispatcher_dies_are_delivered_after_restart(
         first = start_local_stack(
             moto_endpoint=moto_endpoint, SETHUB_LOCAL_VISIBILITY_TIMEOUT="2", SETHUB_LOCAL_POLLERS="1"
         )
-        _subscribe(first, "acme.crash", subscriber.url)
+        first.subscribe("acme.crash", subscriber.url)
         subscriber.stall.set()
 
         # WHEN a batch is being delivered and the whole stack is killed mid-batch

@@ -27,28 +27,11 @@ def peer() -> Iterator[CallbackServer]:
         yield server
 
 
-def _active(stack: LocalStackProcess, topic: str, callback: str) -> bool:
-    item = stack.clients.dynamodb.get_item(
-        TableName=stack.provisioned.table_names["HubTable"],
-        Key={"pk": {"S": f"TOPIC#{topic}"}, "sk": {"S": f"SUB#{callback}"}},
-        ConsistentRead=True,
-    ).get("Item")
-    return bool(item) and item.get("state", {}).get("S") == "active"
-
-
 def _topic(stack: LocalStackProcess, peer: CallbackServer, path: str, content: tuple[str, bytes]) -> str:
     peer.topics[path] = content
     topic = peer.url(path)
     assert stack.hub(**{"hub.mode": "register", "hub.topic": topic})[0] == 200
     return topic
-
-
-def _subscribe(stack: LocalStackProcess, topic: str, callback: str, **extra: str) -> None:
-    status, body = stack.hub(
-        **{"hub.mode": "subscribe", "hub.topic": topic, "hub.callback": callback, **extra}
-    )
-    assert (status, body) == (202, b"hub.mode=accepted")
-    wait_for(lambda: _active(stack, topic, callback), timeout=15, message=f"{callback} verified")
 
 
 def _publish(stack: LocalStackProcess, topic: str) -> None:
@@ -63,7 +46,7 @@ def _deliveries(peer: CallbackServer, path: str, count: int) -> list[Any]:
 
 def test_100_typical_subscriber_request(local_stack: LocalStackProcess, peer: CallbackServer) -> None:
     topic = _topic(local_stack, peer, "/topics/100", HTML)
-    _subscribe(local_stack, topic, peer.url("/sub/100"))
+    local_stack.subscribe(topic, peer.url("/sub/100"), register=False)
 
     [verification] = peer.gets("/sub/100")
     assert verification.params["hub.mode"] == "subscribe"
@@ -84,7 +67,7 @@ def test_100_typical_subscriber_request(local_stack: LocalStackProcess, peer: Ca
 def test_101_subscriber_includes_a_secret(local_stack: LocalStackProcess, peer: CallbackServer) -> None:
     secret = "websub.rocks-secret-101"
     topic = _topic(local_stack, peer, "/topics/101", HTML)
-    _subscribe(local_stack, topic, peer.url("/sub/101"), **{"hub.secret": secret})
+    local_stack.subscribe(topic, peer.url("/sub/101"), **{"hub.secret": secret}, register=False)
 
     _publish(local_stack, topic)
     [delivery] = _deliveries(peer, "/sub/101", 1)
@@ -100,7 +83,7 @@ def test_102_subscriber_sends_additional_parameters(
     local_stack: LocalStackProcess, peer: CallbackServer
 ) -> None:
     topic = _topic(local_stack, peer, "/topics/102", HTML)
-    _subscribe(local_stack, topic, peer.url("/sub/102"), foo="bar", **{"hub.foo": "baz"})
+    local_stack.subscribe(topic, peer.url("/sub/102"), foo="bar", **{"hub.foo": "baz"}, register=False)
 
     _publish(local_stack, topic)
     [delivery] = _deliveries(peer, "/sub/102", 1)
@@ -112,7 +95,7 @@ def test_103_subscriber_resubscribes_before_expiry(
     local_stack: LocalStackProcess, peer: CallbackServer
 ) -> None:
     topic = _topic(local_stack, peer, "/topics/103", HTML)
-    _subscribe(local_stack, topic, peer.url("/sub/103"))
+    local_stack.subscribe(topic, peer.url("/sub/103"), register=False)
     status, _ = local_stack.hub(
         **{"hub.mode": "subscribe", "hub.topic": topic, "hub.callback": peer.url("/sub/103")}
     )
@@ -131,15 +114,17 @@ def test_103_subscriber_resubscribes_before_expiry(
 
 def test_104_unsubscribe(local_stack: LocalStackProcess, peer: CallbackServer) -> None:
     topic = _topic(local_stack, peer, "/topics/104", HTML)
-    _subscribe(local_stack, topic, peer.url("/sub/104"))
-    _subscribe(local_stack, topic, peer.url("/control/104"))
+    local_stack.subscribe(topic, peer.url("/sub/104"), register=False)
+    local_stack.subscribe(topic, peer.url("/control/104"), register=False)
 
     status, body = local_stack.hub(
         **{"hub.mode": "unsubscribe", "hub.topic": topic, "hub.callback": peer.url("/sub/104")}
     )
     assert (status, body) == (202, b"hub.mode=accepted")
     wait_for(
-        lambda: not _active(local_stack, topic, peer.url("/sub/104")), timeout=15, message="unsubscribed"
+        lambda: peer.url("/sub/104") not in local_stack.active_callbacks(topic),
+        timeout=15,
+        message="unsubscribed",
     )
     assert peer.gets("/sub/104")[-1].params["hub.mode"] == "unsubscribe"
 
@@ -160,7 +145,7 @@ def test_105_106_content_is_delivered_byte_for_byte_with_its_content_type(
     local_stack: LocalStackProcess, peer: CallbackServer, test_id: str, content: tuple[str, bytes]
 ) -> None:
     topic = _topic(local_stack, peer, f"/topics/{test_id}", content)
-    _subscribe(local_stack, topic, peer.url(f"/sub/{test_id}"))
+    local_stack.subscribe(topic, peer.url(f"/sub/{test_id}"), register=False)
 
     _publish(local_stack, topic)
     [delivery] = _deliveries(peer, f"/sub/{test_id}", 1)

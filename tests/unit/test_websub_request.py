@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 import pytest
+
 from sethub.errors import BadRequestError, PayloadTooLargeError
 from sethub.secretbox import SecretBox, encryption_context
 from sethub.subscriptions import Subscription, expiry, is_live, state_ttl, supersedes
@@ -137,7 +138,7 @@ class FakeKms:
         self, *, CiphertextBlob: bytes, EncryptionContext: dict[str, str], **_: Any
     ) -> dict[str, Any]:
         self.decrypts += 1
-        context, _, reversed_plaintext = CiphertextBlob.partition(b"|")
+        context, _sep, reversed_plaintext = CiphertextBlob.partition(b"|")
         assert context == repr(sorted(EncryptionContext.items())).encode()
         return {"Plaintext": reversed_plaintext[::-1]}
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 from collections.abc import Mapping
 from typing import Any
 
 from sethub.clients import AwsClients
-from sethub.errors import ConfigurationError, ForbiddenError, UnauthorizedError
+from sethub.errors import BadRequestError, ConfigurationError, ForbiddenError, UnauthorizedError
 from sethub.settings import Settings
 
 API_KEY_HEADER = "x-api-key"
@@ -74,3 +76,14 @@ def hub_url(base: str) -> str:
 def issuer(base: str, settings: Settings) -> str:
     """The default SET ``iss``: ``SETHUB_ISSUER``, else the API's base URL."""
     return settings.issuer or base
+
+
+def request_body(body: str | None, *, is_base64_encoded: bool) -> bytes:
+    """The raw bytes of an API Gateway proxy event's body."""
+    raw = body or ""
+    if is_base64_encoded:
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequestError("request body is not valid base64") from None
+    return raw.encode("utf-8")

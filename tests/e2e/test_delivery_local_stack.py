@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from e2e_harness import LocalStackProcess, http, wait_for
+from e2e_harness import http, wait_for
 from jwcrypto import jwk, jws
 
 pytestmark = pytest.mark.e2e
@@ -63,24 +63,8 @@ def callback() -> Iterator[Callback]:
     server.server_close()
 
 
-def subscribe(stack: LocalStackProcess, topic: str, url: str) -> None:
-    assert stack.hub(**{"hub.mode": "register", "hub.topic": topic})[0] == 200
-    status, body = stack.hub(**{"hub.mode": "subscribe", "hub.topic": topic, "hub.callback": url})
-    assert status == 202, body
-
-    def active() -> bool:
-        item = stack.clients.dynamodb.get_item(
-            TableName=stack.provisioned.table_names["HubTable"],
-            Key={"pk": {"S": f"TOPIC#{topic}"}, "sk": {"S": f"SUB#{url}"}},
-            ConsistentRead=True,
-        ).get("Item")
-        return bool(item) and item.get("state", {}).get("S") == "active"
-
-    wait_for(active, timeout=20, message="subscription verified")
-
-
 def test_a_published_event_arrives_as_a_set_that_verifies_from_the_jwks_url(local_stack, callback):
-    subscribe(local_stack, "acme.login", callback.url)
+    local_stack.subscribe("acme.login", callback.url)
 
     (jti,) = local_stack.publish({"topic": "acme.login", "events": {LOGIN: {"user": {"id": "42"}}}})
 
@@ -99,7 +83,7 @@ def test_a_published_event_arrives_as_a_set_that_verifies_from_the_jwks_url(loca
 def test_a_subscriber_failing_twice_gets_the_same_delivery_three_times(start_local_stack, callback):
     stack = start_local_stack(SETHUB_RETRY_SCHEDULE="0,0,0")
     callback.failures = 2
-    subscribe(stack, "acme.login", callback.url)
+    stack.subscribe("acme.login", callback.url)
 
     stack.publish({"topic": "acme.login", "events": {LOGIN: {}}})
 
