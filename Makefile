@@ -11,6 +11,8 @@ BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
+# sam build finds python3.12 on PATH.
+PYTHON_DIR = $(shell dirname "$$(command -v $(PYTHON))")
 TEST_MYPY_FLAGS := --allow-untyped-defs --allow-incomplete-defs --no-warn-return-any
 
 .PHONY: help local test lint typecheck template unit integration e2e bench build deploy clean
@@ -45,9 +47,14 @@ typecheck: $(BIN)/.installed ## mypy, strict
 	$(BIN)/mypy $(TEST_MYPY_FLAGS) tests/unit tests/integration tests/conftest.py
 	$(BIN)/mypy $(TEST_MYPY_FLAGS) tests/e2e
 
-template: $(BIN)/.installed $(SAM_VENV)/.installed ## sam validate --lint and cfn-lint on template.yaml
+template: $(BIN)/.installed $(SAM_VENV)/.installed ## sam validate --lint, cfn-lint, and a sam build into a scratch folder
 	$(SAM) validate --lint --template template.yaml --region $(REGION)
 	$(BIN)/cfn-lint template.yaml
+	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+	  PATH="$(PYTHON_DIR):$$PATH" $(SAM) build --template template.yaml --build-dir "$$scratch/build" \
+	    --cache-dir "$$scratch/cache" >"$$scratch/log" 2>&1 || { cat "$$scratch/log"; exit 1; }; \
+	  test -f "$$scratch/build/SharedLayer/python/sethub/dispatch.py" || { echo "sam build: the layer lacks sethub"; exit 1; }; \
+	  echo "sam build: ok"
 
 test: lint typecheck template ## everything CI runs: lint, types, template checks, every test
 	$(BIN)/python -m pytest
@@ -56,7 +63,7 @@ bench: $(BIN)/.installed ## the benchmarks, printed as one table (and docs/bench
 	$(BIN)/python -m bench
 
 build: $(SAM_VENV)/.installed ## sam build (no Docker needed)
-	$(SAM) build --template template.yaml
+	PATH="$(PYTHON_DIR):$$PATH" $(SAM) build --template template.yaml
 
 deploy: build ## sam deploy with samconfig.toml's defaults (--guided on first use)
 	@if grep -q '^stack_name' samconfig.toml 2>/dev/null && [ -z "$(GUIDED)" ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from types import FrameType
 
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     # moto logs every AWS call through werkzeug; the API's own access log is enough.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Powertools warns on every invocation that published no metric (health checks): noise here.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ SETTING_NAMES = (
 
 POLLERS_ENV = "SETHUB_LOCAL_POLLERS"
 VISIBILITY_ENV = "SETHUB_LOCAL_VISIBILITY_TIMEOUT"
+SAM_ENV_VARS_FILE = "devstack-env.json"
+"""Written next to the template: each function's environment for `sam local --env-vars`."""
 
 
 @dataclass
@@ -144,6 +147,7 @@ class LocalStack:
             region=region,
         )
         self.provisioned = provisioned
+        self._write_sam_env_vars(provisioned, aws_env)
         # The functions share this process: their environments agree wherever they overlap.
         os.environ.update(provisioned.union_env())
         functions = load_functions(provisioned.functions, config.template_path.parent, region)
@@ -167,6 +171,15 @@ class LocalStack:
             gateway_responses=provisioned.gateway_responses,
         )
         self._gateway.ready.set()
+
+    @property
+    def sam_env_vars_path(self) -> Path:
+        return self.config.template_path.parent / SAM_ENV_VARS_FILE
+
+    def _write_sam_env_vars(self, provisioned: Provisioned, aws_env: Mapping[str, str]) -> None:
+        """Each function's environment, for ``sam local invoke/start-api --env-vars`` (Docker users)."""
+        env_vars = {name: {**provisioned.env_for(name), **aws_env} for name in sorted(provisioned.functions)}
+        self.sam_env_vars_path.write_text(json.dumps(env_vars, indent=2) + "\n")
 
     def stop(self) -> None:
         """Stop pollers (letting a running batch finish), then the API, then moto."""
@@ -192,6 +205,7 @@ class LocalStack:
                 f"  JWKS      {base}/.well-known/jwks.json",
                 f"  API key   {self.config.api_key}",
                 f"  moto      {self.moto_endpoint} (prefix {self.config.prefix})",
+                f"  sam local --env-vars {self.sam_env_vars_path.name}",
                 "Ctrl-C stops it.",
             ]
         )
