@@ -9,7 +9,8 @@ import json
 from dataclasses import dataclass, field
 
 from sethub import sets
-from sethub.delivery import Outcome, body_for, classify, headers_for
+from sethub.delivery import DeliveryRequest, Outcome, body_for, classify, headers_for, send
+from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutError
 from sethub.messages import PreparedPayload
 from sethub.queues import Outgoing, QueueSender
 from sethub.signing import thumbprint
@@ -127,3 +128,39 @@ def test_entries_that_never_go_are_reported():
     sqs = Refusing()
     assert QueueSender(sqs, rounds=2).send_all("q", [Outgoing("a"), Outgoing("b")]) == [0, 1]  # type: ignore[arg-type]
     assert sqs.calls == 2
+
+
+class _Raising:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def request(self, method, url, *, headers=None, body=None):
+        raise self.error
+
+
+def _request() -> DeliveryRequest:
+    return DeliveryRequest(
+        topic="t",
+        callback="https://x.example/cb",
+        jti="j",
+        hub_url="https://hub/hub",
+        content_type="application/json",
+        body=b"{}",
+        headers={},
+        attempt=1,
+        subscribed_at=0,
+    )
+
+
+def test_a_timeout_is_a_throttled_failure_and_a_refusal_is_not():
+    timed_out = send(_Raising(OutboundTimeoutError("read timed out after 10 s")), _request())
+    refused = send(_Raising(OutboundError("connection failed: connection refused")), _request())
+
+    assert (timed_out.status, timed_out.throttled) == ("failed", True)
+    assert (refused.status, refused.throttled) == ("failed", False)
+
+
+def test_a_callback_the_guard_refuses_at_connect_time_is_final():
+    outcome = send(_Raising(BlockedAddressError("address 10.0.0.1 is private")), _request())
+
+    assert outcome.status == "rejected"

@@ -19,7 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from sethub.errors import BlockedAddressError, OutboundError
+
+from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutError
 from sethub.outbound import GuardedHttp, OutboundResponse
 from sethub.settings import Settings
 
@@ -177,19 +178,19 @@ def test_query_string_is_sent_as_is(server: Server) -> None:
 
 def test_a_stalled_server_times_out(server: Server) -> None:
     http = local_http(timeout=0.5)
-    with pytest.raises(OutboundError, match=r"read timed out after 0\.5 s"):
+    with pytest.raises(OutboundTimeoutError, match=r"read timed out after 0\.5 s"):
         http.request("GET", f"{server.url}/stall")
 
 
 def test_a_slowly_dripping_body_is_cut_off_at_the_timeout(server: Server) -> None:
     http = local_http(timeout=0.5)
-    with pytest.raises(OutboundError, match=r"read timed out after 0\.5 s"):
+    with pytest.raises(OutboundTimeoutError, match=r"read timed out after 0\.5 s"):
         http.request("GET", f"{server.url}/drip")
 
 
 def test_slowly_dripping_headers_are_cut_off_at_the_timeout(server: Server) -> None:
     http = local_http(timeout=0.5)
-    with pytest.raises(OutboundError, match=r"read timed out after 0\.5 s"):
+    with pytest.raises(OutboundTimeoutError, match=r"read timed out after 0\.5 s"):
         http.request("GET", f"{server.url}/drip-headers")
 
 
@@ -222,8 +223,9 @@ def test_a_refused_connection_is_an_outbound_error() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # Nothing listens on the port any more.
-    with pytest.raises(OutboundError, match="connection failed: connection refused"):
+    with pytest.raises(OutboundError, match="connection failed: connection refused") as refused:
         local_http().request("POST", f"http://127.0.0.1:{port}/cb", body=b"{}")
+    assert not isinstance(refused.value, OutboundTimeoutError)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]"])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from sethub import sets
-from sethub.errors import BlockedAddressError, OutboundError
+from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutError
 from sethub.messages import PreparedPayload
 from sethub.retry import parse_retry_after
 from sethub.subscriptions import Subscription
@@ -143,7 +143,7 @@ def request_for(
     )
 
 
-def send(http: Http, request: DeliveryRequest, *, timeout: float) -> Outcome:
+def send(http: Http, request: DeliveryRequest) -> Outcome:
     """One attempt; never raises for what the subscriber or the network did."""
     started = time.monotonic()
     try:
@@ -151,10 +151,9 @@ def send(http: Http, request: DeliveryRequest, *, timeout: float) -> Outcome:
     except BlockedAddressError as exc:
         return Outcome("rejected", None, _one_line(f"blocked: {exc}"), _ms_since(started))
     except OutboundError as exc:
-        elapsed = time.monotonic() - started
-        # A request that used up its timeout is a timeout, whatever the library called it.
-        timed_out = elapsed >= timeout * 0.95
-        return Outcome("failed", None, _one_line(str(exc)), int(elapsed * 1000), throttled=timed_out)
+        # A timeout suggests an overloaded subscriber: the next attempt waits at least the floor.
+        timed_out = isinstance(exc, OutboundTimeoutError)
+        return Outcome("failed", None, _one_line(str(exc)), _ms_since(started), throttled=timed_out)
     return classify(response, duration_ms=_ms_since(started), now=time.time())
 
 

@@ -302,12 +302,11 @@ class Dispatcher:
         )
 
     def _deliver(self, work: list[_Work], now: float) -> None:
-        timeout = self._settings.delivery_timeout_seconds
         http = self.http if any(item.requests for item in work) else None
         if http is None:
             return
         futures = [
-            (item, request, self._pool.submit(delivery.send, http, request, timeout=timeout))
+            (item, request, self._pool.submit(delivery.send, http, request))
             for item in work
             for request in item.requests
         ]

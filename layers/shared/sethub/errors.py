@@ -8,7 +8,8 @@
     │   ├── NotFoundError       an unknown topic (404)
     │   └── PayloadTooLargeError  a body over its limit (413)
     ├── BlockedAddressError     the network guard refused a URL or an address
-    ├── OutboundError           an outbound request could not complete (refused, timeout, TLS)
+    ├── OutboundError           an outbound request could not complete (refused, TLS, ...)
+    │   └── OutboundTimeoutError  ... because it ran out of time
     └── UpstreamError           an AWS call failed after its retries (5xx to callers)
 
 Every message is one line a user can act on, and never contains a secret.
@@ -66,6 +67,10 @@ class BlockedAddressError(SethubError):
 
 class OutboundError(SethubError):
     """An outbound HTTP request could not complete: connection refused, timeout, TLS failure."""
+
+
+class OutboundTimeoutError(OutboundError):
+    """An outbound HTTP request ran out of time (connect or response)."""
 
 
 class UpstreamError(SethubError):

@@ -46,7 +46,7 @@ from urllib3.exceptions import (
 )
 from urllib3.util.connection import create_connection
 
-from sethub.errors import BlockedAddressError, OutboundError
+from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutError
 from sethub.netguard import resolve_public
 from sethub.settings import Settings
 
@@ -269,13 +269,13 @@ class GuardedHttp:
         except LocationParseError:
             raise BlockedAddressError("malformed URL") from None
         except (HTTPError, HTTPException, OSError) as exc:
-            raise OutboundError(_describe(exc, self.timeout)) from None
+            raise _failure(exc, self.timeout) from None
         try:
             content = self._read_capped(response)
         except (HTTPError, HTTPException, OSError) as exc:
             response.close()
             response.release_conn()
-            raise OutboundError(_describe(exc, self.timeout)) from None
+            raise _failure(exc, self.timeout) from None
         except BaseException:
             response.close()
             response.release_conn()
@@ -323,6 +323,17 @@ def _os_reason(exc: BaseException | None) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return "unknown error" if exc is None else exc.__class__.__name__
+
+
+def _failure(exc: BaseException, timeout: float) -> OutboundError:
+    """The sethub error for an urllib3/http.client/socket failure: one line, no URL."""
+    timed_out = isinstance(exc, ReadTimeoutError | TimeoutError) or (
+        isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError)
+    )
+    if isinstance(exc, ProtocolError) and len(exc.args) > 1 and isinstance(exc.args[1], TimeoutError):
+        timed_out = True
+    reason = _describe(exc, timeout)
+    return OutboundTimeoutError(reason) if timed_out else OutboundError(reason)
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
