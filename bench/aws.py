@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,10 +62,13 @@ class CallCounter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
+        self.seconds = 0.0
+        """Wall time spent inside AWS calls, all operations together."""
 
-    def add(self, name: str) -> None:
+    def add(self, name: str, seconds: float = 0.0) -> None:
         with self._lock:
             self.calls[name] += 1
+            self.seconds += seconds
 
     def snapshot(self) -> Counter[str]:
         with self._lock:
@@ -92,8 +96,11 @@ class CountingClient:
         operation = f"{self._service}.{self._client.meta.method_to_api_mapping[name]}"
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            self._counter.add(operation)
-            return attribute(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return attribute(*args, **kwargs)
+            finally:
+                self._counter.add(operation, time.perf_counter() - started)
 
         return counted
 
@@ -104,11 +111,10 @@ def counting_clients(counter: CallCounter) -> Callable[[], Any]:
 
     def build() -> AwsClients:
         plain = AwsClients()
-        return AwsClients(
-            **{
-                service: CountingClient(getattr(plain, service), service, counter)
-                for service in ("dynamodb", "sqs", "kms", "secretsmanager")
-            }
-        )
+        counted: dict[str, Any] = {
+            service: CountingClient(getattr(plain, service), service, counter)
+            for service in ("dynamodb", "sqs", "kms", "secretsmanager")
+        }
+        return AwsClients(**counted)
 
     return build

@@ -81,7 +81,10 @@ def cost_per_events(usage: Usage, prices: Prices, events: int = 1_000_000) -> li
             usage.api_requests * events * prices.api_rest_request,
         ),
         CostLine(
-            "SQS", usage.sqs_requests * events, "64 KiB requests", usage.sqs_requests * events * prices.sqs_request
+            "SQS",
+            usage.sqs_requests * events,
+            "64 KiB requests",
+            usage.sqs_requests * events * prices.sqs_request,
         ),
         CostLine(
             "DynamoDB writes",

@@ -175,7 +175,9 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def measure(farm: Farm, *, latency_events: int, rate: float, subscribers: int, publishes: int) -> dict[str, Any]:
+def measure(
+    farm: Farm, *, latency_events: int, rate: float, subscribers: int, publishes: int
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="sethub-bench-") as workdir:
         stack = start_stack(Path(workdir))
         try:

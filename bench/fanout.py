@@ -14,7 +14,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +47,9 @@ class Row:
     requests_cpu: float = 0.0
     baseline_errors: int = 0
     calls: dict[str, int] = field(default_factory=dict)
+    aws_wall: float = 0.0
+    """Of hub_wall, the time spent waiting in AWS (moto) calls: all sequential in the handler."""
+    phases: dict[str, float] = field(default_factory=dict)
     log_bytes: int = 0
     """What the handler wrote to stdout (CloudWatch Logs in AWS)."""
     note: str = ""
@@ -76,11 +78,12 @@ class Bench:
             overrides={**LOCAL_OVERRIDES, "SETHUB_DELIVERY_CONCURRENCY": str(self.concurrency)},
         )
         os.environ.update(self.provisioned.union_env())
+        from bench.aws import CallCounter  # noqa: PLC0415
+        from bench.phases import instrument  # noqa: PLC0415
         from sethub.clients import AwsClients  # noqa: PLC0415
         from sethub.settings import Settings  # noqa: PLC0415
 
-        from bench.aws import CallCounter  # noqa: PLC0415
-
+        self.phases = instrument()
         self.settings = Settings.from_env()
         self.setup_clients = AwsClients()
         self.counter = CallCounter()
@@ -88,45 +91,86 @@ class Bench:
 
     # -- set-up (not measured) -----------------------------------------------------
 
+    def callback(self, topic: str, index: int) -> str:
+        """Subscriber ``index`` of ``topic``: spread round-robin over the farm's ports."""
+        return f"http://127.0.0.1:{self.ports[index % len(self.ports)]}/cb/{topic}/{index}"
+
     def subscribe(self, sizes: list[int]) -> None:
-        """One topic per size, its subscriptions made through the store (request, verify, apply)."""
+        """One topic per size with that many active subscriptions.
+
+        The first few go through the store's own path (request, verification, apply); the
+        rest are batch-written as the very item that path writes, because moto copies the
+        whole table on every transaction (quadratic set-up). The store must then read
+        them all back as active, identical to the ones it made.
+        """
         from sethub.store import SubscriptionStore  # noqa: PLC0415
-        from sethub.subscriptions import PendingRequest  # noqa: PLC0415
+        from sethub.subscriptions import expiry, state_ttl, subscription_key, topic_key  # noqa: PLC0415
 
         store = SubscriptionStore(self.setup_clients, self.settings)
         lease = self.settings.default_lease_seconds
+        by_store = 5
+        for size in sizes:
+            topic = f"bench.fanout.{size}"
+            store.register_topic(topic)
+            self.topics[size] = topic
+            for index in range(min(by_store, size)):
+                request_id = store.put_pending(
+                    mode="subscribe",
+                    topic=topic,
+                    callback=self.callback(topic, index),
+                    format="jwt",
+                    secret=None,
+                    lease_seconds=lease,
+                    requested_at=time.time_ns(),
+                )
+                pending = store.get_pending(topic, request_id)
+                assert pending is not None
+                store.apply_verified(pending)
+            now = time.time()
+            items = [
+                {
+                    "pk": {"S": topic_key(topic)},
+                    "sk": {"S": subscription_key(self.callback(topic, index))},
+                    "callback": {"S": self.callback(topic, index)},
+                    "requested_at": {"N": str(time.time_ns())},
+                    "state": {"S": "active"},
+                    "format": {"S": "jwt"},
+                    "lease_seconds": {"N": str(lease)},
+                    "expires_at": {"N": str(expiry(lease, now))},
+                    "ttl": {"N": str(state_ttl(expiry(lease, now), now))},
+                }
+                for index in range(by_store, size)
+            ]
+            self._batch_write([{"PutRequest": {"Item": item}} for item in items])
+            found, _ = store.list_active(topic, now=time.time())
+            if len(found) != size:
+                raise RuntimeError(f"{topic}: the store reads {len(found)} active subscriptions, not {size}")
+            made = {(s.format, s.secret, s.lease_seconds) for s in found}
+            if len(made) != 1:
+                raise RuntimeError(f"{topic}: bulk-written subscriptions differ from the store's: {made}")
 
-        def one(topic: str, index: int) -> PendingRequest:
-            callback = f"http://127.0.0.1:{self.ports[index % len(self.ports)]}/cb/{topic}/{index}"
-            request_id = store.put_pending(
-                mode="subscribe",
-                topic=topic,
-                callback=callback,
-                format="jwt",
-                secret=None,
-                lease_seconds=lease,
-                requested_at=time.time_ns(),
-            )
-            pending = store.get_pending(topic, request_id)
-            assert pending is not None
-            return pending
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        table = self.settings.table_name
+        for start in range(0, len(requests), 25):
+            pending: Any = {table: requests[start : start + 25]}
+            while pending:
+                pending = self.setup_clients.dynamodb.batch_write_item(RequestItems=pending).get(
+                    "UnprocessedItems"
+                )
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            futures = []
-            for size in sizes:
-                topic = f"bench.fanout.{size}"
-                store.register_topic(topic)
-                self.topics[size] = topic
-                futures += [pool.submit(one, topic, index) for index in range(size)]
-            # moto's transactions are not thread-safe: the verified requests are applied in turn.
-            pending = [future.result() for future in futures]
-        for request in pending:
-            store.apply_verified(request)
+    def forget_records(self, topic: str, jtis: list[str], subscribers: int) -> None:
+        """Delete the delivery records of ``jtis`` (not timed): moto's Query scans the whole
+        table, so records piling up would slow every later subscription query."""
+        keys = [
+            {"DeleteRequest": {"Key": {"pk": {"S": f"DELIVERY#{jti}"}, "sk": {"S": f"{topic}#{url}#001"}}}}
+            for jti in jtis
+            for url in (self.callback(topic, index) for index in range(subscribers))
+        ]
+        self._batch_write(keys)
 
     def load_dispatch(self) -> Any:
-        from devstack.functions import load_function  # noqa: PLC0415
-
         from bench.aws import counting_clients  # noqa: PLC0415
+        from devstack.functions import load_function  # noqa: PLC0415
 
         function = load_function(
             self.provisioned.functions["DispatchFunction"], ROOT, self.provisioned.region
@@ -169,7 +213,7 @@ class Bench:
         """FanoutShard messages the handler queued, as SQS events (receiving is Lambda's job)."""
         sqs = self.setup_clients.sqs
         url = self.provisioned.queue_urls["EventsQueue"]
-        batches = []
+        batches: list[dict[str, Any]] = []
         while True:
             messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
                 "Messages", []
@@ -199,7 +243,9 @@ class Bench:
                 }
             )
 
-    def hub_run(self, function: Any, topic: str, events: int, batch: int) -> tuple[float, float, int, int]:
+    def hub_run(
+        self, function: Any, topic: str, subscribers: int, events: int, batch: int
+    ) -> tuple[float, float, int, int]:
         """Invoke the handler on ``events`` events in SQS batches of ``batch`` (then any shards).
 
         Returns wall and CPU seconds spent inside the handler, invocations, and batch item failures.
@@ -215,6 +261,7 @@ class Bench:
                 cpu += time.process_time() - c
                 invocations += 1
                 failures += len((result or {}).get("batchItemFailures") or [])
+                self.forget_records(topic, [_event_jti(r["body"]) for r in event["Records"]], subscribers)
             pending = self._drain_shards()
         return wall, cpu, invocations, failures
 
@@ -227,19 +274,21 @@ class Bench:
         topic = self.topics[subscribers]
         row = Row(name=name, events=events, subscribers=subscribers, note=note)
         # Warm-up: a container that has served this topic before (pools full, clients built).
-        self.hub_run(function, topic, min(events, 10), 10)
-        before, logged = self.counter.snapshot(), _logged()
+        self.hub_run(function, topic, subscribers, min(events, 10), 10)
+        before, logged, aws = self.counter.snapshot(), _logged(), self.counter.seconds
         posted = _farm_posts(self.ports)
-        row.hub_wall, row.hub_cpu, row.invocations, failures = self.hub_run(function, topic, events, 10)
+        with self.phases.measuring() as phases:
+            row.hub_wall, row.hub_cpu, row.invocations, failures = self.hub_run(
+                function, topic, subscribers, events, 10
+            )
+        row.phases = phases
         row.deliveries = _farm_posts(self.ports) - posted
         row.hub_errors = failures + (events * subscribers - row.deliveries)
         row.calls = dict(self.counter.since(before))
         row.log_bytes = _logged() - logged
+        row.aws_wall = self.counter.seconds - aws
 
-        urls = [
-            f"http://127.0.0.1:{self.ports[index % len(self.ports)]}/cb/{topic}/{index}"
-            for index in range(subscribers)
-        ]
+        urls = [self.callback(topic, index) for index in range(subscribers)]
         jobs = [(url, body, "application/secevent+jwt") for body in self.bodies(events) for url in urls]
         warmup = jobs[: self.concurrency * len(self.ports)]
         lib = urllib3_run(jobs, warmup, self.concurrency)
@@ -254,10 +303,14 @@ class Bench:
     def ingest(self, batch: int, requests: int, with_jti: bool) -> dict[str, Any]:
         """``requests`` POST /events of ``batch`` events each; ``with_jti``: the publisher names
         each event's jti, so the hub claims an idempotency marker per event."""
+        from bench.aws import counting_clients  # noqa: PLC0415
         from devstack.functions import load_function  # noqa: PLC0415
 
-        from bench.aws import counting_clients  # noqa: PLC0415
-
+        # A fresh queue per row: moto's SendMessageBatch slows down as a queue fills up.
+        queue = f"{self.provisioned.prefix}-ingest-{batch}-{int(with_jti)}"
+        os.environ["SETHUB_EVENTS_QUEUE_URL"] = self.setup_clients.sqs.create_queue(QueueName=queue)[
+            "QueueUrl"
+        ]
         function = load_function(self.provisioned.functions["IngestFunction"], ROOT, self.provisioned.region)
         sys.modules["ingest_handler"].AwsClients = counting_clients(self.counter)  # type: ignore[attr-defined]
         template = json.loads(LOGIN_EVENT.read_text())
@@ -284,12 +337,13 @@ class Bench:
         before, logged = self.counter.snapshot(), _logged()
         wall = cpu = 0.0
         statuses: Counter[int] = Counter()
-        for item in prepared:
-            w, c = time.perf_counter(), time.process_time()
-            result = function.invoke(item)
-            wall += time.perf_counter() - w
-            cpu += time.process_time() - c
-            statuses[int(result["statusCode"])] += 1
+        with self.phases.measuring() as phases:
+            for item in prepared:
+                w, c = time.perf_counter(), time.process_time()
+                result = function.invoke(item)
+                wall += time.perf_counter() - w
+                cpu += time.process_time() - c
+                statuses[int(result["statusCode"])] += 1
         return {
             "batch": batch,
             "with_jti": with_jti,
@@ -300,7 +354,13 @@ class Bench:
             "accepted": statuses.get(202, 0) * batch,
             "calls": dict(self.counter.since(before)),
             "log_bytes": _logged() - logged,
+            "phases": phases,
         }
+
+
+def _event_jti(body: str) -> str:
+    message = json.loads(body)
+    return str(message["claims"]["jti"] if "claims" in message else message["payload"]["jti"])
 
 
 def _logged() -> int:

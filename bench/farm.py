@@ -18,6 +18,7 @@ import multiprocessing
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.process import BaseProcess
@@ -105,7 +106,7 @@ class Farm:
     """Running farm processes and their ports."""
 
     ports: list[int]
-    processes: list[BaseProcess] = field(default_factory=list)
+    processes: Sequence[BaseProcess] = field(default_factory=list)
 
     def url(self, port: int, path: str) -> str:
         return f"http://127.0.0.1:{port}{path}"

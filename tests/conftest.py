@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
-from sethub.clients import AwsClients
-from sethub.settings import Settings
 
 from devstack.provision import Provisioned, provision
 from devstack.template import load_template
+from sethub.clients import AwsClients
+from sethub.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"

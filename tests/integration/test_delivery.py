@@ -18,6 +18,8 @@ import boto3
 import jwt
 import pytest
 from jwcrypto import jwk, jws
+
+from devstack.functions import load_function
 from sethub import replay
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.clients import AwsClients
@@ -27,8 +29,6 @@ from sethub.outbound import GuardedHttp
 from sethub.records import DeliveryRecords
 from sethub.signing import KmsSigner
 from sethub.store import SubscriptionStore
-
-from devstack.functions import load_function
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGIN = WSO2_EVENT_TYPES["loginSuccess"]

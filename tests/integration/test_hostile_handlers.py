@@ -29,9 +29,9 @@ from hostile_strategies import (
 )
 from hypothesis import example, given
 from hypothesis import strategies as st
-from sethub.store import SubscriptionStore
 
 from devstack.functions import LocalFunction, load_function
+from sethub.store import SubscriptionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 

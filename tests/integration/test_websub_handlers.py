@@ -14,11 +14,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from sethub.messages import SetEvent, parse_message
-from sethub.store import SubscriptionStore
 from websub_callback import CallbackServer, callback_server
 
 from devstack.functions import LocalFunction, load_function
+from sethub.messages import SetEvent, parse_message
+from sethub.store import SubscriptionStore
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from sethub.catalog import CAEP_EVENT_TYPES, KNOWN_EVENT_TYPES, WSO2_EVENT_TYPES, profile_of
 from sethub.errors import BadRequestError, PayloadTooLargeError
 from sethub.events import MAX_EVENT_BYTES, parse_request_body, validate
@@ -130,3 +131,29 @@ def test_catalog_knows_each_profile():
     assert profile_of("https://example.com/custom") is None
     assert len(WSO2_EVENT_TYPES) == 24
     assert all(uri.startswith("https://schemas.") for uri in KNOWN_EVENT_TYPES)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"topic": "t", "events": {"https://e.example/x": {"score": NaN}}}',
+        b'{"topic": "t", "events": {"https://e.example/x": {"score": Infinity}}}',
+        b'{"events": [{"topic": "t", "events": {"https://e.example/x": {"n": [1, -Infinity]}}}]}',
+        b'{"topic": "t", "events": {"https://e.example/x": {"n": 1e999}}, "extra": 0}',
+    ],
+)
+def test_nan_and_infinity_anywhere_are_refused_with_a_reason(body: bytes):
+    with pytest.raises(BadRequestError, match="must be finite") as refused:
+        parse_request_body(body)
+    assert refused.value.status == 400
+
+
+def test_json_nested_deeper_than_the_decoder_goes_is_a_400():
+    with pytest.raises(BadRequestError, match="nested too deeply") as refused:
+        parse_request_body(b'{"events": ' * 5000)
+    assert refused.value.status == 400
+
+
+def test_large_finite_numbers_are_still_accepted():
+    [raw] = parse_request_body(b'{"topic": "t", "events": {"https://e.example/x": {"n": 1.5e300, "i": 10}}}')
+    assert raw["events"]["https://e.example/x"] == {"n": 1.5e300, "i": 10}

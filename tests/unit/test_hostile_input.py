@@ -12,6 +12,7 @@ import json
 from hostile_strategies import FORM, HYPOTHESIS, events_documents
 from hypothesis import example, given
 from hypothesis import strategies as st
+
 from sethub.errors import BadRequestError
 from sethub.events import event_problems, parse_request_body
 from sethub.websub import parse_hub_request

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+
 from sethub.errors import BlockedAddressError
 from sethub.netguard import check_address, forbidden_reason, is_odd_ipv4_spelling, resolve_public, vet_url
 

@@ -8,6 +8,7 @@ import json
 
 import jwt
 import pytest
+
 from sethub.receiver import DeliveryRejectedError, Receiver, SetVerifier, check_signature
 
 LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sethub.retry import RetryPolicy, parse_retry_after, sqs_delay
 
 POLICY = RetryPolicy(schedule=(5, 30, 120), jitter=0.2, throttle_floor=10, max_retry_after=600)

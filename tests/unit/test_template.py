@@ -4,6 +4,10 @@ Each check is a function returning the problems it finds, run against the real t
 (no problems) and against a deliberately broken copy (the problem is reported), so no
 check can pass vacuously.
 
+Conditions (the signing key's slot, the retired keys) are chosen per deployment, so
+the IAM and wiring checks run on ``configured(template, parameters)``: the template as
+CloudFormation sees it for one set of parameters.
+
 Besides the policies checked here, SAM adds AWS managed policies to every function role:
 AWSLambdaBasicExecutionRole (logs), AWSXrayWriteOnlyAccess (Tracing: Active) and, for
 functions with SQS event sources only, AWSLambdaSQSQueueExecutionRole (receive/delete).
@@ -13,11 +17,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from devstack.intrinsics import IntrinsicError, Resolver
 from sethub.settings import (
     DEFAULT_LEASE_SECONDS_MAX,
     DEFAULT_LEASE_SECONDS_MIN,
@@ -111,6 +118,42 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     },
 }
 
+# Parameters of the deployments the IAM and wiring checks are run for: the defaults, and
+# a signing key rotated into slot b (and back to a) with retired keys still published.
+RETIRED_KEYS = (
+    "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab,"
+    "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
+)
+DEPLOYMENTS: dict[str, dict[str, str]] = {
+    "defaults": {},
+    "rotated to slot b": {"SigningKeySlot": "b", "PreviousSigningKeyArns": RETIRED_KEYS},
+    "rotated back to slot a": {"SigningKeySlot": "a", "PreviousSigningKeyArns": RETIRED_KEYS},
+}
+
+
+def expected_grants(function: str, parameters: Mapping[str, str]) -> set[tuple[str, str]]:
+    """EXPECTED_GRANTS for a deployment: the active slot's key, and the JWKS of retired keys."""
+    active = "SigningKeyB" if parameters.get("SigningKeySlot") == "b" else "SigningKey"
+    expected = {
+        (action, active if target == "SigningKey" else target) for action, target in EXPECTED_GRANTS[function]
+    }
+    if function == "WebSubFunction" and parameters.get("PreviousSigningKeyArns"):
+        # Only the JWKS reads the retired keys; dispatch signs with the active key alone.
+        expected.add(("kms:GetPublicKey", "PreviousSigningKeyArns"))
+    return expected
+
+
+def expected_wiring(function: str, parameters: Mapping[str, str]) -> dict[str, str]:
+    """EXPECTED_WIRING for a deployment: the active key first, then the retired keys."""
+    wiring = dict(EXPECTED_WIRING[function])
+    if "SETHUB_SIGNING_KEY_IDS" in wiring:
+        keys = ["SigningKeyB" if parameters.get("SigningKeySlot") == "b" else "SigningKey"]
+        if parameters.get("PreviousSigningKeyArns"):
+            keys.append("PreviousSigningKeyArns")
+        wiring["SETHUB_SIGNING_KEY_IDS"] = ",".join(keys)
+    return wiring
+
+
 # Actions that AWS only authorises on Resource "*" (they have no resource type).
 RESOURCE_STAR_ACTIONS = frozenset(
     {
@@ -136,11 +179,56 @@ POLICY_TEMPLATES: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     ),
 }
 
+# What a parameter listing KMS key ARNs must allow: blank, or key ARNs (never aliases or
+# wildcards, as they become IAM resources).
+_KEY_ARN = "arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+"
+KEY_ARNS_PATTERN = f"^$|^{_KEY_ARN}(,{_KEY_ARN})*$"
+
 # Resource types whose Ref is their ARN (for the others Ref is a name, URL or id).
 REF_IS_ARN = frozenset({"AWS::SecretsManager::Secret", "AWS::SNS::Topic"})
 
 
 # ---------------------------------------------------------------- reading the template
+
+_REMOVED = object()
+
+
+def configured(template: Template, parameters: Mapping[str, str] | None = None) -> Template:
+    """The template as deployed with ``parameters``: every ``Fn::If`` replaced by its chosen
+    branch, ``AWS::NoValue`` dropped, and resources whose ``Condition`` is false removed."""
+    values = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
+    values.update(parameters or {})
+
+    def ref(name: str) -> str:
+        if name not in values:
+            raise IntrinsicError(f"a condition refers to {name}, which is not a parameter")
+        return values[name]
+
+    def get_att(logical_id: str, attribute: str) -> str:
+        raise IntrinsicError(f"a condition refers to {logical_id}.{attribute}")
+
+    resolver = Resolver(ref=ref, get_att=get_att, conditions=template.get("Conditions", {}))
+
+    def choose(value: Any) -> Any:
+        if isinstance(value, list):
+            return [item for item in map(choose, value) if item is not _REMOVED]
+        if not isinstance(value, dict):
+            return value
+        if value == {"Ref": "AWS::NoValue"}:
+            return _REMOVED
+        if set(value) == {"Fn::If"}:
+            condition, if_true, if_false = value["Fn::If"]
+            return choose(if_true if resolver.condition(condition) else if_false)
+        chosen = {key: choose(item) for key, item in value.items()}
+        return {key: item for key, item in chosen.items() if item is not _REMOVED}
+
+    result: Template = choose(template)
+    result["Resources"] = {
+        name: res
+        for name, res in result["Resources"].items()
+        if "Condition" not in res or resolver.condition(res["Condition"])
+    }
+    return result
 
 
 def resources(template: Template, type_: str) -> dict[str, dict[str, Any]]:
@@ -187,8 +275,28 @@ def sqs_event_sources(template: Template) -> Iterator[tuple[str, str, dict[str, 
                 yield name, queue, props
 
 
+def key_arns_parameter(template: Template, value: Any) -> str | None:
+    """The parameter that ``value`` splits into KMS key ARNs (``!Split [",", !Ref P]``)."""
+    if not (isinstance(value, dict) and set(value) == {"Fn::Split"}):
+        return None
+    separator, source = value["Fn::Split"]
+    name = ref_target(source)
+    assert separator == ",", f"{value!r} must split on ,"
+    assert name in template["Parameters"], f"{value!r} must split a parameter"
+    pattern = template["Parameters"][name].get("AllowedPattern", "")
+    assert pattern == KEY_ARNS_PATTERN, f"{name} must only admit KMS key ARNs"
+    return name
+
+
 def arn_of(template: Template, value: Any) -> str:
-    """The logical id whose ARN ``value`` is; fails for anything broader or not an ARN."""
+    """The logical id whose ARN ``value`` is (or the parameter holding key ARNs); fails for
+    anything broader or not an ARN."""
+    assert not (isinstance(value, dict) and "Fn::If" in value), (
+        "choose the template's conditions first: configured()"
+    )
+    parameter = key_arns_parameter(template, value)
+    if parameter is not None:
+        return parameter
     target = get_att_target(value, "Arn")
     ref = ref_target(value)
     if target is None and ref is not None and template["Resources"].get(ref, {}).get("Type") in REF_IS_ARN:
@@ -207,6 +315,7 @@ def policy_statements(template: Template, policy: Any) -> Iterator[tuple[list[st
     assert not isinstance(policy, str), f"managed policy {policy!r}: grant the actions explicitly"
     if "Statement" in policy:
         for statement in _strings(policy["Statement"]):
+            assert "Fn::If" not in statement, "choose the template's conditions first: configured()"
             assert "NotAction" not in statement, "NotAction grants everything else"
             assert "NotResource" not in statement, "NotResource grants everything else"
             if statement.get("Effect") == "Allow":
@@ -358,7 +467,9 @@ def broken(template: Template) -> Template:
     return copy.deepcopy(template)
 
 
-def test_every_consumer_queue_hides_messages_for_six_function_timeouts(template: Template, broken: Template):
+def test_every_consumer_queue_hides_messages_for_six_function_timeouts(
+    template: Template, broken: Template
+) -> None:
     assert {(queue, fn) for fn, queue, _ in sqs_event_sources(template)} == EXPECTED_CONSUMERS
     assert visibility_problems(template) == []
 
@@ -368,7 +479,7 @@ def test_every_consumer_queue_hides_messages_for_six_function_timeouts(template:
     ]
 
 
-def test_every_queue_redrives_to_its_own_dead_letter_queue(template: Template, broken: Template):
+def test_every_queue_redrives_to_its_own_dead_letter_queue(template: Template, broken: Template) -> None:
     assert dead_letter_problems(template) == []
     assert {name for name in resources(template, "AWS::SQS::Queue") if name.endswith("DeadLetterQueue")} == {
         "EventsDeadLetterQueue",
@@ -380,14 +491,16 @@ def test_every_queue_redrives_to_its_own_dead_letter_queue(template: Template, b
     assert dead_letter_problems(broken) == ["RetryQueue has no RedrivePolicy"]
 
 
-def test_every_function_logs_to_its_own_group_with_retention(template: Template, broken: Template):
+def test_every_function_logs_to_its_own_group_with_retention(template: Template, broken: Template) -> None:
     assert log_group_problems(template) == []
 
     del broken["Resources"]["DispatchLogGroup"]["Properties"]["RetentionInDays"]
     assert log_group_problems(broken) == ["DispatchLogGroup (DispatchFunction) has no RetentionInDays"]
 
 
-def test_event_sources_report_partial_failures_with_bounded_concurrency(template: Template, broken: Template):
+def test_event_sources_report_partial_failures_with_bounded_concurrency(
+    template: Template, broken: Template
+) -> None:
     assert event_source_problems(template) == []
 
     events = broken["Resources"]["DispatchFunction"]["Properties"]["Events"]
@@ -397,7 +510,7 @@ def test_event_sources_report_partial_failures_with_bounded_concurrency(template
     ]
 
 
-def test_every_dead_letter_queue_has_an_alarm(template: Template, broken: Template):
+def test_every_dead_letter_queue_has_an_alarm(template: Template, broken: Template) -> None:
     assert alarm_problems(template) == []
 
     del broken["Resources"]["VerifyDeadLetterQueueAlarm"]
@@ -406,26 +519,48 @@ def test_every_dead_letter_queue_has_an_alarm(template: Template, broken: Templa
     ]
 
 
-def test_no_function_policy_grants_resource_star(template: Template, broken: Template):
-    assert resource_star_problems(template) == []
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_no_function_policy_grants_resource_star(
+    template: Template, broken: Template, deployment: str
+) -> None:
+    assert resource_star_problems(configured(template, DEPLOYMENTS[deployment])) == []
 
+    # A wildcard only some deployments get (behind a condition) is caught in those.
     statement = {"Effect": "Allow", "Action": ["dynamodb:Scan", "xray:PutTraceSegments"], "Resource": "*"}
-    broken["Resources"]["IngestFunction"]["Properties"]["Policies"].append({"Statement": [statement]})
-    assert resource_star_problems(broken) == ["IngestFunction: ['dynamodb:Scan'] on ['*']"]
+    hidden = {"Fn::If": ["HasPreviousSigningKeys", statement, {"Ref": "AWS::NoValue"}]}
+    broken["Resources"]["IngestFunction"]["Properties"]["Policies"].append({"Statement": [hidden]})
+    expected = ["IngestFunction: ['dynamodb:Scan'] on ['*']"] if DEPLOYMENTS[deployment] else []
+    assert resource_star_problems(configured(broken, DEPLOYMENTS[deployment])) == expected
 
 
-def test_tracing_policy_may_use_resource_star(broken: Template):
+def test_tracing_policy_may_use_resource_star(broken: Template) -> None:
     statement = {"Effect": "Allow", "Action": ["xray:PutTraceSegments"], "Resource": "*"}
     broken["Resources"]["IngestFunction"]["Properties"]["Policies"].append({"Statement": [statement]})
-    assert resource_star_problems(broken) == []
+    assert resource_star_problems(configured(broken)) == []
 
 
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
 @pytest.mark.parametrize("function", sorted(EXPECTED_GRANTS))
-def test_each_function_is_granted_exactly_what_it_uses(template: Template, function: str):
-    assert grants(template, function) == EXPECTED_GRANTS[function]
+def test_each_function_is_granted_exactly_what_it_uses(
+    template: Template, function: str, deployment: str
+) -> None:
+    parameters = DEPLOYMENTS[deployment]
+    assert grants(configured(template, parameters), function) == expected_grants(function, parameters)
 
 
-def test_a_grant_on_the_wrong_resource_is_caught(broken: Template):
+def test_a_conditional_statement_is_only_vetted_once_its_condition_is_chosen(template: Template) -> None:
+    with pytest.raises(AssertionError, match="choose the template's conditions first"):
+        grants(template, "WebSubFunction")
+
+
+def test_a_retired_key_list_that_admits_more_than_key_arns_is_caught(template: Template) -> None:
+    loose = copy.deepcopy(template)
+    loose["Parameters"]["PreviousSigningKeyArns"]["AllowedPattern"] = ".*"
+    with pytest.raises(AssertionError, match="must only admit KMS key ARNs"):
+        grants(configured(loose, DEPLOYMENTS["rotated to slot b"]), "WebSubFunction")
+
+
+def test_a_grant_on_the_wrong_resource_is_caught(broken: Template) -> None:
     policies = broken["Resources"]["VerifierFunction"]["Properties"]["Policies"]
     policies.append({"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}})
     assert grants(broken, "VerifierFunction") - EXPECTED_GRANTS["VerifierFunction"] == {
@@ -433,14 +568,16 @@ def test_a_grant_on_the_wrong_resource_is_caught(broken: Template):
     }
 
 
-def test_a_queue_url_is_not_accepted_as_a_policy_resource(broken: Template):
+def test_a_queue_url_is_not_accepted_as_a_policy_resource(broken: Template) -> None:
     statement = {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": {"Ref": "EventsQueue"}}
     broken["Resources"]["IngestFunction"]["Properties"]["Policies"].append({"Statement": [statement]})
     with pytest.raises(AssertionError, match="is not the ARN of one resource"):
         grants(broken, "IngestFunction")
 
 
-def test_key_policies_open_to_other_principals_only_through_dynamodb_in_this_account(template: Template):
+def test_key_policies_open_to_other_principals_only_through_dynamodb_in_this_account(
+    template: Template,
+) -> None:
     for name, key in resources(template, "AWS::KMS::Key").items():
         for statement in key["Properties"]["KeyPolicy"]["Statement"]:
             if statement["Principal"].get("AWS") == "*":
@@ -453,7 +590,7 @@ def test_key_policies_open_to_other_principals_only_through_dynamodb_in_this_acc
                 }, name
 
 
-def test_every_design_setting_is_on_every_function(template: Template, broken: Template):
+def test_every_design_setting_is_on_every_function(template: Template, broken: Template) -> None:
     assert settings_problems(template) == []
 
     del broken["Globals"]["Function"]["Environment"]["Variables"]["SETHUB_OPEN_TOPICS"]
@@ -476,7 +613,7 @@ class _RecordingEnv(dict[str, str]):
         return super().__contains__(key)
 
 
-def test_every_sethub_variable_in_the_template_is_one_settings_reads(template: Template):
+def test_every_sethub_variable_in_the_template_is_one_settings_reads(template: Template) -> None:
     recorder = _RecordingEnv()
     Settings.from_env(recorder)
     assert set(CONTRACT_SETTINGS) <= recorder.asked
@@ -487,26 +624,80 @@ def test_every_sethub_variable_in_the_template_is_one_settings_reads(template: T
         assert unknown == set(), f"{name} sets variables sethub never reads"
 
 
+def wiring_target(value: Any) -> str | None:
+    """The logical id (or parameter) a variable names, or several joined with ','."""
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        separator, parts = value["Fn::Join"]
+        targets = [ref_target(part) for part in parts]
+        return ",".join(str(target) for target in targets) if separator == "," else None
+    return ref_target(value)
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
 @pytest.mark.parametrize("function", sorted(EXPECTED_WIRING))
-def test_each_function_is_wired_to_the_resources_it_uses(template: Template, function: str):
-    variables = functions(template)[function]["Environment"]["Variables"]
+def test_each_function_is_wired_to_the_resources_it_uses(
+    template: Template, function: str, deployment: str
+) -> None:
+    parameters = DEPLOYMENTS[deployment]
+    variables = functions(configured(template, parameters))[function]["Environment"]["Variables"]
     wiring = {
-        var: ref_target(value)
+        var: wiring_target(value)
         for var, value in variables.items()
         if var.endswith(("_URL", "_ID", "_IDS")) and var != "SETHUB_PUBLIC_URL"
     }
-    assert wiring == EXPECTED_WIRING[function]
+    assert wiring == expected_wiring(function, parameters)
     assert ref_target(variables["SETHUB_TABLE_NAME"]) == "HubTable"
+
+
+def _references(value: Any) -> Iterator[str]:
+    """Every logical id or parameter named by a Ref, GetAtt or ${...} in ``value``."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+    elif isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            yield str(value["Ref"]).split(".", 1)[0]  # SAM's !Ref HubApi.Stage
+        elif set(value) == {"Fn::GetAtt"}:
+            target = value["Fn::GetAtt"]
+            yield str(target[0] if isinstance(target, list) else target.split(".", 1)[0])
+        elif set(value) == {"Fn::Sub"}:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            for name in re.findall(r"\$\{([^}!][^}]*)\}", text):
+                yield name.split(".", 1)[0]
+            if isinstance(value["Fn::Sub"], list):
+                yield from _references(value["Fn::Sub"][1])
+        else:
+            for item in value.values():
+                yield from _references(item)
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_no_deployment_refers_to_a_signing_key_it_does_not_create(
+    template: Template, deployment: str
+) -> None:
+    deployed = configured(template, DEPLOYMENTS[deployment])
+    known = set(deployed["Resources"]) | set(deployed["Parameters"])
+    named = set(_references(deployed["Resources"])) | set(_references(deployed["Outputs"]))
+    assert {name for name in named if not name.startswith("AWS::")} - known == set()
+    keys = {"SigningKey", "SigningKeyB"} & set(deployed["Resources"])
+    assert len(keys) == 1, keys
+
+
+def test_a_reference_to_the_slot_that_is_not_deployed_is_caught(template: Template) -> None:
+    broken = copy.deepcopy(template)
+    broken["Resources"]["SigningKeyAlias"]["Properties"]["TargetKeyId"] = {"Ref": "SigningKeyB"}
+    deployed = configured(broken)
+    assert "SigningKeyB" in set(_references(deployed["Resources"])) - set(deployed["Resources"])
 
 
 def _parameter_defaults(template: Template) -> dict[str, str]:
     return {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
 
 
-def test_deployed_defaults_are_the_design_defaults(template: Template):
+def test_deployed_defaults_are_the_design_defaults(template: Template) -> None:
     # GIVEN a stack deployed with every parameter left at its default
     defaults = _parameter_defaults(template)
-    variables = functions(template)["DispatchFunction"]["Environment"]["Variables"]
+    variables = functions(configured(template))["DispatchFunction"]["Environment"]["Variables"]
     env = {
         var: defaults.get(str(ref_target(value)), "resource") if ref_target(value) else str(value)
         for var, value in variables.items()
@@ -528,7 +719,7 @@ def test_deployed_defaults_are_the_design_defaults(template: Template):
     assert settings.delivery_timeout_seconds == 10
 
 
-def test_a_verification_batch_finishes_within_the_verifier_timeout(template: Template):
+def test_a_verification_batch_finishes_within_the_verifier_timeout(template: Template) -> None:
     # The verifier handles its records one after the other, and one GET may take the
     # timeout to connect, again to read, and again for the body: 3 x the longest allowed.
     longest = int(template["Parameters"]["DeliveryTimeoutSeconds"]["MaxValue"])
@@ -536,7 +727,7 @@ def test_a_verification_batch_finishes_within_the_verifier_timeout(template: Tem
     assert source["BatchSize"] * 3 * longest <= functions(template)["VerifierFunction"]["Timeout"]
 
 
-def test_routes_and_api_key_requirements(template: Template):
+def test_routes_and_api_key_requirements(template: Template) -> None:
     routes = {}
     for name, res in resources(template, "AWS::Serverless::Function").items():
         for event in res["Properties"].get("Events", {}).values():
@@ -557,7 +748,7 @@ def test_routes_and_api_key_requirements(template: Template):
     assert api["Auth"]["ApiKeyRequired"] is False
 
 
-def test_gateway_errors_are_one_line_json(template: Template):
+def test_gateway_errors_are_one_line_json(template: Template) -> None:
     responses = template["Resources"]["HubApi"]["Properties"]["GatewayResponses"]
     assert {"INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
     for kind, response in responses.items():
@@ -568,7 +759,7 @@ def test_gateway_errors_are_one_line_json(template: Template):
         assert "\n" not in document["error"], kind
 
 
-def test_the_api_key_comes_from_the_secret_and_is_in_a_usage_plan(template: Template):
+def test_the_api_key_comes_from_the_secret_and_is_in_a_usage_plan(template: Template) -> None:
     res = template["Resources"]
     assert res["HubApiKey"]["Properties"]["Value"] == {
         "Fn::Sub": "{{resolve:secretsmanager:${ApiKeySecret}:SecretString}}"
@@ -583,7 +774,7 @@ def test_the_api_key_comes_from_the_secret_and_is_in_a_usage_plan(template: Temp
     assert ref_target(res["HubUsagePlanKey"]["Properties"]["UsagePlanId"]) == "HubUsagePlan"
 
 
-def test_functions_share_the_layer_and_name_their_handler_modules(template: Template):
+def test_functions_share_the_layer_and_name_their_handler_modules(template: Template) -> None:
     layer = template["Resources"]["SharedLayer"]
     assert layer["Metadata"]["BuildMethod"] == "python3.12"
     assert (ROOT / layer["Properties"]["ContentUri"] / "sethub" / "__init__.py").is_file()
@@ -596,7 +787,7 @@ def test_functions_share_the_layer_and_name_their_handler_modules(template: Temp
         assert (ROOT / "functions" / folder / f"{folder}_handler.py").is_file(), name
 
 
-def test_table_keys_ttl_recovery_and_encryption(template: Template):
+def test_table_keys_ttl_recovery_and_encryption(template: Template) -> None:
     table = template["Resources"]["HubTable"]
     props = table["Properties"]
     assert {(a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]} == {
@@ -614,7 +805,7 @@ def test_table_keys_ttl_recovery_and_encryption(template: Template):
     assert table["DeletionPolicy"] == "Retain"
 
 
-def test_signing_key_is_p256_by_default_and_rsa_on_request(template: Template):
+def test_signing_key_is_p256_by_default_and_rsa_on_request(template: Template) -> None:
     key = template["Resources"]["SigningKey"]["Properties"]
     assert key["KeyUsage"] == "SIGN_VERIFY"
     assert ref_target(key["KeySpec"]) == "SigningKeySpec"
@@ -626,9 +817,56 @@ def test_signing_key_is_p256_by_default_and_rsa_on_request(template: Template):
     assert data_key["EnableKeyRotation"] is True
 
 
-def test_outputs_give_the_urls_and_the_key_id(template: Template):
+def test_outputs_give_the_urls_and_the_key_id(template: Template) -> None:
     outputs: Mapping[str, Any] = template["Outputs"]
     assert {"ApiUrl", "HubUrl", "JwksUrl", "ApiKeyId", "TableName", "DeadLetterQueueUrl"} <= set(outputs)
     assert outputs["HubUrl"]["Value"]["Fn::Sub"].endswith("/Prod/hub")
     assert outputs["JwksUrl"]["Value"]["Fn::Sub"].endswith("/Prod/.well-known/jwks.json")
     assert ref_target(outputs["ApiKeyId"]["Value"]) == "HubApiKey"
+
+
+def test_signing_key_slots_are_twins_that_outlive_the_stack(template: Template) -> None:
+    res = template["Resources"]
+    a, b = res["SigningKey"], res["SigningKeyB"]
+    # A slot flip must give a key of the same kind, policy and spec.
+    assert {**a["Properties"], "Description": None} == {**b["Properties"], "Description": None}
+    assert (a["Condition"], b["Condition"]) == ("SigningKeyInSlotA", "SigningKeyInSlotB")
+    conditions = template["Conditions"]
+    assert conditions["SigningKeyInSlotA"] == {"Fn::Equals": [{"Ref": "SigningKeySlot"}, "a"]}
+    assert conditions["SigningKeyInSlotB"] == {"Fn::Equals": [{"Ref": "SigningKeySlot"}, "b"]}
+    assert template["Parameters"]["SigningKeySlot"]["AllowedValues"] == ["a", "b"]
+    # A key leaving the stack still verifies SETs that are being retried: never deleted by CloudFormation.
+    for key in (a, b):
+        assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Retain", "Retain")
+
+
+@pytest.mark.parametrize(("slot", "active"), [("a", "SigningKey"), ("b", "SigningKeyB")])
+def test_alias_and_outputs_name_the_active_signing_key(template: Template, slot: str, active: str) -> None:
+    deployed = configured(template, {"SigningKeySlot": slot})
+    assert ref_target(deployed["Resources"]["SigningKeyAlias"]["Properties"]["TargetKeyId"]) == active
+    outputs = deployed["Outputs"]
+    assert ref_target(outputs["SigningKeyId"]["Value"]) == active
+    assert get_att_target(outputs["SigningKeyArn"]["Value"], "Arn") == active
+    assert wiring_target(outputs["SigningKeyIds"]["Value"]) == active
+
+
+@pytest.mark.parametrize(
+    ("value", "admitted"),
+    [
+        ("", True),
+        ("arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", True),
+        (RETIRED_KEYS, True),
+        ("arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", True),
+        ("arn:aws:kms:eu-west-1:111122223333:alias/sethub/signing", False),
+        ("arn:aws:kms:eu-west-1:111122223333:key/*", False),
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", False),
+        (RETIRED_KEYS.replace(",", ", "), False),
+        (RETIRED_KEYS + ",", False),
+        ("*", False),
+    ],
+)
+def test_previous_signing_keys_admit_only_key_arns(template: Template, value: str, admitted: bool) -> None:
+    pattern = template["Parameters"]["PreviousSigningKeyArns"]["AllowedPattern"]
+    assert pattern == KEY_ARNS_PATTERN
+    # CloudFormation matches AllowedPattern against the whole value.
+    assert (re.fullmatch(pattern, value) is not None) is admitted

@@ -9,6 +9,7 @@ the optional RFC 8417 claims kept, anything else dropped.
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sethub.errors import BadRequestError, PayloadTooLargeError
+from sethub.limits import MAX_JTI_CHARS, MAX_TOPIC_CHARS
 
 MAX_EVENT_BYTES = 256 * 1024
 MAX_REQUEST_BYTES = 1024 * 1024
 MAX_EVENTS_PER_REQUEST = 100
-MAX_TOPIC_LENGTH = 2048
+MAX_TOPIC_LENGTH = MAX_TOPIC_CHARS
 MAX_CLAIM_STRING_LENGTH = 2048
+MAX_JTI_LENGTH = MAX_JTI_CHARS
 
 # RFC 3986 absolute URI: a scheme, a colon, and something after it (no whitespace).
 _ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
@@ -43,6 +46,48 @@ _COMPLEX_MEMBERS = ("user", "device", "session", "application", "tenant", "org_u
 _STRING_CLAIMS = ("iss", "jti", "txn", "rci")
 
 
+NON_FINITE_REASON = "JSON numbers must be finite: NaN, Infinity and out-of-range numbers are not allowed"
+
+
+class MalformedJsonError(BadRequestError):
+    """The body is not JSON at all (as opposed to JSON that sethub refuses)."""
+
+
+@dataclass(frozen=True)
+class JsonDocument:
+    """A decoded JSON body, and whether it held a number JSON does not allow."""
+
+    value: Any
+    non_finite: bool
+
+
+def decode_json(raw: bytes | str) -> JsonDocument:
+    """Decode ``raw`` as JSON, noting NaN, Infinity and numbers that overflow to infinity.
+
+    Python's decoder accepts those constants, but RFC 8259 does not, and a SET carrying
+    them cannot be re-encoded for a subscriber. Raises ``MalformedJsonError`` for a body
+    that is not JSON and ``BadRequestError`` for one nested deeper than the decoder goes.
+    """
+    seen: list[str] = []
+
+    def constant(name: str) -> None:
+        seen.append(name)
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            seen.append(text)
+        return value
+
+    try:
+        value = json.loads(raw, parse_constant=constant, parse_float=number)
+    except RecursionError:
+        raise BadRequestError("request body JSON is nested too deeply") from None
+    except ValueError:
+        raise MalformedJsonError("request body is not valid JSON") from None
+    return JsonDocument(value=value, non_finite=bool(seen))
+
+
 @dataclass(frozen=True)
 class PublishedEvent:
     """A valid event: its topic and its complete SET claims."""
@@ -61,17 +106,18 @@ def parse_request_body(body: bytes | str | None) -> list[Any]:
     """The raw events of a request body: one event, or ``{"events": [...]}``.
 
     Raises ``PayloadTooLargeError`` over 1 MiB and ``BadRequestError`` for a body that is
-    not JSON, not an object, empty, or has more than 100 events.
+    not JSON (NaN and Infinity included), nested too deeply, not an object, empty, or
+    has more than 100 events.
     """
     raw = body.encode() if isinstance(body, str) else (body or b"")
     if len(raw) > MAX_REQUEST_BYTES:
         raise PayloadTooLargeError(f"request body is over {MAX_REQUEST_BYTES} bytes")
     if not raw.strip():
         raise BadRequestError('request body is empty: send one event or {"events": [...]}')
-    try:
-        document = json.loads(raw)
-    except ValueError:
-        raise BadRequestError("request body is not valid JSON") from None
+    decoded = decode_json(raw)
+    if decoded.non_finite:
+        raise BadRequestError(NON_FINITE_REASON)
+    document = decoded.value
     if not isinstance(document, dict):
         raise BadRequestError("request body must be a JSON object")
     events = document.get("events")
@@ -101,10 +147,11 @@ def event_problems(raw: Any) -> list[str]:
     for name in _STRING_CLAIMS:
         if name in raw:
             value = raw[name]
+            limit = MAX_JTI_LENGTH if name == "jti" else MAX_CLAIM_STRING_LENGTH
             if not isinstance(value, str) or not value:
                 problems.append(f"{name} must be a non-empty string")
-            elif len(value) > MAX_CLAIM_STRING_LENGTH:
-                problems.append(f"{name} must be at most {MAX_CLAIM_STRING_LENGTH} characters")
+            elif len(value) > limit:
+                problems.append(f"{name} must be at most {limit} characters")
     for name in ("iat", "toe"):
         if name in raw and not _is_int(raw[name], minimum=0):
             problems.append(f"{name} must be a non-negative integer")
@@ -218,9 +265,14 @@ def _is_audience(value: Any) -> bool:
 __all__ = [
     "MAX_EVENTS_PER_REQUEST",
     "MAX_EVENT_BYTES",
+    "MAX_JTI_LENGTH",
     "MAX_REQUEST_BYTES",
     "MAX_TOPIC_LENGTH",
+    "NON_FINITE_REASON",
+    "JsonDocument",
+    "MalformedJsonError",
     "PublishedEvent",
+    "decode_json",
     "event_problems",
     "normalise",
     "parse_request_body",

@@ -19,12 +19,11 @@ from typing import Any, Protocol
 from sethub import api, events
 from sethub.clients import AwsClients
 from sethub.errors import BadRequestError, ConfigurationError, PayloadTooLargeError
+from sethub.limits import MAX_CONTENT_BYTES
 from sethub.messages import ContentEvent, SetEvent
-from sethub.queues import Outgoing, QueueSender
+from sethub.queues import SQS_MAX_MESSAGE_BYTES, Outgoing, QueueSender
 from sethub.records import EventMarkers
 from sethub.settings import Settings
-
-SQS_MAX_MESSAGE_BYTES = 256 * 1024
 
 
 class TopicDirectory(Protocol):
@@ -96,7 +95,10 @@ class Ingestor:
         """Enqueue non-SET content for delivery byte for byte; returns its new ``jti``.
 
         The caller (the hub's publish mode) has already checked that the topic exists.
+        Raises ``PayloadTooLargeError`` for content over 256 KiB.
         """
+        if len(body) > MAX_CONTENT_BYTES:
+            raise PayloadTooLargeError(f"published content is over {MAX_CONTENT_BYTES} bytes")
         jti = str(uuid.uuid4())
         message = ContentEvent(
             topic=topic,
@@ -107,8 +109,8 @@ class Ingestor:
         )
         encoded = message.to_json()
         if len(encoded.encode()) > SQS_MAX_MESSAGE_BYTES:
-            limit = SQS_MAX_MESSAGE_BYTES * 3 // 4 - 1024
-            raise PayloadTooLargeError(f"published content is over {limit} bytes")
+            # Only an absurd Content-Type could get here: the content itself is capped.
+            raise PayloadTooLargeError("published content and its Content-Type do not fit in a queue message")
         self.sender.send(self._settings.events_queue_url, [Outgoing(encoded)])
         return jti
 

@@ -23,8 +23,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SQS_MAX_MESSAGE_BYTES = 1024 * 1024
+"""The largest message SQS takes (template.yaml sets every queue's ``MaximumMessageSize``
+to it). The largest message sethub writes, a retry of a 256 KiB event carrying its JWS
+base64-encoded (about 470 KB), or a shard carrying both formats (about 720 KB), fits."""
 BATCH_MAX_ENTRIES = 10
-BATCH_MAX_BYTES = 256 * 1024
+BATCH_MAX_BYTES = SQS_MAX_MESSAGE_BYTES
 """SQS caps the sum of a batch's bodies like a single message."""
 SEND_ROUNDS = 3
 """Attempts for an entry SQS refused, before giving up on it."""
@@ -57,10 +61,17 @@ class QueueSender:
             return []
         if not queue_url:
             raise UpstreamError("queue URL is not configured")
-        failed: list[int] = []
-        for offset, chunk in _chunks(messages):
-            failed.extend(offset + index for index in self._send_chunk(queue_url, chunk))
-        return failed
+        # A message over the limit would be refused on every round: report it unsent.
+        failed = [index for index, message in enumerate(messages) if _size(message) > SQS_MAX_MESSAGE_BYTES]
+        if failed:
+            logger.warning(
+                "%d messages are over the SQS limit of %d bytes", len(failed), SQS_MAX_MESSAGE_BYTES
+            )
+        too_big = set(failed)
+        sendable = [index for index in range(len(messages)) if index not in too_big]
+        for offset, chunk in _chunks([messages[index] for index in sendable]):
+            failed.extend(sendable[offset + index] for index in self._send_chunk(queue_url, chunk))
+        return sorted(failed)
 
     def _send_chunk(self, queue_url: str, chunk: list[Outgoing]) -> list[int]:
         pending = {str(index): message for index, message in enumerate(chunk)}
@@ -89,12 +100,16 @@ class QueueSender:
         return [int(entry_id) for entry_id in pending]
 
 
+def _size(message: Outgoing) -> int:
+    return len(message.body.encode("utf-8"))
+
+
 def _chunks(messages: Sequence[Outgoing]) -> Iterator[tuple[int, list[Outgoing]]]:
-    """Batches of at most 10 entries and 256 KiB, each with the index of its first message."""
+    """Batches of at most 10 entries and 1 MiB, each with the index of its first message."""
     chunk: list[Outgoing] = []
     start = size = 0
     for index, message in enumerate(messages):
-        length = len(message.body.encode())
+        length = _size(message)
         if chunk and (len(chunk) == BATCH_MAX_ENTRIES or size + length > BATCH_MAX_BYTES):
             yield start, chunk
             chunk, start, size = [], index, 0
@@ -110,4 +125,4 @@ def _code(exc: Exception) -> str:
     return type(exc).__name__
 
 
-__all__ = ["BATCH_MAX_ENTRIES", "Outgoing", "QueueSender"]
+__all__ = ["BATCH_MAX_BYTES", "BATCH_MAX_ENTRIES", "SQS_MAX_MESSAGE_BYTES", "Outgoing", "QueueSender"]

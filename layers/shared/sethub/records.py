@@ -1,14 +1,18 @@
 """What the hub table remembers about events: accepted ``jti``s and delivery attempts.
 
-    EVENT#<jti>     EVENT                                   ingest's duplicate check (48 h)
-    DELIVERY#<jti>  <topic>#<callback>#<attempt:03d>        one delivery attempt (30 days)
+    EVENT#<jti>     EVENT                                ingest's duplicate check (48 h)
+    DELIVERY#<jti>  <subscription id>#<attempt:03d>      one delivery attempt (30 days)
 
-An operator answers "did subscriber X get event Y, and what did it answer?" with one
-Query on ``DELIVERY#<jti>``.
+Keys stay within DynamoDB's sizes: the sort key names a subscription by its id (a
+hash of topic and callback, both kept as attributes), and a ``jti`` too long for a key
+(publishers' are capped at 256 characters, so only a hand-made message could carry
+one) is hashed. An operator answers "did subscriber X get event Y, and what did it
+answer?" with one Query on ``DELIVERY#<jti>`` (``python -m sethub.deliveries``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,12 +38,29 @@ retrying: failed, another attempt is scheduled; dead: failed, schedule exhausted
 skipped: the subscription had ended before a retry."""
 
 
+JTI_KEY_MAX_LITERAL_BYTES = 1024
+"""A ``jti`` up to this many UTF-8 bytes is its own key part; a longer one is hashed."""
+
+
+def _jti_part(jti: str) -> str:
+    encoded = jti.encode("utf-8")
+    if len(encoded) <= JTI_KEY_MAX_LITERAL_BYTES:
+        return f"#{jti}"
+    # "H#" cannot begin a literal part, which always starts with "#".
+    return f"H#{hashlib.sha256(encoded).hexdigest()}"
+
+
 def event_key(jti: str) -> str:
-    return f"EVENT#{jti}"
+    return f"EVENT{_jti_part(jti)}"
 
 
 def delivery_key(jti: str) -> str:
-    return f"DELIVERY#{jti}"
+    return f"DELIVERY{_jti_part(jti)}"
+
+
+def subscription_id(topic: str, callback: str) -> str:
+    """A short, fixed-size name for a (topic, callback) pair: 128 bits of SHA-256."""
+    return hashlib.sha256(f"{topic}\n{callback}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -58,7 +79,7 @@ class Attempt:
 
     @property
     def sort_key(self) -> str:
-        return f"{self.topic}#{self.callback}#{self.attempt:03d}"
+        return f"{subscription_id(self.topic, self.callback)}#{self.attempt:03d}"
 
 
 class EventMarkers:
@@ -203,4 +224,5 @@ __all__ = [
     "Status",
     "delivery_key",
     "event_key",
+    "subscription_id",
 ]

@@ -4,9 +4,13 @@ Only the table calls and the item mapping live here; the rules they enforce
 (leases, newest-request-wins) are in ``sethub.subscriptions``. The item layout is
 the one in docs/architecture.md:
 
-    TOPIC#<topic>  TOPIC               a registered topic
-    TOPIC#<topic>  SUB#<callback>      a subscription (state active) or a tombstone (unsubscribed)
-    TOPIC#<topic>  REQ#<request id>    a request waiting for verification of intent
+    TOPIC#<topic>  TOPIC                   a registered topic
+    TOPIC#<topic>  SUB#<sha256(callback)>  a subscription (state active) or a tombstone (unsubscribed)
+    TOPIC#<topic>  REQ#<request id>        a request waiting for verification of intent
+
+Keys stay within DynamoDB's sizes whatever the URLs: the callback is hashed in the sort
+key, and a topic over 1,024 UTF-8 bytes is hashed in the partition key (``TOPICH#<sha256>``);
+both are kept whole as the ``callback`` and ``topic`` attributes.
 
 Secrets are stored as KMS ciphertext (``sethub.secretbox``) and decrypted only when a
 subscription is read for delivery.
@@ -83,6 +87,7 @@ class SubscriptionStore:
         self._table = settings.table_name
         self._secretbox = secretbox
         self._data_key_id = settings.data_key_id
+        self._open_topics = settings.open_topics
 
     @property
     def _db(self) -> DynamoDBClient:
@@ -115,7 +120,12 @@ class SubscriptionStore:
         try:
             self._db.put_item(
                 TableName=self._table,
-                Item={"pk": _s(topic_key(topic)), "sk": _s(TOPIC_SORT_KEY), "created_at": _n(created_at)},
+                Item={
+                    "pk": _s(topic_key(topic)),
+                    "sk": _s(TOPIC_SORT_KEY),
+                    "topic": _s(topic),
+                    "created_at": _n(created_at),
+                },
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
@@ -249,13 +259,16 @@ class SubscriptionStore:
 
         One transaction: the request item is deleted (so it applies once) and the
         subscription (or the unsubscribe tombstone) is written only if no newer
-        request has been applied. Returns False when nothing changed because the
-        request was already used or a newer one had won; the request is gone either way.
+        request has been applied and, unless topics are open, only if the topic is
+        still registered (a verification finishing after a deregister writes nothing).
+        Returns False when nothing changed because the request was already used, a
+        newer one had won or the topic is gone; the request is gone either way.
         """
         current = time.time() if now is None else now
         item: dict[str, Any] = {
             "pk": _s(topic_key(request.topic)),
             "sk": _s(subscription_key(request.callback)),
+            "topic": _s(request.topic),
             "callback": _s(request.callback),
             "requested_at": _n(request.requested_at),
         }
@@ -274,34 +287,43 @@ class SubscriptionStore:
         else:
             item |= {"state": _s("unsubscribed"), "ttl": _n(state_ttl(0, current))}
         request_item_key = {"pk": _s(topic_key(request.topic)), "sk": _s(request_key(request.request_id))}
-        try:
-            self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Delete": {
-                            "TableName": self._table,
-                            "Key": request_item_key,
-                            "ConditionExpression": "attribute_exists(pk)",
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": item,
-                            "ConditionExpression": "attribute_not_exists(pk) OR requested_at < :requested_at",
-                            "ExpressionAttributeValues": {":requested_at": _n(request.requested_at)},
-                        }
-                    },
-                ]
+        actions: list[Any] = [
+            {
+                "Delete": {
+                    "TableName": self._table,
+                    "Key": request_item_key,
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pk) OR requested_at < :requested_at",
+                    "ExpressionAttributeValues": {":requested_at": _n(request.requested_at)},
+                }
+            },
+        ]
+        if not self._open_topics:
+            actions.append(
+                {
+                    "ConditionCheck": {
+                        "TableName": self._table,
+                        "Key": {"pk": _s(topic_key(request.topic)), "sk": _s(TOPIC_SORT_KEY)},
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                }
             )
+        try:
+            self._db.transact_write_items(TransactItems=actions)
         except ClientError as exc:
             if _code(exc) != "TransactionCanceledException":
                 raise _upstream("apply a verified subscription request", exc) from exc
             reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
-            if len(reasons) == 2 and reasons[0] == "ConditionalCheckFailed":
+            if len(reasons) == len(actions) and reasons[0] == "ConditionalCheckFailed":
                 return False  # already applied (a redelivered queue message)
             if "ConditionalCheckFailed" in reasons:
-                # A newer request won: this one is spent all the same.
+                # A newer request won, or the topic was deregistered: this one is spent all the same.
                 self.discard_pending(request.topic, request.request_id)
                 return False
             raise _upstream("apply a verified subscription request", exc) from exc

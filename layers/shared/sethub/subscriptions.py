@@ -11,6 +11,7 @@ a newer one. The DynamoDB side of these rules lives in ``sethub.store``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,12 +31,26 @@ TOMBSTONE_TTL_SECONDS = 2 * PENDING_TTL_SECONDS
 """State is kept at least this long, so a stale pending request can never outlive it."""
 
 
+HASHED_TOPIC_PREFIX = "TOPICH#"
+"""The partition key of a topic too long to be its own key (no literal key starts so)."""
+TOPIC_KEY_MAX_LITERAL_BYTES = 1024
+"""Topics up to this many UTF-8 bytes are readable in their key; longer ones are hashed."""
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def topic_key(topic: str) -> str:
-    return f"{TOPIC_PREFIX}{topic}"
+    """``TOPIC#<topic>``, or ``TOPICH#<sha256>`` for a topic that would overflow the key."""
+    if len(topic.encode("utf-8")) <= TOPIC_KEY_MAX_LITERAL_BYTES:
+        return f"{TOPIC_PREFIX}{topic}"
+    return f"{HASHED_TOPIC_PREFIX}{_sha256(topic)}"
 
 
 def subscription_key(callback: str) -> str:
-    return f"{SUBSCRIPTION_PREFIX}{callback}"
+    """``SUB#<sha256 of the callback>``: bounded whatever the URL (the URL is an attribute)."""
+    return f"{SUBSCRIPTION_PREFIX}{_sha256(callback)}"
 
 
 def request_key(request_id: str) -> str:
@@ -56,7 +71,7 @@ class Subscription:
     requested_at: int
     """Nanoseconds at which the hub received the request that created this state."""
     sort_key: str
-    """The item's sort key, ``SUB#<callback>``: the cursor for paginated fan-out."""
+    """The item's sort key, ``SUB#<sha256 of the callback>``: the cursor for paginated fan-out."""
 
     def is_active(self, now: float) -> bool:
         return is_live(self.expires_at, now)
@@ -119,6 +134,7 @@ def supersedes(requested_at: int, current_requested_at: int | None) -> bool:
 
 
 __all__ = [
+    "HASHED_TOPIC_PREFIX",
     "PENDING_TTL_SECONDS",
     "TOMBSTONE_TTL_SECONDS",
     "Mode",

@@ -12,7 +12,6 @@ Subscribe and unsubscribe only store a pending request and queue its verificatio
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Mapping
@@ -33,6 +32,8 @@ from sethub.errors import (
     PayloadTooLargeError,
     UpstreamError,
 )
+from sethub.events import NON_FINITE_REASON, MalformedJsonError, decode_json
+from sethub.limits import MAX_CALLBACK_CHARS, MAX_CONTENT_BYTES, MAX_TOPIC_CHARS
 from sethub.messages import DenySubscription, Format, VerifyIntent, VerifyQueueMessage
 from sethub.netguard import vet_url
 from sethub.settings import Settings
@@ -45,15 +46,10 @@ if TYPE_CHECKING:
     from sethub.outbound import GuardedHttp
 
 MAX_HUB_BODY_BYTES = 1024 * 1024
-MAX_CALLBACK_CHARS = 2048
-MAX_CALLBACK_BYTES = 1020
-"""DynamoDB sort keys hold 1024 bytes, and the subscription's is ``SUB#<callback>``."""
-MAX_TOPIC_BYTES = 2040
-"""DynamoDB partition keys hold 2048 bytes, and the topic's is ``TOPIC#<topic>``."""
 MAX_SECRET_BYTES = 199
 """W3C WebSub 5.1: the secret must be under 200 bytes."""
-MAX_FETCH_BYTES = 256 * 1024
-"""Largest topic content a W3C-style publish fetches (an SQS message must hold it)."""
+MAX_FETCH_BYTES = MAX_CONTENT_BYTES
+"""Largest topic content a W3C-style publish fetches: what a publish body may carry."""
 
 ACCEPTED = "hub.mode=accepted"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -205,8 +201,8 @@ class Hub:
         callback = params.get("hub.callback", "").strip()
         if not callback:
             raise BadRequestError("hub.callback is required")
-        if len(callback) > MAX_CALLBACK_CHARS or len(callback.encode("utf-8")) > MAX_CALLBACK_BYTES:
-            raise BadRequestError(f"hub.callback is too long (at most {MAX_CALLBACK_BYTES} bytes)")
+        if len(callback) > MAX_CALLBACK_CHARS:
+            raise BadRequestError(f"hub.callback is too long (at most {MAX_CALLBACK_CHARS} characters)")
         parts = urlsplit(callback)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise BadRequestError("hub.callback must be an absolute http(s) URL")
@@ -298,8 +294,8 @@ def _topic(params: Mapping[str, str]) -> str:
 
 
 def _check_topic_size(topic: str) -> None:
-    if len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
-        raise BadRequestError(f"hub.topic is too long (at most {MAX_TOPIC_BYTES} bytes)")
+    if len(topic) > MAX_TOPIC_CHARS:
+        raise BadRequestError(f"hub.topic is too long (at most {MAX_TOPIC_CHARS} characters)")
 
 
 def _secret(params: Mapping[str, str]) -> bytes | None:
@@ -335,12 +331,13 @@ def _set_payload(body: bytes) -> dict[str, Any] | None:
     if not body.lstrip().startswith(b"{"):
         return None
     try:
-        document = json.loads(body)
-    except ValueError:
-        return None
-    except RecursionError:
-        raise BadRequestError("request body JSON is nested too deeply") from None
+        decoded = decode_json(body)
+    except MalformedJsonError:
+        return None  # not JSON: opaque content, distributed as is
+    document = decoded.value
     if isinstance(document, dict) and isinstance(document.get("events"), dict):
+        if decoded.non_finite:
+            raise BadRequestError(NON_FINITE_REASON)
         return document
     return None
 

@@ -1,0 +1,77 @@
+"""``python -m sethub.deliveries`` against the moto hub table: what an operator sees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sethub import deliveries
+from sethub.records import Attempt, DeliveryRecords
+
+JTI = "8f14e45f-ceea-467f-a0e6-2b0e5d3f1a91"
+CRM = "https://crm.example/hook?tenant=acme"
+SIEM = "https://siem.example/sets"
+
+
+@pytest.fixture
+def recorded(hub: Any) -> list[Attempt]:
+    attempts = [
+        Attempt(JTI, "acme.login", CRM, 1, "retrying", 1764190000.25, 503, "HTTP 503", 41),
+        Attempt(JTI, "acme.login", SIEM, 1, "ok", 1764190000.5, 202, "", 12),
+        Attempt(JTI, "acme.login", CRM, 2, "ok", 1764190031.0, 200, "", 9),
+        Attempt("another-event", "acme.login", CRM, 1, "ok", 1764190000.0, 200, "", 5),
+    ]
+    DeliveryRecords(hub.clients, hub.settings).write(attempts)
+    return attempts
+
+
+def run(hub: Any, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[list[str]], str]:
+    code = deliveries.main(list(argv), clients=hub.clients)
+    captured = capsys.readouterr()
+    return code, [row.split("\t") for row in captured.out.splitlines()], captured.err
+
+
+def test_every_attempt_of_an_event_is_listed_oldest_first(
+    hub: Any, recorded: list[Attempt], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, rows, _ = run(hub, capsys, JTI, "--table", hub.settings.table_name)
+
+    assert code == 0
+    assert rows == [
+        ["time", "topic", "callback", "attempt", "status", "http", "duration_ms", "error"],
+        ["2025-11-26T20:46:40.250Z", "acme.login", CRM, "1", "retrying", "503", "41", "HTTP 503"],
+        ["2025-11-26T20:46:40.500Z", "acme.login", SIEM, "1", "ok", "202", "12", "-"],
+        ["2025-11-26T20:47:11.000Z", "acme.login", CRM, "2", "ok", "200", "9", "-"],
+    ]
+
+
+def test_callback_narrows_to_one_subscriber_and_the_table_comes_from_the_environment(
+    hub: Any, recorded: list[Attempt], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SETHUB_TABLE_NAME", hub.settings.table_name)
+
+    code, rows, _ = run(hub, capsys, JTI, "--callback", CRM)
+
+    assert code == 0
+    assert [(row[2], row[3], row[4], row[5]) for row in rows[1:]] == [
+        (CRM, "1", "retrying", "503"),
+        (CRM, "2", "ok", "200"),
+    ]
+
+
+def test_an_event_nobody_was_sent_says_so_and_exits_1(
+    hub: Any, recorded: list[Attempt], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, rows, err = run(hub, capsys, "never-published", "--table", hub.settings.table_name)
+
+    assert code == 1
+    assert rows == []
+    assert err.strip() == "no delivery attempts recorded for never-published (records are kept 30 days)"
+
+
+def test_a_missing_table_is_an_error_with_a_reason(hub: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(hub, capsys, JTI, "--table", "no-such-table")
+
+    assert code == 1
+    assert err.strip() == "deliveries: DynamoDB could not read delivery records: ResourceNotFoundException"
