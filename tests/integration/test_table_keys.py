@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from websub_callback import CallbackServer, callback_server
+from websub_peer import CallbackServer, websub_peer
 
 from sethub.events import event_problems
 from sethub.limits import MAX_CALLBACK_CHARS, MAX_JTI_CHARS, MAX_TOPIC_CHARS
@@ -34,7 +34,7 @@ EVENT_TYPE = "https://schemas.openid.net/secevent/caep/event-type/session-revoke
 
 @pytest.fixture
 def callbacks() -> Iterator[CallbackServer]:
-    with callback_server() as server:
+    with websub_peer() as server:
         yield server
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from websub_callback import CallbackServer, callback_server
+from websub_peer import CallbackServer, websub_peer
 
 from devstack.functions import LocalFunction, load_function
 from sethub.messages import SetEvent, parse_message
@@ -74,7 +74,7 @@ def functions(hub: Any, monkeypatch: pytest.MonkeyPatch) -> Functions:
 
 @pytest.fixture
 def callbacks() -> Iterator[CallbackServer]:
-    with callback_server() as server:
+    with websub_peer() as server:
         yield server
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from websub_callback import CallbackServer, callback_server
+from websub_peer import CallbackServer, websub_peer
 
 from sethub.messages import ContentEvent, SetEvent, parse_message
 from sethub.outbound import GuardedHttp
@@ -101,7 +101,7 @@ class Driver:
 
 @pytest.fixture
 def callbacks() -> Iterator[CallbackServer]:
-    with callback_server() as server:
+    with websub_peer() as server:
         yield server
 
 

@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sethub.clients import AwsClients
 from sethub.errors import ConfigurationError, UpstreamError
 from sethub.settings import Settings
+from sethub.subscriptions import subscription_id
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -56,11 +57,6 @@ def event_key(jti: str) -> str:
 
 def delivery_key(jti: str) -> str:
     return f"DELIVERY{_jti_part(jti)}"
-
-
-def subscription_id(topic: str, callback: str) -> str:
-    """A short, fixed-size name for a (topic, callback) pair: 128 bits of SHA-256."""
-    return hashlib.sha256(f"{topic}\n{callback}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -224,5 +220,4 @@ __all__ = [
     "Status",
     "delivery_key",
     "event_key",
-    "subscription_id",
 ]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub.errors import ConfigurationError, UpstreamError
+from sethub.subscriptions import subscription_id
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -23,7 +24,9 @@ CACHE_SIZE = 10_000
 
 
 def encryption_context(topic: str, callback: str) -> dict[str, str]:
-    return {"topic": topic, "callback": callback}
+    """Binds a ciphertext to its subscription. Hashed: KMS writes the context to CloudTrail in
+    clear, and callback URLs may carry tokens (and may be longer than a context should be)."""
+    return {"sethub:subscription": subscription_id(topic, callback)}
 
 
 class SecretBox:

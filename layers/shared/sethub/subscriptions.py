@@ -53,6 +53,11 @@ def subscription_key(callback: str) -> str:
     return f"{SUBSCRIPTION_PREFIX}{_sha256(callback)}"
 
 
+def subscription_id(topic: str, callback: str) -> str:
+    """A short, fixed-size name for a (topic, callback) pair: 128 bits of SHA-256."""
+    return _sha256(f"{topic}\n{callback}")[:32]
+
+
 def request_key(request_id: str) -> str:
     return f"{REQUEST_PREFIX}{request_id}"
 

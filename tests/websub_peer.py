@@ -1,4 +1,5 @@
-"""A WebSub subscriber's callback on 127.0.0.1 for the hub tests: records every request.
+"""A WebSub peer on 127.0.0.1 for the hub tests: a publisher's topic URLs
+(``topics``: path -> (Content-Type, bytes)) and subscribers' callbacks; records every request.
 
 Verification GETs are answered by ``behaviour`` per path: ``"echo"`` (the correct
 answer), ``"wrong"`` (a 200 with another body) or an HTTP status. Content POSTs get 200.
@@ -32,6 +33,7 @@ class Received:
 class CallbackServer:
     base_url: str = ""
     behaviour: dict[str, str | int] = field(default_factory=dict)
+    topics: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -72,9 +74,9 @@ def _handler(server: CallbackServer) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             return Received(self.command, parts.path, parts.query, dict(self.headers.items()), body)
 
-        def _answer(self, status: int, body: bytes) -> None:
+        def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -83,6 +85,10 @@ def _handler(server: CallbackServer) -> type[BaseHTTPRequestHandler]:
             request = self._received()
             # Recorded before answering, so the hub has never seen an answer we have not recorded.
             server.record(request)
+            if request.path in server.topics:
+                content_type, content = server.topics[request.path]
+                self._answer(200, content, content_type)
+                return
             behaviour = server.behaviour.get(request.path, "echo")
             if behaviour == "echo":
                 self._answer(200, request.params.get("hub.challenge", "").encode())
@@ -100,7 +106,7 @@ def _handler(server: CallbackServer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def callback_server() -> Iterator[CallbackServer]:
+def websub_peer() -> Iterator[CallbackServer]:
     server = CallbackServer()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
     server.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
