@@ -260,6 +260,13 @@ def main(argv: list[str] | None = None) -> int:
         f"Headline: sethub / bare urllib3 at 1 x {headline['subscribers']} (one invocation) = "
         f"**{ratio:.2f}** (goal 0.85); without the time spent waiting on AWS (moto) calls: "
         f"**{headline['urllib3_wall'] / own if own > 0 else 0:.2f}**.",
+        f"Where the time goes at 1 x {n}: {headline['aws_wall'] * 1000:,.0f} ms waiting on AWS calls "
+        f"(the subscription Query {headline['phases'].get('query', 0) * 1000:,.0f} ms: moto scans its whole "
+        f"table on every Query, DynamoDB does not), {headline['phases'].get('records', 0) * 1000:,.0f} ms "
+        f"writing {n} delivery records ({headline['calls'].get('dynamodb.BatchWriteItem', 0)} "
+        "BatchWriteItem calls, one after another, after the deliveries), and "
+        f"{headline['phases'].get('settle+log', 0) * 1000:,.0f} ms settling the outcomes on one thread, "
+        f"including one JSON log line per delivery ({headline['log_bytes'] / max(n, 1):,.0f} bytes each).",
         "Fan-out cells: deliveries per second, then client CPU per delivery (process CPU time / deliveries). "
         f"Concurrency {result['concurrency']} (SETHUB_DELIVERY_CONCURRENCY) for the hub and both baselines; "
         f"the receiver farm is {FARM_PROCESSES} processes on 127.0.0.1, one ThreadingHTTPServer port each, "
@@ -269,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "the deliveries, the "
         "delivery-record BatchWriteItems and its logging (to a file). SQS receives are Lambda's, not timed. "
         "Each row follows an untimed warm-up invocation (a warm container); baselines warm their pools too. "
+        "Each side of a row is timed twice and the faster run is shown (this 2-core machine is shared). "
         "The `time in ms` notes split the handler's wall time by library phase (summed over the row; "
         "`deliver` includes `settle+log`, which runs in its collection loop).",
         "The 1 x 1000 row sets SETHUB_SHARD_SIZE high so one invocation serves all 1000; the sharded row "

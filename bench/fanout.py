@@ -25,6 +25,8 @@ LOCAL_OVERRIDES = {
     "SETHUB_ALLOW_HTTP_CALLBACKS": "true",
     "SETHUB_PUBLIC_URL": "http://127.0.0.1:3000",
 }
+REPEATS = 2
+"""Timed runs per row and side; the faster counts."""
 SINGLE_SHARD = 100_000
 """SETHUB_SHARD_SIZE for single-invocation rows: no topic is split."""
 
@@ -272,31 +274,38 @@ class Bench:
 
         os.environ["SETHUB_SHARD_SIZE"] = str(shard_size)
         topic = self.topics[subscribers]
-        row = Row(name=name, events=events, subscribers=subscribers, note=note)
         # Warm-up: a container that has served this topic before (pools full, clients built).
         self.hub_run(function, topic, subscribers, min(events, 10), 10)
-        before, logged, aws = self.counter.snapshot(), _logged(), self.counter.seconds
-        posted = _farm_posts(self.ports)
-        with self.phases.measuring() as phases:
-            row.hub_wall, row.hub_cpu, row.invocations, failures = self.hub_run(
-                function, topic, subscribers, events, 10
-            )
-        row.phases = phases
-        row.deliveries = _farm_posts(self.ports) - posted
-        row.hub_errors = failures + (events * subscribers - row.deliveries)
-        row.calls = dict(self.counter.since(before))
-        row.log_bytes = _logged() - logged
-        row.aws_wall = self.counter.seconds - aws
-
         urls = [self.callback(topic, index) for index in range(subscribers)]
         jobs = [(url, body, "application/secevent+jwt") for body in self.bodies(events) for url in urls]
         warmup = jobs[: self.concurrency * len(self.ports)]
-        lib = urllib3_run(jobs, warmup, self.concurrency)
-        req = requests_run(jobs, warmup, self.concurrency)
-        row.urllib3_wall, row.urllib3_cpu = lib.wall, lib.cpu
-        row.requests_wall, row.requests_cpu = req.wall, req.cpu
-        row.baseline_errors = lib.errors + req.errors
-        return row
+        best: Row | None = None
+        # Two-core machine shared with other work: each side keeps the faster of its runs.
+        for _ in range(REPEATS):
+            row = Row(name=name, events=events, subscribers=subscribers, note=note)
+            before, logged, aws = self.counter.snapshot(), _logged(), self.counter.seconds
+            posted = _farm_posts(self.ports)
+            with self.phases.measuring() as phases:
+                row.hub_wall, row.hub_cpu, row.invocations, failures = self.hub_run(
+                    function, topic, subscribers, events, 10
+                )
+            row.phases = phases
+            row.deliveries = _farm_posts(self.ports) - posted
+            row.hub_errors = failures + (events * subscribers - row.deliveries)
+            row.calls = dict(self.counter.since(before))
+            row.log_bytes = _logged() - logged
+            row.aws_wall = self.counter.seconds - aws
+            if best is None or row.hub_wall < best.hub_wall:
+                best = row
+        assert best is not None
+        lib = min((urllib3_run(jobs, warmup, self.concurrency) for _ in range(REPEATS)), key=lambda r: r.wall)
+        req = min(
+            (requests_run(jobs, warmup, self.concurrency) for _ in range(REPEATS)), key=lambda r: r.wall
+        )
+        best.urllib3_wall, best.urllib3_cpu = lib.wall, lib.cpu
+        best.requests_wall, best.requests_cpu = req.wall, req.cpu
+        best.baseline_errors = lib.errors + req.errors
+        return best
 
     # -- ingest ----------------------------------------------------------------------
 

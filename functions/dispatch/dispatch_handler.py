@@ -46,7 +46,10 @@ dispatcher = per_environment(lambda: Dispatcher(AwsClients(), Settings.from_env(
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     records = event.get("Records") or []
-    result = dispatcher().dispatch([(record["messageId"], record["body"]) for record in records])
+    result = dispatcher().dispatch(
+        [(record["messageId"], record["body"]) for record in records],
+        time_left=context.get_remaining_time_in_millis() / 1000,
+    )
     if len(set(result.jtis)) == 1:
         logger.set_correlation_id(result.jtis[0])
     _publish_metrics(result)

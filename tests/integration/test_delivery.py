@@ -531,3 +531,28 @@ def test_a_topic_over_the_shard_size_is_served_in_shards(hub, subscribers):
     assert sorted(r.path for r in subscribers.received) == [f"/s{i}" for i in range(5)]
     assert drain(hub.clients.sqs, hub.settings.events_queue_url) == []
     assert len({r.body for r in subscribers.received}) == 1
+
+
+def test_deliveries_that_could_not_finish_in_time_are_handed_to_the_retry_queue(hub, subscribers):
+    subscribe(hub, "acme.login", subscribers.url("a"))
+    subscribe(hub, "acme.login", subscribers.url("b"))
+    ingest(hub, [event("acme.login")])
+    dispatcher = dispatcher_for(hub, delivery_timeout_seconds=1.0, retry_schedule=(0,))
+
+    # GIVEN an invocation with no time left for a delivery (two timeouts plus the reserve)
+    first = dispatcher.dispatch(bodies(drain(hub.clients.sqs, hub.settings.events_queue_url)), time_left=6.0)
+
+    # THEN nothing is sent, the event message is settled, and both deliveries wait on the retry queue
+    assert first.failed == set()
+    assert subscribers.received == []
+    deferred = drain(hub.clients.sqs, hub.settings.retry_queue_url)
+    assert sorted(json.loads(r["body"])["attempts"] for r in deferred) == [0, 0]
+
+    # WHEN the retry queue is consumed with time to spare, each gets its first attempt
+    dispatcher.dispatch(bodies(deferred), time_left=60.0)
+    assert len(subscribers.of("a")) == len(subscribers.of("b")) == 1
+    jti = subscribers.of("a")[0].headers["x-hub-messageid"]
+    statuses = sorted(
+        (a.attempt, a.status) for a in DeliveryRecords(hub.clients, hub.settings).for_event(jti)
+    )
+    assert statuses == [(1, "ok"), (1, "ok")]

@@ -9,6 +9,7 @@ Stages (svix-style): ``request_for`` builds the exact bytes and headers once per
     400 with an RFC 8935 error body      rejected  (final: retrying cannot help)
     refused by the network guard         rejected  (final: sethub will not contact it)
     anything else, or no answer          failed    (retried on the schedule)
+    not sent: the invocation ran short   deferred  (handed to the retry queue, not counted)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ MESSAGE_ID_HEADER = "x-hub-messageId"
 SIGNATURE_HEADER = "X-Hub-Signature"
 USER_AGENT = "sethub"
 MAX_ERROR_CHARS = 200
-Status = Literal["ok", "gone", "rejected", "failed"]
+Status = Literal["ok", "gone", "rejected", "failed", "deferred"]
 
 
 class Response(Protocol):
@@ -83,6 +84,9 @@ class Outcome:
     retry_after: float | None = None
     throttled: bool = False
     """A 429 or a timeout: the next attempt waits at least the throttle floor."""
+
+
+DEFERRED = Outcome("deferred", None, "not sent: the invocation ran out of time", 0)
 
 
 def body_for(payload: PreparedPayload, fmt: str) -> tuple[bytes, str]:

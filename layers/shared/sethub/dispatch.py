@@ -16,6 +16,11 @@ For one SQS batch (events queue and retry queue alike):
 A message succeeds when all its deliveries are settled (done, final, or handed to
 the retry queue); if anything on the way fails it is reported as a batch item
 failure and SQS delivers it again: at least once, nothing lost.
+
+Given the invocation's remaining time, no delivery starts once there is no longer
+time for it to finish (two request timeouts) and for the follow-ups to be queued:
+those not started are handed to the retry queue without counting as an attempt, so a
+batch full of hanging subscribers makes progress instead of timing out whole.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ from sethub.settings import Settings
 from sethub.subscriptions import Subscription
 
 logger = logging.getLogger(__name__)
+
+FOLLOWUP_RESERVE_SECONDS = 5.0
+"""Time kept back, after the last delivery could finish, to queue retries and write records."""
 
 
 class Subscriptions(Protocol):
@@ -162,9 +170,16 @@ class Dispatcher:
 
     # The pipeline
 
-    def dispatch(self, messages: Sequence[tuple[str, str]]) -> BatchResult:
-        """Process ``(message_id, body)`` pairs; the result names the messages to retry."""
+    def dispatch(self, messages: Sequence[tuple[str, str]], *, time_left: float | None = None) -> BatchResult:
+        """Process ``(message_id, body)`` pairs; the result names the messages to retry.
+
+        ``time_left``: seconds until the invocation is cut off (None: no limit).
+        """
         now = self._now()
+        start_by = None
+        if time_left is not None:
+            reserve = 2 * self._settings.delivery_timeout_seconds + FOLLOWUP_RESERVE_SECONDS
+            start_by = time.monotonic() + time_left - reserve
         result = BatchResult()
         work: list[_Work] = []
         for message_id, body in messages:
@@ -180,7 +195,7 @@ class Dispatcher:
         for item in work:
             if isinstance(item.message, DeliveryRetry):
                 self._plan_retry(item, item.message, now)
-        self._deliver(work, now)
+        self._deliver(work, now, start_by)
         self._send_followups(work)
         self._write_records(work)
         for item in work:
@@ -301,12 +316,12 @@ class Dispatcher:
             )
         )
 
-    def _deliver(self, work: list[_Work], now: float) -> None:
+    def _deliver(self, work: list[_Work], now: float, start_by: float | None) -> None:
         http = self.http if any(item.requests for item in work) else None
         if http is None:
             return
         futures = [
-            (item, request, self._pool.submit(delivery.send, http, request))
+            (item, request, self._pool.submit(_send_unless_late, http, request, start_by))
             for item in work
             for request in item.requests
         ]
@@ -327,6 +342,11 @@ class Dispatcher:
                 logger.warning("could not remove a gone subscription: %s", exc)
         elif outcome.status == "failed":
             status = self._schedule(item, request, outcome, now)
+        elif outcome.status == "deferred":
+            # Not an attempt: nothing is recorded under the attempt number it will still use.
+            self._defer(item, request, outcome)
+            logger.info("delivery deferred", extra={"jti": request.jti, "topic": request.topic})
+            return
         logger.info(
             "delivery %s",
             status,
@@ -353,18 +373,7 @@ class Dispatcher:
         )
 
     def _schedule(self, item: _Work, request: DeliveryRequest, outcome: Outcome, now: float) -> str:
-        retry = DeliveryRetry(
-            topic=request.topic,
-            callback=request.callback,
-            jti=request.jti,
-            hub_url=request.hub_url,
-            content_type=request.content_type,
-            body_b64=base64.b64encode(request.body).decode("ascii"),
-            attempts=request.attempt,
-            not_before=now,
-            last_error=outcome.error,
-            subscribed_at=request.subscribed_at,
-        )
+        retry = _retry_message(request, outcome, attempts=request.attempt, not_before=now)
         delay = self._policy.next_delay(
             request.attempt, retry_after=outcome.retry_after, throttled=outcome.throttled, rand=self._rand
         )
@@ -376,6 +385,11 @@ class Dispatcher:
         retry = replace(retry, not_before=now + delay)
         item.followups.append((self._settings.retry_queue_url, Outgoing(retry.to_json(), sqs_delay(delay))))
         return "retrying"
+
+    def _defer(self, item: _Work, request: DeliveryRequest, outcome: Outcome) -> None:
+        """Hand a delivery that was never sent to the retry queue, due at once, attempts unchanged."""
+        retry = _retry_message(request, outcome, attempts=request.attempt - 1, not_before=0.0)
+        item.followups.append((self._settings.retry_queue_url, Outgoing(retry.to_json())))
 
     def _send_followups(self, work: list[_Work]) -> None:
         by_queue: dict[str, list[tuple[_Work, Outgoing]]] = {}
@@ -401,6 +415,29 @@ class Dispatcher:
         except SethubError as exc:
             # Records are for operators; losing some is no reason to deliver again.
             logger.warning("could not record delivery attempts: %s", exc)
+
+
+def _send_unless_late(http: Http, request: DeliveryRequest, start_by: float | None) -> Outcome:
+    if start_by is not None and time.monotonic() >= start_by:
+        return delivery.DEFERRED
+    return delivery.send(http, request)
+
+
+def _retry_message(
+    request: DeliveryRequest, outcome: Outcome, *, attempts: int, not_before: float
+) -> DeliveryRetry:
+    return DeliveryRetry(
+        topic=request.topic,
+        callback=request.callback,
+        jti=request.jti,
+        hub_url=request.hub_url,
+        content_type=request.content_type,
+        body_b64=base64.b64encode(request.body).decode("ascii"),
+        attempts=attempts,
+        not_before=not_before,
+        last_error=outcome.error,
+        subscribed_at=request.subscribed_at,
+    )
 
 
 def _jti(message: Message) -> str:
