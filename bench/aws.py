@@ -63,12 +63,16 @@ class CallCounter:
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
         self.seconds = 0.0
-        """Wall time spent inside AWS calls, all operations together."""
+        """Wall time spent inside AWS calls made on the main thread (the handler's own):
+        calls on helper threads (delivery records) overlap the deliveries, so they are not
+        time the handler spent waiting on AWS."""
 
     def add(self, name: str, seconds: float = 0.0) -> None:
+        blocking = threading.current_thread() is threading.main_thread()
         with self._lock:
             self.calls[name] += 1
-            self.seconds += seconds
+            if blocking:
+                self.seconds += seconds
 
     def snapshot(self) -> Counter[str]:
         with self._lock:

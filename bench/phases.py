@@ -60,7 +60,10 @@ def instrument() -> Phases:
     phases.wrap(KmsSigner, "sign", "sign")
     phases.wrap(Dispatcher, "_deliver", "deliver")
     phases.wrap(Dispatcher, "_settle", "settle+log")
-    phases.wrap(DeliveryRecords, "write", "records")
+    # Record batches are written on threads of their own, overlapping the deliveries:
+    # "records" sums those writes, "records wait" is what the handler then still waits.
+    phases.wrap(DeliveryRecords, "write_batch", "records")
+    phases.wrap(Dispatcher, "_finish_records", "records wait")
     phases.wrap(QueueSender, "send_all", "sqs send")
     phases.wrap(EventMarkers, "claim", "jti claims")
     # ``sethub.ingest`` calls ``events.validate`` through the module, so wrapping it here counts.

@@ -4,14 +4,13 @@
 as ``SETHUB_OPEN_TOPICS="true"``) and waits for ``/health``; ``moto_endpoint=`` and
 ``prefix=`` attach it to an existing moto server instead of its embedded one (so a
 test can kill a stack and start another on the same queues). ``local_stack`` is one
-started with the defaults. Every stack started is stopped at the end of the test.
+started with the defaults, shared by the session. Every stack is stopped at the end.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +27,7 @@ from e2e_harness import (  # type: ignore[import-not-found]
 )
 
 
-@pytest.fixture
-def start_local_stack() -> Iterator[StartLocalStack]:
-    started: list[LocalStackProcess] = []
-    logs = tempfile.TemporaryDirectory(prefix="devstack-")
-
+def _launcher(started: list[LocalStackProcess], logs: Path) -> StartLocalStack:
     def start(
         *, moto_endpoint: str | None = None, prefix: str | None = None, **env: str
     ) -> LocalStackProcess:
@@ -44,7 +39,7 @@ def start_local_stack() -> Iterator[StartLocalStack]:
             arguments += ["--moto-endpoint", moto_endpoint]
         else:
             extra["MOTO_PORT"] = str(free_port())
-        log_path = Path(logs.name) / f"{prefix}-{port}.log"
+        log_path = logs / f"{prefix}-{port}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 arguments, cwd=ROOT, env=child_environment(extra), stdout=log, stderr=subprocess.STDOUT
@@ -71,13 +66,27 @@ def start_local_stack() -> Iterator[StartLocalStack]:
         wait_for(healthy, timeout=START_DEADLINE_SECONDS, message=f"devstack /health\n{stack.output}")
         return stack
 
-    yield start
+    return start
+
+
+def _stop_all(started: list[LocalStackProcess]) -> None:
     for stack in started:
         if stack.process.poll() is None:
             stack.stop()
-    logs.cleanup()
 
 
 @pytest.fixture
-def local_stack(start_local_stack: StartLocalStack) -> LocalStackProcess:
-    return start_local_stack()
+def start_local_stack(tmp_path: Path) -> Iterator[StartLocalStack]:
+    """Stacks with their own settings, stopped at the end of the test."""
+    started: list[LocalStackProcess] = []
+    yield _launcher(started, tmp_path)
+    _stop_all(started)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStackProcess]:
+    """One stack with the default settings, shared by the tests that need nothing else
+    (each uses its own topics and callbacks): starting a stack costs seconds."""
+    started: list[LocalStackProcess] = []
+    yield _launcher(started, tmp_path_factory.mktemp("devstack"))()
+    _stop_all(started)

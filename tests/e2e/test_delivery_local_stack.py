@@ -64,9 +64,9 @@ def callback() -> Iterator[Callback]:
 
 
 def test_a_published_event_arrives_as_a_set_that_verifies_from_the_jwks_url(local_stack, callback):
-    local_stack.subscribe("acme.login", callback.url)
+    local_stack.subscribe("jwks.login", callback.url)
 
-    (jti,) = local_stack.publish({"topic": "acme.login", "events": {LOGIN: {"user": {"id": "42"}}}})
+    (jti,) = local_stack.publish({"topic": "jwks.login", "events": {LOGIN: {"user": {"id": "42"}}}})
 
     wait_for(lambda: callback.posts, timeout=20, message="delivery")
     headers, body = callback.posts[0]

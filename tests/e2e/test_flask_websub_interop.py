@@ -22,7 +22,8 @@ from werkzeug.serving import make_server
 pytestmark = pytest.mark.e2e
 
 LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"
-TOPIC = "acme.login"
+TOPIC = "interop.login"
+UNREGISTERED_TOPIC = "interop.never-registered"
 
 
 class FlaskSubscriber:
@@ -46,11 +47,11 @@ class FlaskSubscriber:
         self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def subscribe(self, stack: LocalStackProcess, secret: str) -> str:
+    def subscribe(self, stack: LocalStackProcess, secret: str, topic: str = TOPIC) -> str:
         with self.app.app_context():
             return str(
                 self.subscriber.subscribe(
-                    topic_url=TOPIC,
+                    topic_url=topic,
                     hub_url=stack.hub_url,
                     secret=secret,
                     lease_seconds=3600,
@@ -112,11 +113,11 @@ def test_flask_websub_subscribes_with_a_secret_and_accepts_signed_deliveries(
 def test_flask_websub_is_told_when_its_subscription_is_denied(
     local_stack: LocalStackProcess, flask_subscriber: FlaskSubscriber
 ) -> None:
-    callback_id = flask_subscriber.subscribe(local_stack, "some-secret")
+    callback_id = flask_subscriber.subscribe(local_stack, "some-secret", topic=UNREGISTERED_TOPIC)
 
     wait_for(lambda: flask_subscriber.errors, timeout=15, message="flask-websub saw the denial")
 
     [(topic, denied_id, reason)] = flask_subscriber.errors
-    assert (topic, denied_id) == (TOPIC, callback_id)
+    assert (topic, denied_id) == (UNREGISTERED_TOPIC, callback_id)
     assert reason
     assert flask_subscriber.successes == []

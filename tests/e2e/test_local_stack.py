@@ -63,9 +63,9 @@ def test_a_published_event_reaches_a_subscriber_signed_and_verified(local_stack)
     receiver = Receiver(hub=local_stack.base_url, secret=b"s3cret-of-the-receiver").start()
     try:
         callback = f"{receiver.url}/hook?tenant=acme"
-        local_stack.subscribe("acme.login", callback, **{"hub.secret": "s3cret-of-the-receiver"})
+        local_stack.subscribe("receiver.login", callback, **{"hub.secret": "s3cret-of-the-receiver"})
 
-        (jti,) = local_stack.publish(_event("acme.login", user="ada"))
+        (jti,) = local_stack.publish(_event("receiver.login", user="ada"))
 
         (event,) = wait_for(
             lambda: [e for e in receiver.events if e.jti == jti], timeout=15, message=f"delivery of {jti}"
@@ -76,11 +76,12 @@ def test_a_published_event_reaches_a_subscriber_signed_and_verified(local_stack)
     assert event.content_type == "application/secevent+jwt"
     assert event.event_types == (LOGIN,)
     assert event.claims["events"][LOGIN] == {"user": {"id": "ada"}}
-    assert event.topic == "acme.login"
+    assert event.topic == "receiver.login"
     assert receiver.rejected == []
 
 
-def test_ctrl_c_stops_everything_and_frees_the_port(local_stack):
+def test_ctrl_c_stops_everything_and_frees_the_port(start_local_stack):
+    local_stack = start_local_stack()
     exit_status = local_stack.stop()
 
     assert exit_status == 0

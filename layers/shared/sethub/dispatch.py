@@ -11,7 +11,12 @@ For one SQS batch (events queue and retry queue alike):
    subscriber holds one worker for at most one request timeout and nobody else;
 4. outcomes: ok / rejected are final, gone removes the subscription, failed becomes a
    ``DeliveryRetry`` for that (event, subscription) only, carrying the exact body, or a
-   dead letter once the schedule is exhausted; every attempt is recorded.
+   dead letter once the schedule is exhausted; every attempt is recorded, in batches of
+   25 written on threads of their own while the remaining deliveries are in flight.
+
+Logs: one INFO line per event and invocation (its outcome counts and slowest delivery);
+per delivery only what needs attention (retrying, gone, rejected, dead, deferred), with
+successes at DEBUG.
 
 A message succeeds when all its deliveries are settled (done, final, or handed to
 the retry queue); if anything on the way fails it is reported as a batch item
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import queue
 import random
 import time
 from collections import Counter
@@ -50,7 +56,7 @@ from sethub.messages import (
     parse_message,
 )
 from sethub.queues import Outgoing, QueueSender
-from sethub.records import Attempt, DeliveryRecords
+from sethub.records import Attempt, DeliveryRecords, RecordBatcher
 from sethub.retry import RetryPolicy, sqs_delay
 from sethub.settings import Settings
 from sethub.subscriptions import Subscription
@@ -59,6 +65,8 @@ logger = logging.getLogger(__name__)
 
 FOLLOWUP_RESERVE_SECONDS = 5.0
 """Time kept back, after the last delivery could finish, to queue retries and write records."""
+RECORD_WRITERS = 4
+"""Threads writing delivery records (one ``BatchWriteItem`` of 25 each) while deliveries run."""
 
 
 class Subscriptions(Protocol):
@@ -93,6 +101,7 @@ class _Work:
     requests: list[DeliveryRequest] = field(default_factory=list)
     followups: list[tuple[str, Outgoing]] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
+    deferred: int = 0
     failed: bool = False
 
 
@@ -125,6 +134,10 @@ class Dispatcher:
         self._rand = rand
         self._pool = ThreadPoolExecutor(
             max_workers=settings.delivery_concurrency, thread_name_prefix="sethub-delivery"
+        )
+        # Records get threads of their own so that their writes never wait behind deliveries.
+        self._record_pool = ThreadPoolExecutor(
+            max_workers=RECORD_WRITERS, thread_name_prefix="sethub-records"
         )
 
     # Dependencies are built on first use: the handler builds the dispatcher at import.
@@ -167,6 +180,7 @@ class Dispatcher:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._record_pool.shutdown(wait=False, cancel_futures=True)
 
     # The pipeline
 
@@ -195,9 +209,17 @@ class Dispatcher:
         for item in work:
             if isinstance(item.message, DeliveryRetry):
                 self._plan_retry(item, item.message, now)
-        self._deliver(work, now, start_by)
+        busy = any(item.requests or item.attempts for item in work)
+        recorder = RecordBatcher(self.records, self._record_pool) if busy else None
+        if recorder is not None:
+            for item in work:
+                for attempt in item.attempts:  # retries found without a subscription
+                    recorder.add(attempt)
+        self._deliver(work, now, start_by, recorder)
         self._send_followups(work)
-        self._write_records(work)
+        if recorder is not None:
+            self._finish_records(recorder)
+        _log_summaries(work)
         for item in work:
             if item.failed:
                 result.failed.add(item.message_id)
@@ -316,24 +338,27 @@ class Dispatcher:
             )
         )
 
-    def _deliver(self, work: list[_Work], now: float, start_by: float | None) -> None:
-        http = self.http if any(item.requests for item in work) else None
-        if http is None:
+    def _deliver(
+        self, work: list[_Work], now: float, start_by: float | None, recorder: RecordBatcher | None
+    ) -> None:
+        jobs = [(item, request) for item in work for request in item.requests]
+        if not jobs:
             return
-        futures = [
-            (item, request, self._pool.submit(_send_unless_late, http, request, start_by))
-            for item in work
-            for request in item.requests
-        ]
-        for item, request, future in futures:
-            try:
-                outcome = future.result()
-            except Exception as exc:  # a bug in a delivery must not lose the others
-                logger.exception("delivery crashed")
-                outcome = Outcome("failed", None, type(exc).__name__, 0)
-            self._settle(item, request, outcome, now)
+        http = self.http
+        # Outcomes are settled in the order they arrive, so that each full batch of
+        # records starts writing while the slower deliveries are still in flight.
+        done: queue.SimpleQueue[tuple[int, Outcome]] = queue.SimpleQueue()
+        for index, (_, request) in enumerate(jobs):
+            self._pool.submit(_deliver_one, http, request, start_by, index, done)
+        for _ in range(len(jobs)):
+            index, outcome = done.get()
+            item, request = jobs[index]
+            attempt = self._settle(item, request, outcome, now)
+            if attempt is not None and recorder is not None:
+                recorder.add(attempt)
 
-    def _settle(self, item: _Work, request: DeliveryRequest, outcome: Outcome, now: float) -> None:
+    def _settle(self, item: _Work, request: DeliveryRequest, outcome: Outcome, now: float) -> Attempt | None:
+        """Act on one outcome; returns the attempt to record (None: deferred, not an attempt)."""
         status: Any = outcome.status
         if outcome.status == "gone":
             try:
@@ -345,32 +370,38 @@ class Dispatcher:
         elif outcome.status == "deferred":
             # Not an attempt: nothing is recorded under the attempt number it will still use.
             self._defer(item, request, outcome)
+            item.deferred += 1
             logger.info("delivery deferred", extra={"jti": request.jti, "topic": request.topic})
-            return
-        logger.info(
-            "delivery %s",
-            status,
-            extra={
-                "jti": request.jti,
-                "topic": request.topic,
-                "attempt": request.attempt,
-                "status_code": outcome.status_code,
-                "duration_ms": outcome.duration_ms,
-            },
-        )
-        item.attempts.append(
-            Attempt(
-                jti=request.jti,
-                topic=request.topic,
-                callback=request.callback,
-                attempt=request.attempt,
-                status=status,
-                at=now,
-                status_code=outcome.status_code,
-                error=outcome.error,
-                duration_ms=outcome.duration_ms,
+            return None
+        # A line per success costs the settling thread more than the delivery's own
+        # bookkeeping: successes are DEBUG (the summary counts them), the rest INFO/WARNING.
+        level = logging.DEBUG if status == "ok" else logging.WARNING if status == "dead" else logging.INFO
+        if logger.isEnabledFor(level):
+            logger.log(
+                level,
+                "delivery %s",
+                status,
+                extra={
+                    "jti": request.jti,
+                    "topic": request.topic,
+                    "attempt": request.attempt,
+                    "status_code": outcome.status_code,
+                    "duration_ms": outcome.duration_ms,
+                },
             )
+        attempt = Attempt(
+            jti=request.jti,
+            topic=request.topic,
+            callback=request.callback,
+            attempt=request.attempt,
+            status=status,
+            at=now,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
         )
+        item.attempts.append(attempt)
+        return attempt
 
     def _schedule(self, item: _Work, request: DeliveryRequest, outcome: Outcome, now: float) -> str:
         retry = _retry_message(request, outcome, attempts=request.attempt, not_before=now)
@@ -406,21 +437,56 @@ class Dispatcher:
                 # The source message comes back from SQS and is delivered again.
                 entries[index][0].failed = True
 
-    def _write_records(self, work: list[_Work]) -> None:
-        attempts = [attempt for item in work for attempt in item.attempts]
-        if not attempts:
-            return
+    def _finish_records(self, recorder: RecordBatcher) -> None:
         try:
-            self.records.write(attempts)
+            recorder.finish()
         except SethubError as exc:
             # Records are for operators; losing some is no reason to deliver again.
             logger.warning("could not record delivery attempts: %s", exc)
 
 
-def _send_unless_late(http: Http, request: DeliveryRequest, start_by: float | None) -> Outcome:
-    if start_by is not None and time.monotonic() >= start_by:
-        return delivery.DEFERRED
-    return delivery.send(http, request)
+def _deliver_one(
+    http: Http,
+    request: DeliveryRequest,
+    start_by: float | None,
+    index: int,
+    done: queue.SimpleQueue[tuple[int, Outcome]],
+) -> None:
+    try:
+        if start_by is not None and time.monotonic() >= start_by:
+            outcome = delivery.DEFERRED
+        else:
+            outcome = delivery.send(http, request)
+    except Exception as exc:  # a bug in a delivery must not lose the others
+        logger.exception("delivery crashed")
+        outcome = Outcome("failed", None, type(exc).__name__, 0)
+    done.put((index, outcome))
+
+
+def _log_summaries(work: list[_Work]) -> None:
+    """One INFO line per event of the batch: how its deliveries came out in this invocation."""
+    summaries: dict[tuple[str, str], tuple[Counter[str], list[int]]] = {}
+    for item in work:
+        if not item.attempts and not item.deferred:
+            continue
+        jti = _jti(item.message)
+        topic = getattr(item.message, "topic", "")
+        counts, longest = summaries.setdefault((jti, topic), (Counter(), [0]))
+        for attempt in item.attempts:
+            counts[attempt.status] += 1
+            longest[0] = max(longest[0], attempt.duration_ms)
+        if item.deferred:
+            counts["deferred"] += item.deferred
+    for (jti, topic), (counts, longest) in summaries.items():
+        logger.info(
+            "event deliveries",
+            extra={
+                "jti": jti,
+                "topic": topic,
+                "deliveries": dict(counts),
+                "max_duration_ms": longest[0],
+            },
+        )
 
 
 def _retry_message(

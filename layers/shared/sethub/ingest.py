@@ -11,19 +11,28 @@ the same request is accepted.
 from __future__ import annotations
 
 import base64
+import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 from sethub import api, events
 from sethub.clients import AwsClients
-from sethub.errors import BadRequestError, ConfigurationError, PayloadTooLargeError
+from sethub.errors import BadRequestError, ConfigurationError, PayloadTooLargeError, UpstreamError
 from sethub.limits import MAX_CONTENT_BYTES
 from sethub.messages import ContentEvent, SetEvent
-from sethub.queues import SQS_MAX_MESSAGE_BYTES, Outgoing, QueueSender
+from sethub.queues import BATCH_MAX_ENTRIES, SQS_MAX_MESSAGE_BYTES, Outgoing, QueueSender
 from sethub.records import EventMarkers
 from sethub.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+INGEST_CONCURRENCY = 8
+"""Marker claims and SQS batches in flight at once for one request."""
+
+_T = TypeVar("_T")
 
 
 class TopicDirectory(Protocol):
@@ -53,6 +62,7 @@ class Ingestor:
         self._markers = markers or EventMarkers(clients, settings)
         self._sender = sender
         self._now = now
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def topics(self) -> TopicDirectory:
@@ -74,22 +84,72 @@ class Ingestor:
         self._check_topics(published)
         hub_url = api.hub_url(base_url)
         now = self._now()
-        claimed: list[str] = []
-        outgoing: list[Outgoing] = []
+        # A jti named twice in one request is one event: the first occurrence is the one sent.
+        keyed: dict[str, events.PublishedEvent] = {}
+        for event in published:
+            if event.jti_given:
+                keyed.setdefault(event.jti, event)
+        claims = self._all(
+            lambda event: self._markers.claim(event.jti, event.topic, now=now), list(keyed.values())
+        )
+        claimed = [
+            event.jti for event, outcome in zip(keyed.values(), claims, strict=True) if outcome is True
+        ]
         try:
-            for event in published:
-                if event.jti_given:
-                    if not self._markers.claim(event.jti, event.topic, now=now):
-                        continue  # already accepted: answer 202 again, deliver once
-                    claimed.append(event.jti)
-                message = SetEvent(topic=event.topic, claims=event.claims, hub_url=hub_url)
-                outgoing.append(Outgoing(message.to_json()))
-            self.sender.send(self._settings.events_queue_url, outgoing)
+            failure = next((outcome for outcome in claims if isinstance(outcome, BaseException)), None)
+            if failure is not None:
+                raise failure
+            new = set(claimed)
+            outgoing = [
+                Outgoing(SetEvent(topic=event.topic, claims=event.claims, hub_url=hub_url).to_json())
+                for event in published
+                if not event.jti_given or (event.jti in new and keyed[event.jti] is event)
+            ]
+            self._send(outgoing)
         except Exception:
-            for jti in claimed:
-                self._markers.release(jti)
+            self._release(claimed)
             raise
         return [{"jti": event.jti, "topic": event.topic} for event in published]
+
+    def _send(self, outgoing: list[Outgoing]) -> None:
+        """Every message on the events queue, SQS batches sent concurrently; else ``UpstreamError``."""
+        queue_url = self._settings.events_queue_url
+        groups = [
+            outgoing[start : start + BATCH_MAX_ENTRIES]
+            for start in range(0, len(outgoing), BATCH_MAX_ENTRIES)
+        ]
+        sender = self.sender
+        results = self._all(lambda group: len(sender.send_all(queue_url, group)), groups)
+        failure = next((result for result in results if isinstance(result, BaseException)), None)
+        if failure is not None:
+            raise failure
+        unsent = sum(result for result in results if isinstance(result, int))
+        if unsent:
+            raise UpstreamError(f"SQS refused {unsent} of {len(outgoing)} messages")
+
+    def _release(self, jtis: list[str]) -> None:
+        """Forget the markers of a request that was not accepted, so that its retry is."""
+        for jti, outcome in zip(jtis, self._all(self._markers.release, jtis), strict=True):
+            if isinstance(outcome, BaseException):
+                # The marker expires in 48 hours; until then a retry of this event is taken for a duplicate.
+                logger.error("could not release the marker of event %s: %s", jti, outcome)
+
+    def _all(self, task: Callable[[_T], Any], inputs: Sequence[_T]) -> list[Any]:
+        """``task`` of each input, a few at a time; each result is the value or the exception raised."""
+        if len(inputs) <= 1:  # the common single event: no thread hop
+            results: list[Any] = []
+            for value in inputs:
+                try:
+                    results.append(task(value))
+                except Exception as exc:
+                    results.append(exc)
+            return results
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=INGEST_CONCURRENCY, thread_name_prefix="sethub-ingest"
+            )
+        futures: list[Future[Any]] = [self._pool.submit(task, value) for value in inputs]
+        return [future.exception() or future.result() for future in futures]
 
     def enqueue_content(self, topic: str, body: bytes, content_type: str, *, base_url: str) -> str:
         """Enqueue non-SET content for delivery byte for byte; returns its new ``jti``.

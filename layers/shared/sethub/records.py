@@ -13,7 +13,12 @@ answer?" with one Query on ``DELIVERY#<jti>`` (``python -m sethub.deliveries``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,11 +32,15 @@ from sethub.subscriptions import subscription_id
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+logger = logging.getLogger(__name__)
+
 EVENT_MARKER_TTL_SECONDS = 48 * 3600
 DELIVERY_RECORD_TTL_SECONDS = 30 * 24 * 3600
 MAX_ERROR_LENGTH = 512
-_BATCH_WRITE_MAX = 25
+BATCH_WRITE_MAX = 25
+"""DynamoDB's cap on the items of one ``BatchWriteItem``."""
 _BATCH_WRITE_ROUNDS = 5
+_BACKOFF_SECONDS = 0.05
 
 Status = Literal["ok", "gone", "rejected", "retrying", "dead", "skipped"]
 """ok: 2xx; gone: 410 (subscription removed); rejected: RFC 8935 400 (final);
@@ -128,30 +137,45 @@ class EventMarkers:
 class DeliveryRecords:
     """Delivery attempts, batch-written with a 30-day TTL."""
 
-    def __init__(self, clients: AwsClients, settings: Settings) -> None:
+    def __init__(
+        self, clients: AwsClients, settings: Settings, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         if not settings.table_name:
             raise ConfigurationError("SETHUB_TABLE_NAME is not set")
         self._clients = clients
         self._table = settings.table_name
+        self._sleep = sleep
 
     def write(self, attempts: Sequence[Attempt]) -> None:
-        """Store ``attempts``; ``UpstreamError`` if some could not be written."""
-        for start in range(0, len(attempts), _BATCH_WRITE_MAX):
-            requests: Any = [
-                {"PutRequest": {"Item": _item(a)}} for a in attempts[start : start + _BATCH_WRITE_MAX]
-            ]
-            pending: Any = {self._table: requests}
-            try:
-                for _ in range(_BATCH_WRITE_ROUNDS):
-                    pending = self._clients.dynamodb.batch_write_item(RequestItems=pending).get(
-                        "UnprocessedItems"
-                    )
-                    if not pending:
-                        break
-            except (ClientError, BotoCoreError) as exc:
-                raise UpstreamError(f"DynamoDB could not record deliveries: {_code(exc)}") from exc
-            if pending:
-                raise UpstreamError("DynamoDB left delivery records unprocessed")
+        """Store ``attempts`` batch after batch; ``UpstreamError`` if some could not be written."""
+        for start in range(0, len(attempts), BATCH_WRITE_MAX):
+            self.write_batch(attempts[start : start + BATCH_WRITE_MAX])
+
+    def write_batch(self, attempts: Sequence[Attempt]) -> None:
+        """One ``BatchWriteItem`` of at most 25 attempts, sending ``UnprocessedItems`` again
+        a bounded number of times with a short backoff; ``UpstreamError`` if some remain."""
+        if len(attempts) > BATCH_WRITE_MAX:
+            raise ValueError(f"at most {BATCH_WRITE_MAX} attempts per batch")
+        # A batch may not name one key twice (an event redelivered within one SQS batch
+        # makes the same attempt twice): the last outcome wins, as a Put would.
+        items = {(a.jti, a.sort_key): _item(a) for a in attempts}
+        if not items:
+            return
+        pending: Any = {self._table: [{"PutRequest": {"Item": item}} for item in items.values()]}
+        try:
+            for round_ in range(_BATCH_WRITE_ROUNDS):
+                if round_:
+                    # Unprocessed items mean throttling: back off (50, 100, 200, 400 ms, jittered).
+                    self._sleep(_BACKOFF_SECONDS * 2 ** (round_ - 1) * (0.5 + random.random() / 2))  # noqa: S311 (jitter)
+                pending = self._clients.dynamodb.batch_write_item(RequestItems=pending).get(
+                    "UnprocessedItems"
+                )
+                if not pending:
+                    return
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"DynamoDB could not record deliveries: {_code(exc)}") from exc
+        left = sum(len(requests) for requests in pending.values())
+        raise UpstreamError(f"DynamoDB left {left} delivery records unprocessed")
 
     def for_event(self, jti: str) -> list[Attempt]:
         """Every recorded attempt of an event, oldest first per subscription."""
@@ -170,6 +194,55 @@ class DeliveryRecords:
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as exc:
             raise UpstreamError(f"DynamoDB could not read delivery records: {_code(exc)}") from exc
+
+
+class RecordBatcher:
+    """Writes attempts in batches of 25 on ``executor`` as soon as each batch is full.
+
+    The dispatcher adds every settled attempt; the writes overlap the deliveries still
+    in flight, and ``finish`` writes the rest and waits for all of them. Used by one
+    thread at a time (the one settling outcomes).
+    """
+
+    def __init__(self, records: DeliveryRecords, executor: Executor) -> None:
+        self._records = records
+        self._executor = executor
+        self._batch: list[Attempt] = []
+        self._futures: list[tuple[int, Future[None]]] = []
+        self._lock = threading.Lock()
+
+    def add(self, attempt: Attempt) -> None:
+        with self._lock:
+            self._batch.append(attempt)
+            if len(self._batch) < BATCH_WRITE_MAX:
+                return
+            batch, self._batch = self._batch, []
+        self._submit(batch)
+
+    def finish(self) -> None:
+        """Write what is left and wait for every batch; ``UpstreamError`` if some were not written."""
+        with self._lock:
+            batch, self._batch = self._batch, []
+        if batch:
+            self._submit(batch)
+        lost = 0
+        reason = ""
+        for size, future in self._futures:
+            try:
+                future.result()
+            except UpstreamError as exc:
+                lost += size
+                reason = str(exc)
+            except Exception as exc:  # a bug must not cost the other batches their wait
+                logger.exception("writing delivery records crashed")
+                lost += size
+                reason = type(exc).__name__
+        self._futures = []
+        if lost:
+            raise UpstreamError(f"{lost} delivery records were not written: {reason}")
+
+    def _submit(self, batch: list[Attempt]) -> None:
+        self._futures.append((len(batch), self._executor.submit(self._records.write_batch, batch)))
 
 
 def _item(attempt: Attempt) -> dict[str, Any]:
@@ -212,11 +285,13 @@ def _code(exc: Exception) -> str:
 
 
 __all__ = [
+    "BATCH_WRITE_MAX",
     "DELIVERY_RECORD_TTL_SECONDS",
     "EVENT_MARKER_TTL_SECONDS",
     "Attempt",
     "DeliveryRecords",
     "EventMarkers",
+    "RecordBatcher",
     "Status",
     "delivery_key",
     "event_key",

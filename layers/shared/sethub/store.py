@@ -52,6 +52,18 @@ Item = Mapping[str, Any]
 
 _BATCH_WRITE_MAX = 25
 
+_SUBSCRIPTION_NAMES = {
+    "#sk": "sk",
+    "#callback": "callback",
+    "#format": "format",
+    "#secret": "secret",
+    "#lease": "lease_seconds",
+    "#expires": "expires_at",
+    "#requested": "requested_at",
+}
+"""The attributes ``_subscription`` reads, by placeholder (some names are DynamoDB reserved words)."""
+_SUBSCRIPTION_PROJECTION = ", ".join(_SUBSCRIPTION_NAMES)
+
 
 def _code(exc: Exception) -> str:
     if isinstance(exc, ClientError):
@@ -346,7 +358,9 @@ class SubscriptionStore:
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :sub)",
             # TTL deletion is late: expired items are filtered here, not trusted to be gone.
             "FilterExpression": "#state = :active AND expires_at > :now",
-            "ExpressionAttributeNames": {"#state": "state"},
+            # Only what a Subscription holds (the filter still sees whole items).
+            "ProjectionExpression": _SUBSCRIPTION_PROJECTION,
+            "ExpressionAttributeNames": {"#state": "state", **_SUBSCRIPTION_NAMES},
             "ExpressionAttributeValues": {
                 ":pk": _s(topic_key(topic)),
                 ":sub": _s(SUBSCRIPTION_PREFIX),
@@ -359,6 +373,11 @@ class SubscriptionStore:
         found: list[Subscription] = []
         try:
             while True:
+                if limit is not None:
+                    # Limit counts items read before the filter: ask for what is still
+                    # missing, plus one to learn whether more remain, and page on if
+                    # expired or unsubscribed items took some of the places.
+                    kwargs["Limit"] = limit - len(found) + 1
                 page = self._db.query(**kwargs)
                 items = page.get("Items", [])
                 for item in items:
