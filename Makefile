@@ -65,8 +65,13 @@ bench: $(BIN)/.installed ## the benchmarks, printed as one table (and docs/bench
 build: $(SAM_VENV)/.installed ## sam build (no Docker needed)
 	PATH="$(PYTHON_DIR):$$PATH" $(SAM) build --template template.yaml
 
-deploy: build ## sam deploy with samconfig.toml's defaults (--guided on first use)
-	@if grep -q '^stack_name' samconfig.toml 2>/dev/null && [ -z "$(GUIDED)" ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+# The first deploy from a checkout is guided (it asks for the parameters and saves them in
+# samconfig.toml); later ones reuse them. GUIDED=1 asks again.
+DEPLOYED_MARK := .aws-sam/.deployed
+
+deploy: build ## sam deploy with samconfig.toml's defaults (--guided on first use, or GUIDED=1)
+	@if [ -f $(DEPLOYED_MARK) ] && [ -z "$(GUIDED)" ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+	@touch $(DEPLOYED_MARK)
 
 clean: ## remove build output and virtualenvs
 	rm -rf .aws-sam $(VENV) $(SAM_VENV)
