@@ -3,8 +3,9 @@
 The template is the single source of the local stack: queues, tables, keys and secrets
 are created from their ``Resources`` entries (by ``Type``, never by hard-coded names),
 each function's environment is the template's with every ``Ref``/``GetAtt``/``Sub``
-resolved to what was created, and the queue → function mappings and API routes are read
-from the functions' ``Events``. Every physical name carries ``prefix``, so many isolated
+resolved to what was created, the queue → function mappings are read from the
+``AWS::Lambda::EventSourceMapping`` resources and the API routes from the functions'
+``Api`` events. Every physical name carries ``prefix``, so many isolated
 hubs can live in one moto server; provisioning the same prefix again reuses what exists
 (which is how a restarted devstack attaches to a running moto).
 """
@@ -33,6 +34,7 @@ SIMPLE_TABLE = "AWS::Serverless::SimpleTable"
 KEY = "AWS::KMS::Key"
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
 FUNCTION = "AWS::Serverless::Function"
+EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
 SERVERLESS_API = "AWS::Serverless::Api"
 IMPLICIT_API = "ServerlessRestApi"
 
@@ -67,7 +69,7 @@ class FunctionSpec:
 
 @dataclass(frozen=True)
 class EventSourceMapping:
-    """An SQS queue feeding a function (a ``Type: SQS`` event of the function)."""
+    """An SQS queue feeding a function (an ``AWS::Lambda::EventSourceMapping`` resource)."""
 
     queue: str
     queue_url: str
@@ -176,6 +178,25 @@ def _string(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+def _boolean(value: Any) -> bool:
+    """A CloudFormation boolean: true/false, or their strings (from a parameter)."""
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+def _referenced_logical_id(value: Any) -> str | None:
+    """The logical id that ``!Ref X`` or ``!GetAtt X.Arn`` names, else None."""
+    if isinstance(value, Mapping) and set(value) == {"Ref"}:
+        return str(value["Ref"])
+    if isinstance(value, Mapping) and set(value) == {"Fn::GetAtt"}:
+        target = value["Fn::GetAtt"]
+        parts = target if isinstance(target, list) else str(target).split(".", 1)
+        if len(parts) == 2 and parts[1] == "Arn":
+            return str(parts[0])
+    return None
 
 
 def _merge(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
@@ -419,7 +440,6 @@ class _Provisioner:
     def read_functions(self) -> None:
         function_globals = self.globals.get("Function") or {}
         api_globals = self.globals.get("Api") or {}
-        queues_by_arn = {arn: logical_id for logical_id, arn in self.result.queue_arns.items()}
         for resource in self.resources.values():
             if resource.get("Type") == SERVERLESS_API and self._included(resource):
                 api = _merge(api_globals, resource.get("Properties") or {})
@@ -438,43 +458,53 @@ class _Provisioner:
                 environment={name: _string(value) for name, value in variables.items()},
             )
             for event in (properties.get("Events") or {}).values():
-                self._event(logical_id, event, queues_by_arn, api_globals)
+                self._event(logical_id, event, api_globals)
+        for logical_id, resource in self.resources.items():
+            if resource.get("Type") == EVENT_SOURCE_MAPPING and self._included(resource):
+                self._event_source_mapping(logical_id, resource.get("Properties") or {})
 
-    def _event(
-        self,
-        function: str,
-        event: Mapping[str, Any],
-        queues_by_arn: Mapping[str, str],
-        api_globals: Mapping[str, Any],
-    ) -> None:
+    def _event_source_mapping(self, logical_id: str, props: Mapping[str, Any]) -> None:
+        """An ``AWS::Lambda::EventSourceMapping`` from a queue of the template to one of its functions."""
+        function = _referenced_logical_id(props.get("FunctionName"))
+        if function not in self.result.functions:
+            raise ProvisionError(
+                f"{logical_id}: FunctionName must be !Ref or !GetAtt .Arn of a function of the template"
+            )
+        arn = str(self.resolver.resolve(props.get("EventSourceArn")))
+        queues_by_arn = {queue_arn: queue for queue, queue_arn in self.result.queue_arns.items()}
+        if arn not in queues_by_arn:
+            raise ProvisionError(f"{logical_id}: {arn} is not a queue of the template")
+        queue = queues_by_arn[arn]
+        scaling = self.resolver.resolve(props.get("ScalingConfig") or {})
+        self.result.event_sources.append(
+            EventSourceMapping(
+                queue=queue,
+                queue_url=self.result.queue_urls[queue],
+                queue_arn=arn,
+                function=function,
+                # Lambda's defaults for an SQS source.
+                batch_size=int(self.resolver.resolve(props.get("BatchSize", 10))),
+                batching_window_seconds=int(
+                    self.resolver.resolve(props.get("MaximumBatchingWindowInSeconds", 0))
+                ),
+                function_response_types=tuple(self.resolver.resolve(props.get("FunctionResponseTypes", []))),
+                maximum_concurrency=(
+                    int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None
+                ),
+                enabled=_boolean(self.resolver.resolve(props.get("Enabled", True))),
+            )
+        )
+
+    def _event(self, function: str, event: Mapping[str, Any], api_globals: Mapping[str, Any]) -> None:
         kind = event.get("Type")
         props = event.get("Properties") or {}
         if kind == "SQS":
-            arn = str(self.resolver.resolve(props["Queue"]))
-            if arn not in queues_by_arn:
-                raise ProvisionError(f"{function} consumes {arn}, which is not a queue of the template")
-            queue = queues_by_arn[arn]
-            scaling = self.resolver.resolve(props.get("ScalingConfig") or {})
-            self.result.event_sources.append(
-                EventSourceMapping(
-                    queue=queue,
-                    queue_url=self.result.queue_urls[queue],
-                    queue_arn=arn,
-                    function=function,
-                    batch_size=int(self.resolver.resolve(props.get("BatchSize", 10))),
-                    batching_window_seconds=int(
-                        self.resolver.resolve(props.get("MaximumBatchingWindowInSeconds", 0))
-                    ),
-                    function_response_types=tuple(
-                        self.resolver.resolve(props.get("FunctionResponseTypes", []))
-                    ),
-                    maximum_concurrency=(
-                        int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None
-                    ),
-                    enabled=bool(self.resolver.resolve(props.get("Enabled", True))),
-                )
+            # SAM would grant the function AWSLambdaSQSQueueExecutionRole (every queue of the
+            # account); the template declares its consumers as EventSourceMapping resources.
+            raise ProvisionError(
+                f"{function}: a SAM SQS event; declare it as an AWS::Lambda::EventSourceMapping resource"
             )
-        elif kind == "Api":
+        if kind == "Api":
             api_id = props.get("RestApiId")
             api_name = api_id.get("Ref") if isinstance(api_id, dict) else None
             api = self.resources.get(api_name or IMPLICIT_API) or {}

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
 
 from devstack.provision import ProvisionError, provision
-from devstack.template import loads_template
+from devstack.template import load_template, loads_template
+
+HUB_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 TEMPLATE = """
 Transform: AWS::Serverless-2016-10-31
 Parameters:
   SigningKeySpec: {Type: String, Default: ECC_NIST_P256}
   RetrySchedule: {Type: String, Default: "5,30"}
+  AuditEnabled: {Type: String, Default: "false"}
 Conditions:
   IsRsa: !Equals [!Ref SigningKeySpec, RSA_2048]
 Globals:
@@ -50,6 +54,23 @@ Resources:
     Properties:
       QueueName: !Sub "${AWS::StackName}-work-dlq"
       MessageRetentionPeriod: 1209600
+  AuditQueue:
+    Type: AWS::SQS::Queue
+  WorkFunctionWorkQueue:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: !Ref WorkFunction
+      EventSourceArn: !GetAtt WorkQueue.Arn
+      BatchSize: 25
+      MaximumBatchingWindowInSeconds: 1
+      FunctionResponseTypes: [ReportBatchItemFailures]
+      ScalingConfig: {MaximumConcurrency: 5}
+  WorkFunctionAuditQueue:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      FunctionName: !GetAtt WorkFunction.Arn
+      EventSourceArn: !GetAtt AuditQueue.Arn
+      Enabled: !Ref AuditEnabled
   HubTable:
     Type: AWS::DynamoDB::Table
     Properties:
@@ -83,14 +104,6 @@ Resources:
           SETHUB_ALG: !If [IsRsa, RS256, ES256]
           SETHUB_DLQ_ARN: !Sub "${WorkDeadLetterQueue.Arn}"
       Events:
-        Work:
-          Type: SQS
-          Properties:
-            Queue: !GetAtt WorkQueue.Arn
-            BatchSize: 25
-            MaximumBatchingWindowInSeconds: 1
-            FunctionResponseTypes: [ReportBatchItemFailures]
-            ScalingConfig: {MaximumConcurrency: 5}
         Post:
           Type: Api
           Properties: {RestApiId: !Ref HubApi, Path: /work, Method: post}
@@ -171,12 +184,22 @@ def test_function_environment_resolves_references_and_takes_overrides(moto_endpo
 def test_event_sources_routes_and_gateway_responses_are_read(moto_endpoint, template):
     stack = provision(template, endpoint_url=moto_endpoint, prefix=_prefix())
 
-    (mapping,) = stack.event_sources
-    assert (mapping.queue, mapping.function, mapping.batch_size) == ("WorkQueue", "WorkFunction", 25)
+    mappings = {mapping.queue: mapping for mapping in stack.event_sources}
+    assert set(mappings) == {"WorkQueue", "AuditQueue"}
+    mapping = mappings["WorkQueue"]
+    assert (mapping.function, mapping.batch_size) == ("WorkFunction", 25)
     assert mapping.batching_window_seconds == 1
     assert mapping.reports_batch_item_failures
     assert mapping.maximum_concurrency == 5
+    assert mapping.enabled
     assert mapping.queue_url == stack.queue_urls["WorkQueue"]
+    assert mapping.queue_arn == stack.queue_arns["WorkQueue"]
+    # FunctionName as !GetAtt .Arn, Lambda's defaults, and Enabled from a parameter.
+    audit = mappings["AuditQueue"]
+    assert audit.function == "WorkFunction"
+    assert (audit.batch_size, audit.batching_window_seconds, audit.maximum_concurrency) == (10, 0, None)
+    assert not audit.reports_batch_item_failures
+    assert not audit.enabled
 
     routes = {(route.method, route.path): route.api_key_required for route in stack.routes}
     assert routes == {("POST", "/work"): True, ("GET", "/health"): False}
@@ -209,3 +232,63 @@ def test_prefixes_keep_hubs_apart(moto_endpoint, template):
     assert set(one.queue_urls.values()).isdisjoint(two.queue_urls.values())
     assert one.table_names["HubTable"] != two.table_names["HubTable"]
     assert one.key_ids["SigningKey"] != two.key_ids["SigningKey"]
+
+
+def test_a_mapping_disabled_by_its_condition_is_not_read(moto_endpoint, template):
+    template["Conditions"]["AuditOn"] = {"Fn::Equals": [{"Ref": "AuditEnabled"}, "true"]}
+    template["Resources"]["WorkFunctionAuditQueue"]["Condition"] = "AuditOn"
+
+    stack = provision(template, endpoint_url=moto_endpoint, prefix=_prefix())
+
+    assert [mapping.queue for mapping in stack.event_sources] == ["WorkQueue"]
+
+
+def test_a_sam_sqs_event_is_refused(moto_endpoint, template):
+    # SAM would give the function a managed policy that reads every queue of the account.
+    events = template["Resources"]["WorkFunction"]["Properties"]["Events"]
+    events["Work"] = {"Type": "SQS", "Properties": {"Queue": {"Fn::GetAtt": ["WorkQueue", "Arn"]}}}
+
+    with pytest.raises(ProvisionError, match="WorkFunction: a SAM SQS event"):
+        provision(template, endpoint_url=moto_endpoint, prefix=_prefix())
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("FunctionName", {"Ref": "NoSuchFunction"}, "FunctionName must be"),
+        ("FunctionName", {"Fn::GetAtt": ["WorkFunction", "Name"]}, "FunctionName must be"),
+        ("FunctionName", "work-function", "FunctionName must be"),
+        ("EventSourceArn", {"Fn::GetAtt": ["HubTable", "Arn"]}, "is not a queue of the template"),
+    ],
+)
+def test_a_mapping_that_is_not_from_a_queue_to_a_function_of_the_template_is_refused(
+    moto_endpoint, template, field, value, reason
+):
+    template["Resources"]["WorkFunctionWorkQueue"]["Properties"][field] = value
+
+    with pytest.raises(ProvisionError, match=f"WorkFunctionWorkQueue: .*{reason}"):
+        provision(template, endpoint_url=moto_endpoint, prefix=_prefix())
+
+
+def test_the_hub_template_wires_its_queues_to_their_consumers(moto_endpoint):
+    # template.yaml's mappings, as the local stack's pollers get them.
+    stack = provision(load_template(HUB_TEMPLATE), endpoint_url=moto_endpoint, prefix=_prefix())
+
+    sources = {
+        mapping.queue: (
+            mapping.function,
+            mapping.batch_size,
+            mapping.batching_window_seconds,
+            mapping.maximum_concurrency,
+            mapping.reports_batch_item_failures,
+            mapping.enabled,
+        )
+        for mapping in stack.event_sources
+    }
+    assert sources == {
+        "EventsQueue": ("DispatchFunction", 10, 1, 50, True, True),
+        "RetryQueue": ("DispatchFunction", 10, 1, 20, True, True),
+        "VerifyQueue": ("VerifierFunction", 1, 0, 10, True, True),
+    }
+    for mapping in stack.event_sources:
+        assert mapping.queue_url == stack.queue_urls[mapping.queue]

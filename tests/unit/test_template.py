@@ -8,9 +8,13 @@ Conditions (the signing key's slot, the retired keys) are chosen per deployment,
 the IAM and wiring checks run on ``configured(template, parameters)``: the template as
 CloudFormation sees it for one set of parameters.
 
-Besides the policies checked here, SAM adds AWS managed policies to every function role:
-AWSLambdaBasicExecutionRole (logs), AWSXrayWriteOnlyAccess (Tracing: Active) and, for
-functions with SQS event sources only, AWSLambdaSQSQueueExecutionRole (receive/delete).
+Besides the policies checked here, SAM adds two AWS managed policies to every function
+role: AWSLambdaBasicExecutionRole (logs) and AWSXrayWriteOnlyAccess (Tracing: Active). A SAM
+pull event (``Type: SQS`` and the like) would add a third with Resource "*"
+(AWSLambdaSQSQueueExecutionRole: receive and delete on every queue of the account), so the
+queue consumers are ``AWS::Lambda::EventSourceMapping`` resources and their own policies
+grant the poller's actions on their queues. The last checks run SAM's own translator
+(offline, as ``sam deploy`` does) and read the IAM roles it generates.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
+from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
 
 from devstack.intrinsics import IntrinsicError, Resolver
 from sethub.settings import (
@@ -81,6 +88,9 @@ EXPECTED_WIRING: dict[str, dict[str, str]] = {
 
 # Issue 6 item 6: exactly the actions each function uses, each on the one resource it uses.
 _TABLE_READ_WRITE = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+# What Lambda's poller needs on a queue it feeds to a function (what the managed policy
+# AWSLambdaSQSQueueExecutionRole grants on every queue).
+POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     "IngestFunction": {
         *((action, "HubTable") for action in _TABLE_READ_WRITE),
@@ -98,7 +108,10 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("kms:Encrypt", "DataKey"),
         ("secretsmanager:GetSecretValue", "ApiKeySecret"),
     },
-    "VerifierFunction": {(action, "HubTable") for action in _TABLE_READ_WRITE},
+    "VerifierFunction": {
+        *((action, "HubTable") for action in _TABLE_READ_WRITE),
+        *((action, "VerifyQueue") for action in POLLER_ACTIONS),
+    },
     "DispatchFunction": {
         *(
             (action, "HubTable")
@@ -115,6 +128,7 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("sqs:SendMessage*", "EventsQueue"),
         ("sqs:SendMessage*", "RetryQueue"),
         ("sqs:SendMessage*", "RetryDeadLetterQueue"),
+        *((action, queue) for action in POLLER_ACTIONS for queue in ("EventsQueue", "RetryQueue")),
     },
 }
 
@@ -153,6 +167,11 @@ def expected_wiring(function: str, parameters: Mapping[str, str]) -> dict[str, s
         wiring["SETHUB_SIGNING_KEY_IDS"] = ",".join(keys)
     return wiring
 
+
+# The AWS managed policies SAM attaches to every role it generates (ARN suffixes): logs, and
+# X-Ray for Tracing: Active. Any other is a grant this test cannot see (e.g.
+# AWSLambdaSQSQueueExecutionRole: receive and delete on every queue, from a SAM SQS event).
+SAM_BASE_MANAGED_POLICIES = frozenset({"service-role/AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess"})
 
 # Actions that AWS only authorises on Resource "*" (they have no resource type).
 RESOURCE_STAR_ACTIONS = frozenset(
@@ -265,14 +284,20 @@ def get_att_target(value: Any, attribute: str) -> str | None:
 
 
 def sqs_event_sources(template: Template) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """(function, queue logical id, event properties) for every SQS event source."""
-    for name, res in resources(template, "AWS::Serverless::Function").items():
-        for event in res.get("Properties", {}).get("Events", {}).values():
-            if event.get("Type") == "SQS":
-                props = event["Properties"]
-                queue = get_att_target(props["Queue"], "Arn")
-                assert queue is not None, f"{name}: an SQS event's Queue must be !GetAtt <Queue>.Arn"
-                yield name, queue, props
+    """(function, queue logical id, mapping properties) for every EventSourceMapping."""
+    # AWS::Lambda::Function once SAM has transformed the template.
+    fns = {**resources(template, "AWS::Serverless::Function"), **resources(template, "AWS::Lambda::Function")}
+    queues = resources(template, "AWS::SQS::Queue")
+    for name, res in resources(template, "AWS::Lambda::EventSourceMapping").items():
+        props = res["Properties"]
+        value = props["FunctionName"]
+        function = ref_target(value) or get_att_target(value, "Arn")
+        assert function in fns, (
+            f"{name}: FunctionName must be !Ref (or !GetAtt .Arn) of a function of the template"
+        )
+        queue = get_att_target(props["EventSourceArn"], "Arn")
+        assert queue in queues, f"{name}: EventSourceArn must be !GetAtt <Queue>.Arn of the template"
+        yield function, queue, props
 
 
 def key_arns_parameter(template: Template, value: Any) -> str | None:
@@ -342,6 +367,31 @@ def grants(template: Template, function: str) -> set[tuple[str, str]]:
     return granted
 
 
+def sam_transformed(template: Template) -> Template:
+    """``template`` as ``sam deploy`` hands it to CloudFormation: SAM's own translator, run
+    offline (code folders become the S3 URIs ``sam package`` would upload them to)."""
+    source = copy.deepcopy(template)
+    for res in source["Resources"].values():
+        for key in ("CodeUri", "ContentUri"):
+            if key in res.get("Properties", {}):
+                res["Properties"][key] = f"s3://sethub-artifacts/{key}"
+    # The session only tells SAM the region (for ARNs); nothing is called.
+    translator = Translator(None, Parser(), boto_session=boto3.Session(region_name="us-east-1"))
+    transformed: Template = translator.translate(source, parameter_values={}, get_managed_policy_map=dict)
+    return transformed
+
+
+def _wildcards(targets: list[Any]) -> list[str]:
+    """The resources of a statement that match more than one named resource."""
+    wild = []
+    for target in targets:
+        text = target.get("Fn::Sub") if isinstance(target, dict) else target
+        text = text[0] if isinstance(text, list) else text
+        if isinstance(text, str) and "*" in text:
+            wild.append(text)
+    return wild
+
+
 # ---------------------------------------------------------------- the checks
 
 
@@ -399,8 +449,18 @@ def log_group_problems(template: Template) -> list[str]:
 
 def event_source_problems(template: Template) -> list[str]:
     problems = []
+    for name, res in resources(template, "AWS::Serverless::Function").items():
+        for event_name, event in res.get("Properties", {}).get("Events", {}).items():
+            # Pull events (SQS, Kinesis, DynamoDB...) make SAM attach a managed policy on "*".
+            if event.get("Type") != "Api":
+                problems.append(
+                    f"{name} event {event_name}: SAM {event.get('Type')} events attach managed policies; "
+                    "declare an AWS::Lambda::EventSourceMapping"
+                )
     for function, queue, props in sqs_event_sources(template):
         where = f"{function} <- {queue}"
+        if props.get("Enabled", True) is not True:
+            problems.append(f"{where}: not Enabled")
         if "ReportBatchItemFailures" not in props.get("FunctionResponseTypes", []):
             problems.append(f"{where}: no ReportBatchItemFailures")
         concurrency = props.get("ScalingConfig", {}).get("MaximumConcurrency")
@@ -426,6 +486,41 @@ def resource_star_problems(template: Template) -> list[str]:
         if resources(template, type_):
             problems.append(f"{type_} resources are not vetted by this test")
     return problems
+
+
+def role_problems(transformed: Template) -> list[str]:
+    """What SAM's generated roles grant beyond SAM's two base policies and named resources."""
+    problems = []
+    for name, role in resources(transformed, "AWS::IAM::Role").items():
+        props = role["Properties"]
+        for arn in props.get("ManagedPolicyArns", []):
+            if not (isinstance(arn, str) and arn.split(":policy/", 1)[-1] in SAM_BASE_MANAGED_POLICIES):
+                problems.append(f"{name}: managed policy {arn}")
+        for policy in props.get("Policies", []):
+            for statement in _strings(policy["PolicyDocument"]["Statement"]):
+                assert "Fn::If" not in statement, "choose the template's conditions first: configured()"
+                if {"NotAction", "NotResource"} & set(statement):
+                    problems.append(f"{name}: NotAction/NotResource grants everything else")
+                    continue
+                actions = set(_strings(statement["Action"]))
+                wild = _wildcards(_strings(statement["Resource"]))
+                if statement["Effect"] == "Allow" and wild and not actions <= RESOURCE_STAR_ACTIONS:
+                    problems.append(f"{name}: {sorted(actions - RESOURCE_STAR_ACTIONS)} on {wild}")
+    return problems
+
+
+def polled_queues(transformed: Template) -> dict[str, set[str]]:
+    """Function -> the queues its generated role may receive from."""
+    polled: dict[str, set[str]] = {}
+    for name, function in resources(transformed, "AWS::Lambda::Function").items():
+        role = get_att_target(function["Properties"]["Role"], "Arn")
+        assert role is not None, f"{name}: Role must be a role of the template"
+        queues = polled.setdefault(name, set())
+        for policy in transformed["Resources"][role]["Properties"].get("Policies", []):
+            for statement in _strings(policy["PolicyDocument"]["Statement"]):
+                if "sqs:ReceiveMessage" in _strings(statement.get("Action", [])):
+                    queues |= {arn_of(transformed, target) for target in _strings(statement["Resource"])}
+    return polled
 
 
 def alarm_problems(template: Template) -> list[str]:
@@ -503,11 +598,33 @@ def test_event_sources_report_partial_failures_with_bounded_concurrency(
 ) -> None:
     assert event_source_problems(template) == []
 
-    events = broken["Resources"]["DispatchFunction"]["Properties"]["Events"]
-    events["RetryQueue"]["Properties"]["ScalingConfig"]["MaximumConcurrency"] = 1
+    broken["Resources"]["DispatchFunctionRetryQueue"]["Properties"]["ScalingConfig"]["MaximumConcurrency"] = 1
     assert event_source_problems(broken) == [
         "DispatchFunction <- RetryQueue: ScalingConfig.MaximumConcurrency must be 2..1000, not 1"
     ]
+
+
+def test_a_sam_sqs_event_is_refused(broken: Template) -> None:
+    # GIVEN a consumer declared the SAM way, which grants receive/delete on every queue
+    mapping = broken["Resources"].pop("VerifierFunctionVerifyQueue")["Properties"]
+    event = {"Queue": mapping.pop("EventSourceArn"), **mapping}
+    del event["FunctionName"]
+    broken["Resources"]["VerifierFunction"]["Properties"]["Events"] = {
+        "VerifyQueue": {"Type": "SQS", "Properties": event}
+    }
+    # THEN the event-source check says so
+    assert event_source_problems(broken) == [
+        "VerifierFunction event VerifyQueue: SAM SQS events attach managed policies; "
+        "declare an AWS::Lambda::EventSourceMapping"
+    ]
+
+
+def test_a_mapping_must_name_a_function_and_a_queue_of_the_template(broken: Template) -> None:
+    broken["Resources"]["VerifierFunctionVerifyQueue"]["Properties"]["EventSourceArn"] = {
+        "Fn::Sub": "arn:aws:sqs:us-east-1:111122223333:verify"
+    }
+    with pytest.raises(AssertionError, match="EventSourceArn must be"):
+        event_source_problems(broken)
 
 
 def test_every_dead_letter_queue_has_an_alarm(template: Template, broken: Template) -> None:
@@ -870,3 +987,68 @@ def test_previous_signing_keys_admit_only_key_arns(template: Template, value: st
     assert pattern == KEY_ARNS_PATTERN
     # CloudFormation matches AllowedPattern against the whole value.
     assert (re.fullmatch(pattern, value) is not None) is admitted
+
+
+@pytest.fixture(scope="module")
+def transformed(template: Template) -> Template:
+    return sam_transformed(template)
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_sam_generated_roles_carry_no_managed_policy_nor_resource_star_of_ours(
+    transformed: Template, deployment: str
+) -> None:
+    deployed = configured(transformed, DEPLOYMENTS[deployment])
+    roles = resources(deployed, "AWS::IAM::Role")
+    assert set(roles) == {f"{function}Role" for function in EXPECTED_GRANTS}
+    assert role_problems(deployed) == []
+    for name, role in roles.items():
+        assert len(role["Properties"]["ManagedPolicyArns"]) == len(SAM_BASE_MANAGED_POLICIES), name
+
+
+def test_a_sam_sqs_event_shows_up_as_a_managed_policy_in_the_generated_role(broken: Template) -> None:
+    # GIVEN the verify queue consumed through a SAM SQS event again
+    mapping = broken["Resources"].pop("VerifierFunctionVerifyQueue")["Properties"]
+    broken["Resources"]["VerifierFunction"]["Properties"]["Events"] = {
+        "VerifyQueue": {
+            "Type": "SQS",
+            "Properties": {"Queue": mapping["EventSourceArn"], "BatchSize": mapping["BatchSize"]},
+        }
+    }
+    # WHEN SAM transforms it
+    deployed = configured(sam_transformed(broken))
+    # THEN the role it generates can read and delete any queue of the account
+    assert role_problems(deployed) == [
+        "VerifierFunctionRole: managed policy "
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+    ]
+
+
+def test_a_wildcard_resource_in_a_generated_role_is_caught_unless_it_is_tracing(broken: Template) -> None:
+    policies = broken["Resources"]["DispatchFunction"]["Properties"]["Policies"]
+    policies.append({"Statement": [{"Effect": "Allow", "Action": "xray:PutTraceSegments", "Resource": "*"}]})
+    queues = {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:*"}
+    policies.append(
+        {"Statement": [{"Effect": "Allow", "Action": ["sqs:ReceiveMessage"], "Resource": queues}]}
+    )
+
+    assert role_problems(configured(sam_transformed(broken))) == [
+        "DispatchFunctionRole: ['sqs:ReceiveMessage'] on "
+        "['arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:*']"
+    ]
+
+
+def test_each_consumer_may_poll_exactly_the_queues_that_feed_it(transformed: Template) -> None:
+    deployed = configured(transformed)
+    # SAM generated no mapping of its own: the template's three are all there is.
+    mappings = resources(deployed, "AWS::Lambda::EventSourceMapping")
+    assert set(mappings) == {
+        "DispatchFunctionEventsQueue",
+        "DispatchFunctionRetryQueue",
+        "VerifierFunctionVerifyQueue",
+    }
+    fed: dict[str, set[str]] = {function: set() for function in EXPECTED_GRANTS}
+    for function, queue, _ in sqs_event_sources(deployed):
+        fed[function].add(queue)
+    assert {(queue, function) for function, queues in fed.items() for queue in queues} == EXPECTED_CONSUMERS
+    assert polled_queues(deployed) == fed
