@@ -56,8 +56,10 @@ template: $(BIN)/.installed $(SAM_VENV)/.installed ## sam validate --lint, cfn-l
 	  test -f "$$scratch/build/SharedLayer/python/sethub/dispatch.py" || { echo "sam build: the layer lacks sethub"; exit 1; }; \
 	  echo "sam build: ok"
 
-test: lint typecheck template ## everything CI runs: lint, types, template checks, every test
-	$(BIN)/python -m pytest
+test: $(BIN)/.installed $(SAM_VENV)/.installed ## everything CI runs: lint, types, template checks, every test
+	@# The checks are independent of each other: run them side by side, then the tests.
+	$(MAKE) --no-print-directory -j3 lint typecheck template
+	$(BIN)/python -m pytest -n 2
 
 bench: $(BIN)/.installed ## the benchmarks, printed as one table (and docs/benchmarks.md)
 	$(BIN)/python -m bench
