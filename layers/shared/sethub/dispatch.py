@@ -31,13 +31,14 @@ batch full of hanging subscribers makes progress instead of timing out whole.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import queue
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -346,13 +347,20 @@ class Dispatcher:
             return
         http = self.http
         # Outcomes are settled in the order they arrive, so that each full batch of
-        # records starts writing while the slower deliveries are still in flight.
-        done: queue.SimpleQueue[tuple[int, Outcome]] = queue.SimpleQueue()
+        # records starts writing while the slower deliveries are still in flight. A done
+        # callback runs however the future ends (result, exception, cancelled): no wait hangs.
+        done: queue.SimpleQueue[tuple[int, Future[Outcome]]] = queue.SimpleQueue()
         for index, (_, request) in enumerate(jobs):
-            self._pool.submit(_deliver_one, http, request, start_by, index, done)
+            future = self._pool.submit(_send_unless_late, http, request, start_by)
+            future.add_done_callback(functools.partial(_put_done, done, index))
         for _ in range(len(jobs)):
-            index, outcome = done.get()
+            index, future = done.get()
             item, request = jobs[index]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # a bug in a delivery must not lose the others
+                logger.exception("delivery crashed")
+                outcome = Outcome("failed", None, type(exc).__name__, 0)
             attempt = self._settle(item, request, outcome, now)
             if attempt is not None and recorder is not None:
                 recorder.add(attempt)
@@ -445,22 +453,16 @@ class Dispatcher:
             logger.warning("could not record delivery attempts: %s", exc)
 
 
-def _deliver_one(
-    http: Http,
-    request: DeliveryRequest,
-    start_by: float | None,
-    index: int,
-    done: queue.SimpleQueue[tuple[int, Outcome]],
+def _send_unless_late(http: Http, request: DeliveryRequest, start_by: float | None) -> Outcome:
+    if start_by is not None and time.monotonic() >= start_by:
+        return delivery.DEFERRED
+    return delivery.send(http, request)
+
+
+def _put_done(
+    done: queue.SimpleQueue[tuple[int, Future[Outcome]]], index: int, future: Future[Outcome]
 ) -> None:
-    try:
-        if start_by is not None and time.monotonic() >= start_by:
-            outcome = delivery.DEFERRED
-        else:
-            outcome = delivery.send(http, request)
-    except Exception as exc:  # a bug in a delivery must not lose the others
-        logger.exception("delivery crashed")
-        outcome = Outcome("failed", None, type(exc).__name__, 0)
-    done.put((index, outcome))
+    done.put((index, future))
 
 
 def _log_summaries(work: list[_Work]) -> None:

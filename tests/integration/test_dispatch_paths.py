@@ -1,0 +1,181 @@
+"""The dispatcher's hot path under moto: subscription pages sized to what is needed,
+every attempt recorded in batches, and one summary log line per event."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+
+from sethub.catalog import WSO2_EVENT_TYPES
+from sethub.clients import AwsClients
+from sethub.dispatch import Dispatcher
+from sethub.messages import SetEvent
+from sethub.outbound import GuardedHttp
+from sethub.records import DeliveryRecords
+from sethub.store import SubscriptionStore
+from sethub.subscriptions import subscription_key, topic_key
+
+TOPIC = "acme.login"
+LOGIN = WSO2_EVENT_TYPES["loginSuccess"]
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    """Subscribers on 127.0.0.1: a path starting with /fail answers 500, anything else 202."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(500 if self.path.startswith("/fail") else 202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class Counting:
+    """A boto3 client proxy that counts calls per operation."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return attribute(*args, **kwargs)
+
+        return counted
+
+
+def subscribe(
+    store: SubscriptionStore, callback: str, *, fmt: str = "jwt", secret: bytes | None = None
+) -> None:
+    store.register_topic(TOPIC)
+    request_id = store.put_pending(
+        mode="subscribe",
+        topic=TOPIC,
+        callback=callback,
+        format=fmt,  # type: ignore[arg-type]
+        secret=secret,
+        lease_seconds=3600,
+        requested_at=time.time_ns(),
+    )
+    pending = store.get_pending(TOPIC, request_id)
+    assert pending is not None
+    assert store.apply_verified(pending)
+
+
+def set_event(hub_url: str = "http://127.0.0.1:3000/hub") -> tuple[str, str]:
+    claims = {"iss": "https://hub", "jti": str(uuid.uuid4()), "iat": int(time.time()), "events": {LOGIN: {}}}
+    return str(uuid.uuid4()), SetEvent(topic=TOPIC, claims=claims, hub_url=hub_url).to_json()
+
+
+def test_a_page_of_subscriptions_skips_ended_ones_and_keeps_formats_and_secrets(hub):
+    store = SubscriptionStore(hub.clients, hub.settings)
+    callbacks = [f"https://sub.example/{n}" for n in range(8)]
+    for n, callback in enumerate(callbacks):
+        subscribe(store, callback, fmt="json" if n % 2 else "jwt", secret=b"s3cret" if n == 5 else None)
+    # GIVEN half of them ended (expired, not yet removed by TTL, or unsubscribed)
+    ended = set(callbacks[::2])
+    for n, callback in enumerate(sorted(ended)):
+        change = "SET expires_at = :past" if n % 2 else "SET #state = :gone"
+        hub.clients.dynamodb.update_item(
+            TableName=hub.settings.table_name,
+            Key={"pk": {"S": topic_key(TOPIC)}, "sk": {"S": subscription_key(callback)}},
+            UpdateExpression=change,
+            **(
+                {"ExpressionAttributeValues": {":past": {"N": "1000"}}}
+                if n % 2
+                else {
+                    "ExpressionAttributeNames": {"#state": "state"},
+                    "ExpressionAttributeValues": {":gone": {"S": "unsubscribed"}},
+                }
+            ),
+        )
+
+    # WHEN they are read two at a time
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = store.list_active(TOPIC, now=time.time(), start_after=cursor, limit=2)
+        pages.append([s.callback for s in page])
+        if cursor is None:
+            break
+
+    # THEN every live one comes exactly once, in pages of at most two, as it was subscribed
+    live = [callback for callback in callbacks if callback not in ended]
+    assert sorted(c for page in pages for c in page) == sorted(live)
+    assert all(len(page) <= 2 for page in pages)
+    everyone = {s.callback: s for s in store.list_active(TOPIC, now=time.time())[0]}
+    assert set(everyone) == set(live)
+    assert everyone["https://sub.example/5"].secret == b"s3cret"
+    assert everyone["https://sub.example/5"].format == "json"
+    assert everyone["https://sub.example/1"].secret is None
+    assert everyone["https://sub.example/1"].lease_seconds == 3600
+
+
+def test_every_attempt_of_a_big_fan_out_is_recorded(hub, receiver):
+    store = SubscriptionStore(hub.clients, hub.settings)
+    for n in range(57):
+        subscribe(store, f"{receiver}/{'fail' if n < 3 else 'ok'}/{n}")
+    dynamodb = Counting(boto3.client("dynamodb"))
+    settings = replace(hub.settings, retry_schedule=(60,))
+    dispatcher = Dispatcher(AwsClients(dynamodb=dynamodb), settings, http=GuardedHttp.from_settings(settings))
+    message_id, body = set_event()
+
+    result = dispatcher.dispatch([(message_id, body)])
+
+    assert result.failed == set()
+    jti = result.jtis[0]
+    recorded = DeliveryRecords(hub.clients, hub.settings).for_event(jti)
+    assert len(recorded) == 57
+    assert sorted({a.status for a in recorded}) == ["ok", "retrying"]
+    assert sum(a.status == "retrying" for a in recorded) == 3
+    assert dynamodb.calls.get("batch_write_item") == 3  # 25 + 25 + 7
+    assert dynamodb.calls.get("query") == 1
+
+
+def test_one_summary_line_per_event_and_successes_only_at_debug(hub, receiver, caplog):
+    store = SubscriptionStore(hub.clients, hub.settings)
+    for n in range(6):
+        subscribe(store, f"{receiver}/{'fail' if n == 0 else 'ok'}/{n}")
+    settings = replace(hub.settings, retry_schedule=(60,))
+    dispatcher = Dispatcher(hub.clients, settings, http=GuardedHttp.from_settings(settings))
+    caplog.set_level(logging.INFO, logger="sethub")
+
+    result = dispatcher.dispatch([set_event(), set_event()])
+
+    assert result.failed == set()
+    summaries = [r for r in caplog.records if r.getMessage() == "event deliveries"]
+    assert sorted(r.jti for r in summaries) == sorted(result.jtis)  # type: ignore[attr-defined]
+    for record in summaries:
+        assert record.topic == TOPIC  # type: ignore[attr-defined]
+        assert record.deliveries == {"ok": 5, "retrying": 1}  # type: ignore[attr-defined]
+        assert record.max_duration_ms >= 0  # type: ignore[attr-defined]
+    per_delivery = [r.getMessage() for r in caplog.records if r.getMessage().startswith("delivery ")]
+    assert per_delivery == ["delivery retrying", "delivery retrying"]
