@@ -180,57 +180,86 @@ class ApiGateway:
         path_parameters: dict[str, str],
         client_ip: str,
     ) -> dict[str, Any]:
-        single: dict[str, str] = {}
-        multi: dict[str, list[str]] = {}
-        for name, value in headers:
-            single[name] = value
-            multi.setdefault(name, []).append(value)
-        pairs = parse_qsl(query, keep_blank_values=True)
-        single_query: dict[str, str] = {}
-        multi_query: dict[str, list[str]] = {}
-        for name, value in pairs:
-            single_query[name] = value
-            multi_query.setdefault(name, []).append(value)
-        text: str | None
+        return proxy_event(
+            resource=route.path,
+            method=method,
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            path_parameters=path_parameters,
+            client_ip=client_ip,
+        )
+
+
+def proxy_event(
+    *,
+    resource: str,
+    method: str,
+    path: str | None = None,
+    query: str = "",
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes = b"",
+    path_parameters: Mapping[str, str] | None = None,
+    client_ip: str = "127.0.0.1",
+    force_base64: bool = False,
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event, as API Gateway builds it for a Lambda proxy
+    integration. A body that is not UTF-8 (or any body, with ``force_base64``) is base64."""
+    path = path or resource
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in headers:
+        single[name] = value
+        multi.setdefault(name, []).append(value)
+    single_query: dict[str, str] = {}
+    multi_query: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        single_query[name] = value
+        multi_query.setdefault(name, []).append(value)
+    encoded = force_base64
+    if not encoded:
         try:
-            text, encoded = body.decode("utf-8"), False
+            text = body.decode("utf-8")
         except UnicodeDecodeError:
-            text, encoded = base64.b64encode(body).decode(), True
-        host = single.get("Host") or next((v for k, v in headers if k.lower() == "host"), "127.0.0.1")
-        now = time.time()
-        return {
-            "resource": route.path,
-            "path": path,
+            encoded = True
+    if encoded:
+        text = base64.b64encode(body).decode()
+    host = next((value for name, value in headers if name.lower() == "host"), "127.0.0.1")
+    now = time.time()
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": single or None,
+        "multiValueHeaders": multi or None,
+        "queryStringParameters": single_query or None,
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": dict(path_parameters) if path_parameters else None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": "local",
+            "domainName": host,
+            "domainPrefix": host.split(".")[0],
+            "extendedRequestId": str(uuid.uuid4()),
             "httpMethod": method,
-            "headers": single or None,
-            "multiValueHeaders": multi or None,
-            "queryStringParameters": single_query or None,
-            "multiValueQueryStringParameters": multi_query or None,
-            "pathParameters": path_parameters or None,
-            "stageVariables": None,
-            "requestContext": {
-                "accountId": ACCOUNT_ID,
-                "apiId": "local",
-                "domainName": host,
-                "domainPrefix": host.split(".")[0],
-                "extendedRequestId": str(uuid.uuid4()),
-                "httpMethod": method,
-                "identity": {
-                    "sourceIp": client_ip,
-                    "userAgent": single.get("User-Agent", ""),
-                },
-                "path": f"/{STAGE}{path}",
-                "protocol": "HTTP/1.1",
-                "requestId": str(uuid.uuid4()),
-                "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-                "requestTimeEpoch": int(now * 1000),
-                "resourceId": "local",
-                "resourcePath": route.path,
-                "stage": STAGE,
+            "identity": {
+                "sourceIp": client_ip,
+                "userAgent": single.get("User-Agent", ""),
             },
-            "body": text if body else None,
-            "isBase64Encoded": encoded,
-        }
+            "path": f"/{STAGE}{path}",
+            "protocol": "HTTP/1.1",
+            "requestId": str(uuid.uuid4()),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "requestTimeEpoch": int(now * 1000),
+            "resourceId": "local",
+            "resourcePath": resource,
+            "stage": STAGE,
+        },
+        "body": text if body else None,
+        "isBase64Encoded": encoded,
+    }
 
 
 def _json_reply(status: int, document: Mapping[str, Any]) -> Reply:

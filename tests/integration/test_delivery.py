@@ -17,9 +17,11 @@ from typing import Any
 import boto3
 import jwt
 import pytest
+from counting import Counting
 from jwcrypto import jwk, jws
 
 from devstack.functions import load_function
+from devstack.gateway import proxy_event
 from sethub import replay
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.clients import AwsClients
@@ -168,50 +170,10 @@ def bodies(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def api_event(
     method: str, path: str, *, body: str | None = None, api_key: str | None = None
 ) -> dict[str, Any]:
-    headers = {"Host": "127.0.0.1:3000", "Content-Type": "application/json"}
+    headers = [("Host", "127.0.0.1:3000"), ("Content-Type", "application/json")]
     if api_key:
-        headers["x-api-key"] = api_key
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": method,
-            "path": f"/Prod{path}",
-            "stage": "Prod",
-            "domainName": "127.0.0.1:3000",
-            "requestId": "test-request",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": body,
-        "isBase64Encoded": False,
-    }
-
-
-class Counting:
-    """A boto3 client proxy that counts calls per operation."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.calls: dict[str, int] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._client, name)
-        if not callable(attribute):
-            return attribute
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] = self.calls.get(name, 0) + 1
-            return attribute(*args, **kwargs)
-
-        return counted
+        headers.append(("x-api-key", api_key))
+    return proxy_event(resource=path, method=method, headers=headers, body=(body or "").encode())
 
 
 def dispatcher_for(hub: Any, clients: AwsClients | None = None, **settings: Any) -> Dispatcher:

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from counting import Counting
 
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.clients import AwsClients
@@ -51,25 +52,6 @@ def receiver() -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
-
-
-class Counting:
-    """A boto3 client proxy that counts calls per operation."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.calls: dict[str, int] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._client, name)
-        if not callable(attribute):
-            return attribute
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] = self.calls.get(name, 0) + 1
-            return attribute(*args, **kwargs)
-
-        return counted
 
 
 def subscribe(

@@ -8,7 +8,6 @@ Property-based (hypothesis), driven with API Gateway proxy events against the mo
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from devstack.functions import LocalFunction, load_function
+from devstack.gateway import proxy_event
 from sethub.store import SubscriptionStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # --- API Gateway events -----------------------------------------------------------------------
 
 
-def proxy_event(
+def api_event(
     path: str,
     *,
     body: bytes | str | None,
@@ -47,31 +47,15 @@ def proxy_event(
     base64_encoded: bool = False,
 ) -> dict[str, Any]:
     """A REST API (v1) proxy event, as API Gateway sends it."""
-    if isinstance(body, bytes):
-        body = base64.b64encode(body).decode() if base64_encoded else body.decode("utf-8", "replace")
-    headers = headers or {}
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": "POST",
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": query or None,
-        "multiValueQueryStringParameters": {name: [value] for name, value in (query or {}).items()} or None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": "POST",
-            "path": f"/Prod{path}",
-            "stage": "Prod",
-            "requestId": "hostile-input",
-            "domainName": "127.0.0.1:3000",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": body,
-        "isBase64Encoded": base64_encoded,
-    }
+    raw = body.encode() if isinstance(body, str) else body or b""
+    return proxy_event(
+        resource=path,
+        method="POST",
+        query=urlencode(query or {}),
+        headers=list((headers or {}).items()),
+        body=raw,
+        force_base64=base64_encoded,
+    )
 
 
 class Functions:
@@ -156,9 +140,9 @@ def test_hub_form_requests_are_answered_2xx_or_4xx(
     headers = {"Content-Type": FORM, **functions.key_header(key)}
     if in_query:
         # WSO2 style: hub parameters in the query, the body is content.
-        event = proxy_event("/hub", body=b'{"events": {}}', headers=headers, query={**query, **params})
+        event = api_event("/hub", body=b'{"events": {}}', headers=headers, query={**query, **params})
     else:
-        event = proxy_event("/hub", body=urlencode(params).encode(), headers=headers, query=query)
+        event = api_event("/hub", body=urlencode(params).encode(), headers=headers, query=query)
     assert_answered(functions.websub.invoke(event))
 
 
@@ -192,7 +176,7 @@ def test_hub_raw_requests_are_answered_2xx_or_4xx(
     extra_headers: dict[str, str],
 ) -> None:
     headers = {**extra_headers, "Content-Type": content_type, **functions.key_header(key)}
-    event = proxy_event("/hub", body=body, headers=headers, query=query, base64_encoded=base64_encoded)
+    event = api_event("/hub", body=body, headers=headers, query=query, base64_encoded=base64_encoded)
     if base64_encoded and body == b"not base64!":
         event["body"] = "not base64!"
     assert_answered(functions.websub.invoke(event))
@@ -209,7 +193,7 @@ def test_hub_raw_requests_are_answered_2xx_or_4xx(
 def test_events_requests_are_answered_2xx_or_4xx(functions: Functions, document: Any, key: str) -> None:
     body = json.dumps(document).encode()
     headers = {"Content-Type": "application/json", **functions.key_header(key)}
-    assert_answered(functions.ingest.invoke(proxy_event("/events", body=body, headers=headers)))
+    assert_answered(functions.ingest.invoke(api_event("/events", body=body, headers=headers)))
 
 
 @HYPOTHESIS
@@ -218,7 +202,7 @@ def test_events_raw_bodies_are_answered_2xx_or_4xx(
     functions: Functions, body: bytes, key: str, base64_encoded: bool
 ) -> None:
     headers = {"Content-Type": "application/json", **functions.key_header(key)}
-    event = proxy_event("/events", body=body, headers=headers, base64_encoded=base64_encoded)
+    event = api_event("/events", body=body, headers=headers, base64_encoded=base64_encoded)
     assert_answered(functions.ingest.invoke(event))
 
 
@@ -227,6 +211,6 @@ def test_oversized_bodies_are_refused_with_413(functions: Functions, path: str, 
     headers = {"Content-Type": FORM if path == "/hub" else "application/json", "x-api-key": functions.api_key}
     body = b"hub.mode=publish&hub.topic=acme.login&x=" + b"a" * size if path == "/hub" else b" " * size
     function = functions.websub if path == "/hub" else functions.ingest
-    response = function.invoke(proxy_event(path, body=body, headers=headers))
+    response = function.invoke(api_event(path, body=body, headers=headers))
     assert response["statusCode"] == 413
     assert_answered(response)

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from devstack.functions import LocalFunction, load_function
+from devstack.gateway import proxy_event
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Kn0wn-s3cret-for-the-hygiene-test-5f1c9a"
@@ -89,26 +90,8 @@ def subscriber() -> Iterator[Subscriber]:
     thread.join(5)
 
 
-def proxy_event(path: str, *, body: str, headers: dict[str, str]) -> dict[str, Any]:
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": "POST",
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": "POST",
-            "path": f"/Prod{path}",
-            "stage": "Prod",
-            "requestId": "hygiene",
-            "domainName": "127.0.0.1:3000",
-        },
-        "body": body,
-        "isBase64Encoded": False,
-    }
+def api_event(path: str, *, body: str, headers: dict[str, str]) -> dict[str, Any]:
+    return proxy_event(resource=path, method="POST", headers=list(headers.items()), body=body.encode())
 
 
 class Flow:
@@ -125,7 +108,7 @@ class Flow:
     def api(self, function: str, path: str, body: str, content_type: str) -> dict[str, Any]:
         headers = {"Content-Type": content_type, "x-api-key": self.hub.api_key}
         response: dict[str, Any] = self.functions[function].invoke(
-            proxy_event(path, body=body, headers=headers)
+            api_event(path, body=body, headers=headers)
         )
         self.produced.append(json.dumps(response))
         return response

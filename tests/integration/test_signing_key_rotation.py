@@ -15,6 +15,7 @@ import jwt
 import pytest
 
 from devstack.functions import load_function
+from devstack.gateway import proxy_event
 from devstack.provision import provision
 from sethub.settings import Settings
 from sethub.signing import KmsSigner
@@ -108,26 +109,4 @@ def test_a_stack_rotated_to_slot_b_serves_both_keys_from_its_jwks_url(
 
 
 def _get(path: str) -> dict[str, Any]:
-    headers = {"Host": "127.0.0.1:3000"}
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": "GET",
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": "GET",
-            "path": f"/Prod{path}",
-            "stage": "Prod",
-            "domainName": "127.0.0.1:3000",
-            "requestId": "test-request",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": None,
-        "isBase64Encoded": False,
-    }
+    return proxy_event(resource=path, method="GET", headers=[("Host", "127.0.0.1:3000")])
