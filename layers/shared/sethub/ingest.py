@@ -7,6 +7,11 @@ enqueued again. If SQS does not take every new event, the markers of this reques
 released and the caller gets ``UpstreamError`` (a 5xx), so a publisher's retry of
 the same request is accepted.
 
+Why not Powertools Idempotency: it completes a key when the wrapped call returns, one
+call per key, while a request's events are enqueued together in SQS batches and a
+marker must be released again if its batch fails; a conditional put per ``jti``
+(``records.EventMarkers``) does exactly that.
+
 The markers of a request are claimed concurrently, and its SQS batches of 10 are sent
 concurrently, a few at a time (``INGEST_CONCURRENCY``): a request of 100 events waits
 for about one round trip per eight calls instead of one per call.
