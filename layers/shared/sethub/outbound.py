@@ -150,6 +150,8 @@ class _DeadlineResponse(_StdlibResponse):
 
 
 class _GuardedHTTPConnection(HTTPConnection):
+    """Connects only to an address the guard vetted, resolved afresh for each connection."""
+
     response_class = _DeadlineResponse
 
     def __init__(self, *args: Any, allow_private: bool = False, **kwargs: Any) -> None:
@@ -160,17 +162,10 @@ class _GuardedHTTPConnection(HTTPConnection):
         return _connect_vetted(self, self._allow_private)
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
+class _GuardedHTTPSConnection(_GuardedHTTPConnection, HTTPSConnection):
     # HTTPSConnection.connect wraps the socket with server_hostname = self.host (the
     # original name), so SNI and the certificate check are unaffected by connecting by IP.
-    response_class = _DeadlineResponse
-
-    def __init__(self, *args: Any, allow_private: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._allow_private = allow_private
-
-    def _new_conn(self) -> socket.socket:
-        return _connect_vetted(self, self._allow_private)
+    pass
 
 
 class _GuardedPoolManager(PoolManager):
