@@ -19,6 +19,7 @@ import jwt
 import pytest
 from counting import Counting
 from jwcrypto import jwk, jws
+from seeding import seed_subscription
 
 from devstack.functions import load_function
 from devstack.gateway import proxy_event
@@ -122,20 +123,7 @@ def subscribers() -> Iterator[Subscribers]:
 
 
 def subscribe(hub: Any, topic: str, callback: str, fmt: str = "jwt", secret: bytes | None = None) -> None:
-    store = SubscriptionStore(hub.clients, hub.settings)
-    store.register_topic(topic)
-    request_id = store.put_pending(
-        mode="subscribe",
-        topic=topic,
-        callback=callback,
-        format=fmt,  # type: ignore[arg-type]
-        secret=secret,
-        lease_seconds=3600,
-        requested_at=time.time_ns(),
-    )
-    pending = store.get_pending(topic, request_id)
-    assert pending is not None
-    assert store.apply_verified(pending)
+    seed_subscription(SubscriptionStore(hub.clients, hub.settings), topic, callback, fmt=fmt, secret=secret)
 
 
 def drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:

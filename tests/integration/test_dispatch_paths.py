@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from counting import Counting
+from seeding import seed_subscription
 
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.clients import AwsClients
@@ -57,19 +58,7 @@ def receiver() -> Iterator[str]:
 def subscribe(
     store: SubscriptionStore, callback: str, *, fmt: str = "jwt", secret: bytes | None = None
 ) -> None:
-    store.register_topic(TOPIC)
-    request_id = store.put_pending(
-        mode="subscribe",
-        topic=TOPIC,
-        callback=callback,
-        format=fmt,  # type: ignore[arg-type]
-        secret=secret,
-        lease_seconds=3600,
-        requested_at=time.time_ns(),
-    )
-    pending = store.get_pending(TOPIC, request_id)
-    assert pending is not None
-    assert store.apply_verified(pending)
+    seed_subscription(store, TOPIC, callback, fmt=fmt, secret=secret)
 
 
 def set_event(hub_url: str = "http://127.0.0.1:3000/hub") -> tuple[str, str]:
