@@ -110,6 +110,8 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     },
     "VerifierFunction": {
         *((action, "HubTable") for action in _TABLE_READ_WRITE),
+        # The verified-subscription transaction checks the topic: AWS authorises it per item.
+        ("dynamodb:ConditionCheckItem", "HubTable"),
         *((action, "VerifyQueue") for action in POLLER_ACTIONS),
     },
     "DispatchFunction": {
