@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+from typing import Any
 
 import pytest
 
@@ -198,3 +200,78 @@ def test_check_address_and_forbidden_reason_agree() -> None:
     check_address("127.0.0.1", allow_private=True)
     with pytest.raises(BlockedAddressError, match="not an IP address"):
         check_address("localhost", allow_private=False)
+
+
+# --- DNS answers that mix public and private addresses -----------------------------------------
+
+
+AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+
+
+def _answers(*addresses: str) -> list[AddrInfo]:
+    """What ``socket.getaddrinfo`` returns for a name with these A/AAAA records, in this order."""
+    infos: list[AddrInfo] = []
+    for address in addresses:
+        if ":" in address:
+            infos.append((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, 443, 0, 0)))
+        else:
+            infos.append((socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 443)))
+    return infos
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """A resolver whose answers the test writes: host name -> addresses, in answer order.
+
+    An attacker who controls a domain's DNS chooses these answers; the fake stands in for
+    their name server (only names the test wrote resolve).
+    """
+    zone: dict[str, list[str]] = {}
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        if host not in zone:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return _answers(*zone[host])
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return zone
+
+
+@pytest.mark.parametrize(
+    ("answers", "reason"),
+    [
+        (["93.184.216.34", "127.0.0.1"], "loopback"),
+        (["169.254.169.254", "93.184.216.34"], "link-local"),
+        (["93.184.216.34", "8.8.8.8", "10.0.0.7"], "private"),
+        (["2606:4700::1111", "fd00:ec2::254"], "unique local"),
+        (["93.184.216.34", "::ffff:127.0.0.1"], "loopback"),
+    ],
+)
+def test_a_name_with_any_refused_answer_is_refused_whatever_the_order(
+    dns: dict[str, list[str]], answers: list[str], reason: str
+) -> None:
+    # GIVEN a name whose DNS answers mix public addresses with a forbidden one
+    dns["mixed.example"] = answers
+
+    # THEN the name is refused at subscribe time and at connect time
+    with pytest.raises(BlockedAddressError, match=reason):
+        vet_url("https://mixed.example/cb", allow_private=False, allow_http=False)
+    with pytest.raises(BlockedAddressError, match=reason):
+        resolve_public("mixed.example", 443, allow_private=False)
+
+
+def test_a_name_with_only_public_answers_resolves_to_all_of_them_in_order(dns: dict[str, list[str]]) -> None:
+    dns["public.example"] = ["93.184.216.34", "2606:4700::1111", "93.184.216.34", "8.8.8.8"]
+
+    vet_url("https://public.example/cb", allow_private=False, allow_http=False)
+    assert resolve_public("public.example", 443, allow_private=False) == [
+        "93.184.216.34",
+        "2606:4700::1111",
+        "8.8.8.8",
+    ]
+
+
+def test_allow_private_accepts_mixed_answers(dns: dict[str, list[str]]) -> None:
+    dns["mixed.example"] = ["93.184.216.34", "127.0.0.1"]
+
+    assert resolve_public("mixed.example", 443, allow_private=True) == ["93.184.216.34", "127.0.0.1"]

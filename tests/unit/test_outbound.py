@@ -7,12 +7,13 @@ import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography import x509
@@ -101,6 +102,10 @@ class Handler(BaseHTTPRequestHandler):
                     if recorder.release.wait(0.02):  # pacing of the drip, until the test ends
                         break
                 self.close_connection = True
+            elif path == "/slow":
+                # A subscriber that takes this long to answer (its behaviour, not synchronisation).
+                time.sleep(float(parse_qs(urlsplit(self.path).query)["s"][0]))
+                self._send(200, b"slow")
             elif path == "/redirect":
                 self._send(302, b"moved", {"Location": "/target"})
             elif path == "/created":
@@ -165,7 +170,6 @@ def test_a_response_comes_back_with_status_headers_and_body(server: Server) -> N
     assert response.headers.get("content-type") == "application/json"
     assert response.headers.get("X-THING") == "1"
     assert response.body == b'{"ok":true}'
-    assert response.elapsed >= 0
     seen = server.recorder.requests[0]
     assert seen["body"] == b"payload"
     assert seen["headers"]["X-Hub"] == "1"
@@ -194,10 +198,26 @@ def test_slowly_dripping_headers_are_cut_off_at_the_timeout(server: Server) -> N
         http.request("GET", f"{server.url}/drip-headers")
 
 
+def test_elapsed_covers_the_wait_for_the_answer(server: Server) -> None:
+    started = time.monotonic()
+    response = local_http(timeout=5).request("GET", f"{server.url}/slow?s=0.3")
+    waited = time.monotonic() - started
+
+    # Both bounds hold by construction (the server sleeps 0.3 s; the test's clock brackets the call).
+    assert 0.3 <= response.elapsed <= waited
+
+
 def test_a_reused_connection_gets_the_full_timeout_again(server: Server) -> None:
-    http = local_http(timeout=0.5)
-    for _ in range(3):
-        assert http.request("GET", f"{server.url}/ok").status == 200
+    http = local_http(timeout=3.0)
+    # GIVEN a first answer that used most of the 3 s budget (0.8 s left when it was read)
+    assert http.request("GET", f"{server.url}/slow?s=2.2").body == b"slow"
+
+    # WHEN the same connection carries a request answered in 1.5 s (more than what the
+    # first one left over, well within a full timeout)
+    second = http.request("GET", f"{server.url}/slow?s=1.5")
+
+    # THEN it gets the full timeout again and succeeds, on the same connection
+    assert second.body == b"slow"
     assert len(server.recorder.connections) == 1
 
 
