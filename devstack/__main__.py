@@ -19,6 +19,7 @@ from types import FrameType
 
 from devstack.functions import FunctionLoadError
 from devstack.intrinsics import IntrinsicError
+from devstack.invoke import FunctionError
 from devstack.provision import ProvisionError
 from devstack.stack import LocalStack, StackConfig
 from devstack.template import TemplateError
@@ -37,15 +38,19 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    config = StackConfig.from_environ(
-        os.environ,
-        port=args.port,
-        moto_port=args.moto_port,
-        moto_endpoint=args.moto_endpoint,
-        prefix=args.prefix,
-        template_path=args.template,
-        access_log=False if args.quiet else None,
-    )
+    try:
+        config = StackConfig.from_environ(
+            os.environ,
+            port=args.port,
+            moto_port=args.moto_port,
+            moto_endpoint=args.moto_endpoint,
+            prefix=args.prefix,
+            template_path=args.template,
+            access_log=False if args.quiet else None,
+        )
+    except ValueError as exc:
+        print(f"devstack: {exc}", file=sys.stderr)
+        return 2
     # moto logs every AWS call through werkzeug; the API's own access log is enough.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # Powertools warns on every invocation that published no metric (health checks): noise here.
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack(config)
     try:
         stack.start()
-    except (OSError, TemplateError, ProvisionError, IntrinsicError, FunctionLoadError) as exc:
+    except (OSError, TemplateError, ProvisionError, IntrinsicError, FunctionLoadError, FunctionError) as exc:
         print(f"devstack: cannot start: {exc}", file=sys.stderr)
         return 1
     try:

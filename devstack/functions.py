@@ -14,11 +14,17 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from devstack.provision import ACCOUNT_ID, FunctionSpec
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class Invocable(Protocol):
+    """What the API and the pollers call: a function in this process, a worker or the emulator."""
+
+    def invoke(self, event: dict[str, Any]) -> Any: ...
 
 
 class FunctionLoadError(RuntimeError):

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from devstack.functions import LocalFunction
+from devstack.functions import Invocable
 from devstack.provision import ACCOUNT_ID, ApiRoute, GatewayResponse
 
 STAGE = "local"
@@ -73,7 +73,7 @@ class ApiGateway:
         self,
         *,
         routes: Sequence[ApiRoute],
-        functions: Mapping[str, LocalFunction],
+        functions: Mapping[str, Invocable],
         api_key: str,
         gateway_responses: Mapping[str, GatewayResponse],
         host: str = "127.0.0.1",
@@ -94,7 +94,7 @@ class ApiGateway:
         self,
         *,
         routes: Sequence[ApiRoute],
-        functions: Mapping[str, LocalFunction],
+        functions: Mapping[str, Invocable],
         gateway_responses: Mapping[str, GatewayResponse],
     ) -> None:
         """Install the routes (before ``ready`` is set; the server is already listening)."""

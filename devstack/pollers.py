@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from devstack.functions import LocalFunction
+from devstack.functions import Invocable
 from devstack.provision import EventSourceMapping
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class QueuePoller:
     def __init__(
         self,
         mapping: EventSourceMapping,
-        function: LocalFunction,
+        function: Invocable,
         sqs: SQSClient,
         *,
         region: str,

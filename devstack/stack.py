@@ -11,8 +11,8 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
-from devstack.functions import load_functions
 from devstack.gateway import ApiGateway
+from devstack.invoke import FunctionWorker, RemoteFunction, start_workers
 from devstack.pollers import QueuePoller
 from devstack.provision import DEFAULT_API_KEY, Provisioned, provision
 from devstack.template import load_template
@@ -39,6 +39,13 @@ SETTING_NAMES = (
 
 POLLERS_ENV = "SETHUB_LOCAL_POLLERS"
 VISIBILITY_ENV = "SETHUB_LOCAL_VISIBILITY_TIMEOUT"
+AWS_ENDPOINT_ENV = "SETHUB_LOCAL_AWS_ENDPOINT"
+PREFIX_ENV = "SETHUB_LOCAL_PREFIX"
+FUNCTIONS_ENV = "SETHUB_LOCAL_FUNCTIONS"
+FUNCTION_MODES = ("process", "sam")
+# What a worker process keeps of the stack's own environment: enough to run Python, nothing
+# of the stack's settings (a function sees only its own environment, as on Lambda).
+_WORKER_BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
 SAM_ENV_VARS_FILE = "devstack-env.json"
 """Written next to the template: each function's environment for `sam local --env-vars`."""
 
@@ -58,6 +65,8 @@ class StackConfig:
     visibility_timeout: int | None = None
     """Receive with this visibility timeout instead of the queue's (for quick recovery tests)."""
     access_log: bool = True
+    functions_mode: str = "process"
+    """``process``: a worker process per function; ``sam``: the Lambda runtime emulator."""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **given: object) -> StackConfig:
@@ -69,7 +78,12 @@ class StackConfig:
             environ=dict(environ),
             max_pollers_per_queue=int(environ.get(POLLERS_ENV) or 2),
             visibility_timeout=int(visibility) if visibility else None,
+            moto_endpoint=environ.get(AWS_ENDPOINT_ENV) or None,
+            prefix=environ.get(PREFIX_ENV) or "sethub",
+            functions_mode=environ.get(FUNCTIONS_ENV) or "process",
         )
+        if config.functions_mode not in FUNCTION_MODES:
+            raise ValueError(f"{FUNCTIONS_ENV} must be one of {', '.join(FUNCTION_MODES)}")
         for name, value in given.items():
             if value is not None:
                 setattr(config, name, value)
@@ -82,6 +96,7 @@ class LocalStack:
         self._moto: ThreadedMotoServer | None = None
         self._pollers: list[QueuePoller] = []
         self._gateway: ApiGateway | None = None
+        self._workers: dict[str, FunctionWorker] = {}
         self.moto_endpoint = config.moto_endpoint or ""
         self.provisioned: Provisioned | None = None
 
@@ -147,14 +162,18 @@ class LocalStack:
             region=region,
         )
         self.provisioned = provisioned
-        self._write_sam_env_vars(provisioned, aws_env)
-        # The functions share this process: their environments agree wherever they overlap.
-        os.environ.update(provisioned.union_env())
-        functions = load_functions(provisioned.functions, config.template_path.parent, region)
-        sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint, region_name=region)
+        endpoints = self._aws_endpoints(provisioned)
+        lambda_envs = {
+            name: self._lambda_env(provisioned, name, endpoints[name], aws_env)
+            for name in provisioned.functions
+        }
+        self._write_sam_env_vars(lambda_envs)
+        functions = self._start_functions(provisioned, lambda_envs)
         for mapping in provisioned.event_sources:
             if not mapping.enabled:
                 continue
+            # Lambda's poller works with the function's role: receive and delete go through its endpoint.
+            sqs = boto3.client("sqs", endpoint_url=endpoints[mapping.function], region_name=region)
             poller = QueuePoller(
                 mapping,
                 functions[mapping.function],
@@ -172,13 +191,49 @@ class LocalStack:
         )
         self._gateway.ready.set()
 
+    def _aws_endpoints(self, provisioned: Provisioned) -> dict[str, str]:
+        """The AWS endpoint each function (and its queue poller) calls."""
+        return dict.fromkeys(provisioned.functions, self.moto_endpoint)
+
+    @staticmethod
+    def _lambda_env(
+        provisioned: Provisioned, name: str, endpoint: str, aws_env: Mapping[str, str]
+    ) -> dict[str, str]:
+        """What the function's container sees: its template environment and the runtime's variables."""
+        spec = provisioned.functions[name]
+        return {
+            **provisioned.env_for(name),
+            **aws_env,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_REGION": provisioned.region,
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        }
+
+    def _start_functions(
+        self, provisioned: Provisioned, lambda_envs: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, RemoteFunction]:
+        """A Lambda Invoke endpoint for every function: worker processes, or the SAM CLI's emulator."""
+        specs = provisioned.functions
+        if self.config.functions_mode == "sam":
+            raise NotImplementedError("SETHUB_LOCAL_FUNCTIONS=sam: devstack.sam is not wired in yet")
+        base = {name: value for name, value in os.environ.items() if name in _WORKER_BASE_ENV}
+        base |= {name: value for name, value in os.environ.items() if name.startswith("PYTHON")}
+        self._workers = start_workers(
+            specs,
+            self.config.template_path.parent,
+            {name: {**base, **env} for name, env in lambda_envs.items()},
+        )
+        return {name: RemoteFunction(specs[name], worker.endpoint) for name, worker in self._workers.items()}
+
     @property
     def sam_env_vars_path(self) -> Path:
         return self.config.template_path.parent / SAM_ENV_VARS_FILE
 
-    def _write_sam_env_vars(self, provisioned: Provisioned, aws_env: Mapping[str, str]) -> None:
-        """Each function's environment, for ``sam local invoke/start-api --env-vars`` (Docker users)."""
-        env_vars = {name: {**provisioned.env_for(name), **aws_env} for name in sorted(provisioned.functions)}
+    def _write_sam_env_vars(self, lambda_envs: Mapping[str, Mapping[str, str]]) -> None:
+        """Each function's environment, for ``sam local invoke/start-lambda --env-vars``."""
+        env_vars = {name: dict(lambda_envs[name]) for name in sorted(lambda_envs)}
         self.sam_env_vars_path.write_text(json.dumps(env_vars, indent=2) + "\n")
 
     def stop(self) -> None:
@@ -191,6 +246,9 @@ class LocalStack:
         if self._gateway is not None:
             self._gateway.stop()
             self._gateway = None
+        for worker in self._workers.values():
+            worker.stop()
+        self._workers.clear()
         if self._moto is not None:
             self._moto.stop()
             self._moto = None

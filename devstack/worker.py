@@ -1,0 +1,110 @@
+"""One function's container: ``python -m devstack.worker`` serves the Lambda Invoke API.
+
+Lambda runs each function in containers of its own, with only that function's
+environment (and role). The local stack does the same with one worker process per
+function: the process gets exactly the function's environment, imports its handler the
+way the runtime does (the code folder first on ``sys.path``) and answers
+``POST /2015-03-31/functions/<name>/invocations`` like ``sam local start-lambda``, so the
+API and the queue pollers invoke functions the same way in both modes (devstack.invoke).
+
+It prints ``listening <port>`` on stdout once it can serve, and exits when its parent goes
+away (its stdin closes), so a killed stack leaves no worker behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import traceback
+import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from devstack.functions import FunctionLoadError, LocalFunction, load_function
+from devstack.provision import FunctionSpec
+
+INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
+READY_PREFIX = "listening "
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    """An unhandled error the way the Python runtime reports it."""
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
+def _handler_class(function: LocalFunction) -> type[BaseHTTPRequestHandler]:
+    path = INVOKE_PATH.format(name=function.spec.logical_id)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            if self.path.split("?", 1)[0] != path:
+                self._answer(404, {"message": f"Function not found: {self.path}"}, error=None)
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            event = json.loads(self.rfile.read(length) or b"{}")
+            try:
+                result = function.invoke(event)
+            except Exception as exc:
+                traceback.print_exc(file=sys.stderr)
+                self._answer(200, error_payload(exc), error="Unhandled")
+                return
+            self._answer(200, result, error=None)
+
+        def _answer(self, status: int, payload: Any, error: str | None) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if error:
+                self.send_header("X-Amz-Function-Error", error)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the API's access log and the function's own logs say enough
+
+    return Handler
+
+
+def _exit_with_parent() -> None:
+    """Exit once stdin (a pipe from the stack) closes: the stack stopped or was killed."""
+    sys.stdin.buffer.read()
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, help="the function's FunctionSpec as JSON")
+    parser.add_argument("--root", type=Path, required=True, help="folder that CodeUri is relative to")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    spec = FunctionSpec(**json.loads(args.spec))
+    # Powertools warns on every invocation that published no metric (health checks): noise here.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    try:
+        function = load_function(spec, args.root, region)
+    except FunctionLoadError as exc:
+        print(f"devstack worker: {exc}", file=sys.stderr, flush=True)
+        return 1
+    server = ThreadingHTTPServer((args.host, args.port), _handler_class(function))
+    server.daemon_threads = True
+    threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
+    print(f"{READY_PREFIX}{server.server_address[1]}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
