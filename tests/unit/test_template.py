@@ -26,11 +26,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
-from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
 
+from devstack.iam import sam_transform as sam_transformed
 from devstack.intrinsics import IntrinsicError, Resolver
 from sethub.settings import (
     DEFAULT_LEASE_SECONDS_MAX,
@@ -367,20 +365,6 @@ def grants(template: Template, function: str) -> set[tuple[str, str]]:
             for target in targets:
                 granted |= {(action, arn_of(template, target)) for action in actions}
     return granted
-
-
-def sam_transformed(template: Template) -> Template:
-    """``template`` as ``sam deploy`` hands it to CloudFormation: SAM's own translator, run
-    offline (code folders become the S3 URIs ``sam package`` would upload them to)."""
-    source = copy.deepcopy(template)
-    for res in source["Resources"].values():
-        for key in ("CodeUri", "ContentUri"):
-            if key in res.get("Properties", {}):
-                res["Properties"][key] = f"s3://sethub-artifacts/{key}"
-    # The session only tells SAM the region (for ARNs); nothing is called.
-    translator = Translator(None, Parser(), boto_session=boto3.Session(region_name="us-east-1"))
-    transformed: Template = translator.translate(source, parameter_values={}, get_managed_policy_map=dict)
-    return transformed
 
 
 def _wildcards(targets: list[Any]) -> list[str]:
