@@ -281,6 +281,70 @@ def test_json_format_carries_the_claims_with_a_valid_hmac(hub, subscribers):
     assert "x-hub-signature" not in unsigned.headers
 
 
+def test_every_format_and_every_retry_carries_a_valid_hmac(hub, subscribers):
+    # GIVEN subscriptions with secrets in each format, one of them failing once
+    secrets = {"signed-jwt": b"secret-of-jwt", "signed-json": b"secret-of-json", "flaky": b"secret-of-flaky"}
+    subscribe(hub, "acme.login", subscribers.url("signed-jwt"), fmt="jwt", secret=secrets["signed-jwt"])
+    subscribe(hub, "acme.login", subscribers.url("signed-json"), fmt="json", secret=secrets["signed-json"])
+    subscribe(hub, "acme.login", subscribers.url("flaky"), fmt="jwt", secret=secrets["flaky"])
+    first_answers: dict[str, int] = {}
+
+    def fail_each_body_once(received: Received) -> tuple[int, bytes]:
+        seen = first_answers.setdefault(received.headers["x-hub-messageid"], 0)
+        first_answers[received.headers["x-hub-messageid"]] = seen + 1
+        return (503, b"") if seen == 0 else (202, b"")
+
+    subscribers.behaviours["flaky"] = fail_each_body_once
+
+    # WHEN a SET event and published non-SET content are delivered, with one retry round
+    ingest(hub, [event("acme.login")])
+    Ingestor(hub.clients, hub.settings).enqueue_content(
+        "acme.login", b"<feed/>", "application/xml", base_url="http://127.0.0.1:3000"
+    )
+    dispatcher = dispatcher_for(hub, retry_schedule=(0,))
+    dispatcher.dispatch(bodies(drain(hub.clients.sqs, hub.settings.events_queue_url)))
+    dispatcher.dispatch(bodies(drain(hub.clients.sqs, hub.settings.retry_queue_url)))
+
+    # THEN every request, first attempt or retry, carries the HMAC of its exact body
+    content_types = {
+        name: sorted(r.headers["content-type"] for r in subscribers.of(name)) for name in secrets
+    }
+    assert content_types == {
+        "signed-jwt": ["application/secevent+jwt", "application/xml"],
+        "signed-json": ["application/json", "application/xml"],
+        "flaky": ["application/secevent+jwt"] * 2 + ["application/xml"] * 2,
+    }
+    for name, secret in secrets.items():
+        for received in subscribers.of(name):
+            expected = hmac.new(secret, received.body, hashlib.sha256).hexdigest()
+            assert received.headers["x-hub-signature"] == f"sha256={expected}", (name, received.headers)
+
+
+def test_a_jti_is_accepted_again_once_its_marker_has_expired(hub, subscribers):
+    subscribe(hub, "acme.login", subscribers.url("crm"))
+    clock = {"now": 1_764_190_000.0}
+
+    def ingest_at(hours: float) -> None:
+        at = clock["now"] + hours * 3600
+        Ingestor(hub.clients, hub.settings, now=lambda: at).ingest(
+            [event("acme.login", jti="resent")], base_url="http://127.0.0.1:3000"
+        )
+
+    # GIVEN an event accepted with a jti, and re-sent within the 48 hours the README promises
+    ingest_at(0)
+    ingest_at(47.9)
+    assert len(drain(hub.clients.sqs, hub.settings.events_queue_url)) == 1
+
+    # WHEN it is re-sent after its marker expired (DynamoDB TTL has not deleted it yet)
+    ingest_at(48 + 1 / 3600)
+
+    # THEN it is a new event again and is delivered
+    records = drain(hub.clients.sqs, hub.settings.events_queue_url)
+    assert len(records) == 1
+    dispatcher_for(hub).dispatch(bodies(records))
+    assert [r.headers["x-hub-messageid"] for r in subscribers.of("crm")] == ["resent"]
+
+
 def test_wso2_payload_passes_through_unchanged(hub, subscribers):
     subscribe(hub, "myorg.schema.wso2.v1.event.login", subscribers.url("crm"), fmt="json")
     payload = {

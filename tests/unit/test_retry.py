@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sethub.retry import RetryPolicy, parse_retry_after, sqs_delay
+from sethub.settings import Settings
 
 POLICY = RetryPolicy(schedule=(5, 30, 120), jitter=0.2, throttle_floor=10, max_retry_after=600)
 
@@ -43,3 +44,20 @@ def test_sqs_delays_are_capped():
     assert sqs_delay(0) == 0
     assert sqs_delay(0.2) == 1
     assert sqs_delay(86400) == 900
+
+
+@pytest.mark.parametrize(("rand", "expected"), [(0.0, 80.0), (0.25, 90.0), (0.5, 100.0), (1.0, 120.0)])
+def test_the_default_jitter_spreads_each_delay_over_plus_or_minus_20_percent(rand, expected):
+    # The deployed policy: built from settings, jitter left at its default.
+    policy = RetryPolicy.from_settings(Settings(retry_schedule=(100, 3600)))
+
+    assert policy.next_delay(1, rand=lambda: rand) == pytest.approx(expected)
+    assert policy.next_delay(2, rand=lambda: rand) == pytest.approx(expected * 36)
+
+
+def test_the_default_schedule_is_the_documented_one():
+    # README: 5,30,120,600,1800,3600,7200,14400,28800,28800 (11 attempts over about 23.7 h).
+    policy = RetryPolicy.from_settings(Settings())
+
+    assert policy.schedule == (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800)
+    assert policy.max_attempts == 11
