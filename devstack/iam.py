@@ -617,6 +617,9 @@ class Verdict:
     checks: tuple[Check, ...] = ()
     refused: Check | None = None
     message: str = ""
+    """AWS's message for the caller."""
+    reason: str = ""
+    """Why, in a few words (for a log line)."""
 
 
 def denial_message(principal: str, check: Check, decision: Decision) -> str:
@@ -635,7 +638,7 @@ def authorize(policy: Policy, request: AwsRequest, principal: str, lookups: Look
     try:
         checks = tuple(checks_for(request, lookups))
     except RequestError as exc:
-        return Verdict(allowed=False, message=str(exc))
+        return Verdict(allowed=False, message=str(exc), reason=str(exc))
     for check in checks:
         decision = policy.decide(check.action, check.resource)
         if decision is not Decision.ALLOW:
@@ -644,5 +647,10 @@ def authorize(policy: Policy, request: AwsRequest, principal: str, lookups: Look
                 checks=checks,
                 refused=check,
                 message=denial_message(principal, check, decision),
+                reason=(
+                    "explicit deny in an identity-based policy"
+                    if decision is Decision.EXPLICIT_DENY
+                    else "no identity-based policy allows it"
+                ),
             )
     return Verdict(allowed=True, checks=checks)

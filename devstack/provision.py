@@ -16,11 +16,13 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
+from devstack.iam import Lookups, Policy, function_policies, sam_transform
 from devstack.intrinsics import NO_VALUE, IntrinsicError, Resolver
 
 ACCOUNT_ID = "123456789012"
@@ -33,6 +35,7 @@ TABLE = "AWS::DynamoDB::Table"
 SIMPLE_TABLE = "AWS::Serverless::SimpleTable"
 KEY = "AWS::KMS::Key"
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
+KEY_ALIAS = "AWS::KMS::Alias"
 FUNCTION = "AWS::Serverless::Function"
 EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
 SERVERLESS_API = "AWS::Serverless::Api"
@@ -123,6 +126,34 @@ class Provisioned:
     routes: list[ApiRoute] = field(default_factory=list)
     gateway_responses: dict[str, GatewayResponse] = field(default_factory=dict)
     overrides: dict[str, str] = field(default_factory=dict)
+    key_aliases: dict[str, str] = field(default_factory=dict)
+    """``alias/...`` -> key id, for every alias provisioning created or found."""
+    # Built on first use: the SAM transform and the roles are only needed where IAM is applied.
+    _policy_source: Callable[[], dict[str, Policy]] | None = field(default=None, repr=False, compare=False)
+    _policies: dict[str, Policy] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def policies(self) -> dict[str, Policy]:
+        """Each function's role (SAM-transformed template), resolved to what was created."""
+        if self._policies is None:
+            if self._policy_source is None:
+                raise ProvisionError("this stack was not provisioned from a template: it has no roles")
+            self._policies = self._policy_source()
+        return self._policies
+
+    def policy_for(self, function_logical_id: str) -> Policy:
+        try:
+            return self.policies[function_logical_id]
+        except KeyError:
+            raise ProvisionError(f"the template has no function {function_logical_id!r}") from None
+
+    def function_name(self, function_logical_id: str) -> str:
+        """The function's name as CloudFormation would give it (the stack's name first)."""
+        return f"{self.prefix}-{function_logical_id}"
+
+    def iam_lookups(self) -> Lookups:
+        """What AWS's per-call rules need to know of this stack (live views, not copies)."""
+        return Lookups(key_aliases=self.key_aliases, secret_arns=self.secret_arns.values())
 
     def env_for(self, function_logical_id: str) -> dict[str, str]:
         """The function's environment: the template's, resolved, with the local overrides on top."""
@@ -168,7 +199,19 @@ def provision(
     provisioner.result.overrides = dict(overrides or {})
     provisioner.create_all()
     provisioner.read_functions()
-    return provisioner.result
+    result = provisioner.result
+    result._policy_source = lambda: function_policies(
+        _sam_transformed(json.dumps(template, sort_keys=True), result.region),
+        provisioner.resolver.resolve,
+        stack_name=prefix,
+    )
+    return result
+
+
+@lru_cache(maxsize=8)
+def _sam_transformed(template_json: str, region: str) -> dict[str, Any]:
+    """``sam_transform``, once per distinct template (every test hub provisions the same one)."""
+    return sam_transform(json.loads(template_json), region)
 
 
 def _string(value: Any) -> str:
@@ -242,6 +285,7 @@ class _Provisioner:
             TABLE: self._table,
             SIMPLE_TABLE: self._simple_table,
             KEY: self._key,
+            KEY_ALIAS: self._key_alias,
             SECRET: self._secret,
         }
         # logical id -> (what Ref gives, GetAtt attributes)
@@ -412,7 +456,21 @@ class _Provisioner:
             )["KeyMetadata"]
             self.kms.create_alias(AliasName=alias, TargetKeyId=metadata["KeyId"])
         self.result.key_ids[logical_id] = metadata["KeyId"]
+        self.result.key_aliases[alias] = metadata["KeyId"]
         return metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
+
+    def _key_alias(self, logical_id: str, properties: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        """A template alias (its name carries the stack name, so the prefix keeps it apart)."""
+        name = str(properties["AliasName"])
+        target = str(properties["TargetKeyId"])
+        try:
+            self.kms.create_alias(AliasName=name, TargetKeyId=target)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "AlreadyExistsException":
+                raise
+            self.kms.update_alias(AliasName=name, TargetKeyId=target)
+        self.result.key_aliases[name] = target.rsplit("/", 1)[-1]
+        return name, {}
 
     def _secret(self, logical_id: str, properties: dict[str, Any]) -> tuple[str, dict[str, str]]:
         name = self._name(properties.get("Name"), logical_id)
