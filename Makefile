@@ -7,6 +7,9 @@ PYTHON ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.1
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 VENV := .venv
 SAM_VENV := .venv-sam
+# Only what AWS's Lambda Python runtime ships (requirements-runtime.txt): the built handlers are
+# imported with it, their folder and their layer (devstack/artifact.py).
+RUNTIME_VENV := .venv-runtime
 BIN := $(VENV)/bin
 SAM := $(SAM_VENV)/bin/sam
 REGION ?= us-east-1
@@ -33,6 +36,14 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
 	@touch $@
 
+# Made afresh whenever its requirements change, so nothing else ever lingers in it; wheels only,
+# so CI compiles nothing.
+$(RUNTIME_VENV)/.installed: requirements-runtime.txt
+	@test -n "$(PYTHON)" || { echo "python3.12 is required (install it, or set PYTHON=/path/to/python3.12)"; exit 1; }
+	rm -rf $(RUNTIME_VENV) && $(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --only-binary :all: -r requirements-runtime.txt
+	@touch $@
+
 local: $(BIN)/.installed ## run the whole service on this machine (moto, API on :$${PORT:-3000})
 	$(BIN)/python -m devstack
 
@@ -47,16 +58,19 @@ typecheck: $(BIN)/.installed ## mypy, strict
 	$(BIN)/mypy $(TEST_MYPY_FLAGS) tests/unit tests/integration tests/conftest.py
 	$(BIN)/mypy $(TEST_MYPY_FLAGS) tests/e2e
 
-template: $(BIN)/.installed $(SAM_VENV)/.installed ## sam validate --lint, cfn-lint, and a sam build into a scratch folder
+template: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## sam validate --lint, cfn-lint, a sam build into a scratch folder, its handlers imported in the Lambda runtime
 	$(SAM) validate --lint --template template.yaml --region $(REGION)
 	$(BIN)/cfn-lint template.yaml
+	@# From the scratch folder: sam build keeps dependencies in ./.aws-sam/deps, which a
+	@# concurrent `sam build` in the checkout (make build, the sam local stack) also uses.
 	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
-	  PATH="$(PYTHON_DIR):$$PATH" $(SAM) build --template template.yaml --build-dir "$$scratch/build" \
-	    --cache-dir "$$scratch/cache" >"$$scratch/log" 2>&1 || { cat "$$scratch/log"; exit 1; }; \
+	  (cd "$$scratch" && PATH="$(PYTHON_DIR):$$PATH" $(CURDIR)/$(SAM) build --template $(CURDIR)/template.yaml \
+	    --build-dir build --cache-dir cache >log 2>&1) || { cat "$$scratch/log"; exit 1; }; \
 	  test -f "$$scratch/build/SharedLayer/python/sethub/dispatch.py" || { echo "sam build: the layer lacks sethub"; exit 1; }; \
-	  echo "sam build: ok"
+	  echo "sam build: ok"; \
+	  $(BIN)/python -m devstack.artifact "$$scratch/build" --python $(RUNTIME_VENV)/bin/python
 
-test: $(BIN)/.installed $(SAM_VENV)/.installed ## everything CI runs: lint, types, template checks, every test
+test: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## everything CI runs: lint, types, template checks, every test
 	@# The checks are independent of each other: run them side by side, then the tests.
 	$(MAKE) --no-print-directory -j3 lint typecheck template
 	$(BIN)/python -m pytest -n 2
@@ -76,4 +90,4 @@ deploy: build ## sam deploy with samconfig.toml's defaults (--guided on first us
 	@touch $(DEPLOYED_MARK)
 
 clean: ## remove build output and virtualenvs
-	rm -rf .aws-sam $(VENV) $(SAM_VENV)
+	rm -rf .aws-sam $(VENV) $(SAM_VENV) $(RUNTIME_VENV)

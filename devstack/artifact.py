@@ -1,0 +1,405 @@
+"""The built artifact, imported the way AWS's Lambda Python runtime imports it.
+
+``python -m devstack.artifact <build dir>`` reads the template that ``sam build`` wrote
+into ``<build dir>`` and, for every function, starts a fresh interpreter of the runtime
+virtualenv (``.venv-runtime``: only what the Lambda runtime ships, the runtime interface
+client and boto3) with Lambda's search path (the function's folder, then its layers,
+then the runtime) and the environment a deployed function has (Lambda's own variables
+and the template's, resolved with placeholder values). There it imports the handler with
+the runtime interface client's own ``_get_handler``, so a failure reads as it would in
+CloudWatch, e.g. ``Runtime.ImportModuleError: Unable to import module 'x': No module
+named 'y'``. Sockets are closed during the import: handler modules must not reach the
+network before the first invocation.
+
+This runs with the dev tools (it reads YAML); the handlers never see them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devstack.intrinsics import NO_VALUE, IntrinsicError, Resolver
+from devstack.template import TemplateError, load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_PYTHON = ROOT / ".venv-runtime" / "bin" / "python"
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+STACK_NAME = "sethub"
+FUNCTION = "AWS::Serverless::Function"
+LAYER = "AWS::Serverless::LayerVersion"
+# Packages of the dev environment that the runtime interpreter must not see: if it could
+# import them, a layer lacking them would pass here and fail on AWS.
+DEV_ONLY_PACKAGES = ("aws_lambda_powertools", "sethub", "moto", "pytest", "yaml")
+IMPORT_TIMEOUT_SECONDS = 60
+
+# Runs in the runtime interpreter: sys.argv = ["-c", handler, result file].
+_BOOTSTRAP = r"""
+import json, socket, sys, time
+
+handler_name, result_path = sys.argv[1], sys.argv[2]
+attempts = []
+
+def refuse(what, where):
+    def refused(*args, **kwargs):
+        target = repr(where(args))[:80]
+        attempts.append(f"{what} {target}")
+        raise OSError(f"network access while importing the handler ({what} {target})")
+    return refused
+
+# Where each call names its peer (a method's first argument is the socket itself).
+for name, where in {
+    "connect": lambda a: a[1], "connect_ex": lambda a: a[1], "sendto": lambda a: a[-1],
+    "sendmsg": lambda a: a[-1],
+}.items():
+    setattr(socket.socket, name, refuse(name, where))
+for name, where in {
+    "getaddrinfo": lambda a: a[:2], "gethostbyname": lambda a: a[0], "gethostbyname_ex": lambda a: a[0],
+    "create_connection": lambda a: a[0],
+}.items():
+    setattr(socket, name, refuse(name, where))
+
+result = {"ok": False, "reason": "", "ms": 0.0, "sys_path": list(sys.path)}
+started = time.perf_counter()
+try:
+    from awslambdaric.bootstrap import _get_handler
+    from awslambdaric.lambda_runtime_exception import FaultException
+    try:
+        function = _get_handler(handler_name)
+    except FaultException as exc:
+        result["reason"] = f"{exc.exception_type}: {exc.msg}"
+    except Exception as exc:
+        # What the runtime reports for any other error at init: the exception's type.
+        result["reason"] = f"{type(exc).__name__}: {exc}"
+    else:
+        if not callable(function):
+            result["reason"] = f"{handler_name} is not callable"
+        else:
+            result["ok"] = True
+finally:
+    result["ms"] = (time.perf_counter() - started) * 1000
+    if attempts:
+        result["ok"] = False
+        result["reason"] = (result["reason"] + "; " if result["reason"] else "") + (
+            "importing reached for the network: " + ", ".join(attempts[:3])
+        )
+    with open(result_path, "w", encoding="utf-8") as out:
+        json.dump(result, out)
+"""
+
+_PROBE = r"""
+import importlib.util, json, sys
+print(json.dumps([name for name in sys.argv[1:] if importlib.util.find_spec(name) is not None]))
+"""
+
+
+class ArtifactError(RuntimeError):
+    """The build output cannot be checked (not a handler failing: the check itself)."""
+
+
+@dataclass(frozen=True)
+class BuiltFunction:
+    """A function of the built template, with what Lambda would give it."""
+
+    logical_id: str
+    handler: str
+    code_dir: Path
+    layer_dirs: tuple[Path, ...]
+    environment: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    function: str
+    handler: str
+    ok: bool
+    reason: str
+    milliseconds: float
+    sys_path: tuple[str, ...]
+
+    def line(self) -> str:
+        if self.ok:
+            return f"{self.function}: {self.handler} imports ({self.milliseconds:.0f} ms)"
+        return f"{self.function}: {self.reason}"
+
+
+def _merge(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """SAM Globals semantics: maps merge key by key, everything else the resource's own wins."""
+    merged = dict(base)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+class _Placeholders:
+    """Values a deployed stack would give ``Ref`` and ``GetAtt``: right shape, made-up ids."""
+
+    def __init__(self, template: Mapping[str, Any], region: str) -> None:
+        self.resources: dict[str, Any] = dict(template.get("Resources") or {})
+        self.region = region
+        self.parameters = {
+            name: spec.get("Default", f"placeholder-{name}")
+            for name, spec in (template.get("Parameters") or {}).items()
+        }
+
+    def ref(self, name: str) -> Any:
+        pseudo: dict[str, Any] = {
+            "AWS::Region": self.region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::StackName": STACK_NAME,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{STACK_NAME}/id",
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NotificationARNs": [],
+            "AWS::NoValue": NO_VALUE,
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        if name not in self.resources:
+            raise IntrinsicError(f"Ref to unknown name {name!r}")
+        kind = self.resources[name].get("Type", "")
+        physical = self._physical_name(name)
+        if kind == "AWS::SQS::Queue":
+            return f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{physical}"
+        if kind == "AWS::KMS::Key":
+            return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+        if kind in ("AWS::SecretsManager::Secret", LAYER, "AWS::Lambda::LayerVersion"):
+            return self.get_att(name, "Arn")
+        return physical
+
+    def get_att(self, logical_id: str, attribute: str) -> Any:
+        if logical_id not in self.resources:
+            raise IntrinsicError(f"GetAtt on unknown resource {logical_id!r}")
+        kind = str(self.resources[logical_id].get("Type", ""))
+        physical = self._physical_name(logical_id)
+        if attribute in ("Name", "QueueName"):
+            return physical
+        if attribute == "QueueUrl":
+            return self.ref(logical_id)
+        if attribute != "Arn":
+            return f"placeholder-{logical_id}-{attribute}"
+        service = kind.split("::")[1].lower() if kind.count("::") == 2 else "placeholder"
+        resource = {
+            "AWS::SQS::Queue": physical,
+            "AWS::DynamoDB::Table": f"table/{physical}",
+            "AWS::KMS::Key": f"key/{uuid.uuid5(uuid.NAMESPACE_URL, logical_id)}",
+            "AWS::SecretsManager::Secret": f"secret:{physical}-AbCdEf",
+        }.get(kind, physical)
+        return f"arn:aws:{service}:{self.region}:{ACCOUNT_ID}:{resource}"
+
+    @staticmethod
+    def _physical_name(logical_id: str) -> str:
+        return f"{STACK_NAME}-{logical_id}-PLACEHOLDER"
+
+
+def read_functions(build_dir: Path, region: str = REGION) -> list[BuiltFunction]:
+    """Every function of ``build_dir/template.yaml`` with its folders and deployed environment."""
+    template_path = build_dir / "template.yaml"
+    if not template_path.is_file():
+        raise ArtifactError(f"{template_path.name} not found in the build folder (did sam build run?)")
+    try:
+        template = load_template(template_path)
+    except TemplateError as exc:
+        raise ArtifactError(str(exc)) from None
+    placeholders = _Placeholders(template, region)
+    resolver = Resolver(
+        ref=placeholders.ref,
+        get_att=placeholders.get_att,
+        conditions=template.get("Conditions") or {},
+        mappings=template.get("Mappings") or {},
+        region=region,
+    )
+    globals_ = (template.get("Globals") or {}).get("Function") or {}
+    resources = template["Resources"]
+    functions = []
+    for logical_id, resource in resources.items():
+        if resource.get("Type") != FUNCTION:
+            continue
+        condition = resource.get("Condition")
+        if condition is not None and not resolver.condition(str(condition)):
+            continue
+        props = _merge(globals_, resource.get("Properties") or {})
+        functions.append(
+            _built_function(
+                build_dir, logical_id, props=props, resources=resources, resolver=resolver, region=region
+            )
+        )
+    if not functions:
+        raise ArtifactError("the built template declares no AWS::Serverless::Function")
+    return functions
+
+
+def _built_function(
+    build_dir: Path,
+    logical_id: str,
+    *,
+    props: Mapping[str, Any],
+    resources: Mapping[str, Any],
+    resolver: Resolver,
+    region: str,
+) -> BuiltFunction:
+    code_dir = build_dir / str(props.get("CodeUri", ""))
+    if not props.get("CodeUri") or not code_dir.is_dir():
+        raise ArtifactError(f"{logical_id}: its code folder {props.get('CodeUri')!r} is not in the build")
+    layer_dirs = []
+    for layer in props.get("Layers") or []:
+        # Only layers of this template were built; an ARN of another account's layer is not here.
+        if not (isinstance(layer, dict) and set(layer) == {"Ref"} and layer["Ref"] in resources):
+            raise ArtifactError(f"{logical_id}: layer {layer!r} is not built from this template")
+        layer_props = resources[layer["Ref"]].get("Properties") or {}
+        layer_dirs.append(build_dir / str(layer_props.get("ContentUri", "")))
+    handler = str(props.get("Handler", ""))
+    variables = resolver.resolve(((props.get("Environment") or {}).get("Variables")) or {})
+    memory = int(props.get("MemorySize", 128))
+    name = f"{STACK_NAME}-{logical_id}-PLACEHOLDER"
+    log_group = resolver.resolve((props.get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{name}")
+    environment = {
+        # The template's own variables first: Lambda's reserved ones cannot be overridden.
+        **{key: _string(value) for key, value in variables.items()},
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_LOG_GROUP_NAME": _string(log_group),
+        "AWS_LAMBDA_LOG_STREAM_NAME": "2025/01/01/[$LATEST]00000000000000000000000000000000",
+        "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "AWS_ACCESS_KEY_ID": "ASIAPLACEHOLDERKEYID0",
+        "AWS_SECRET_ACCESS_KEY": "placeholder-secret-access-key",
+        "AWS_SESSION_TOKEN": "placeholder-session-token",
+        "LAMBDA_TASK_ROOT": str(code_dir),
+        "_HANDLER": handler,
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+    }
+    if props.get("Tracing") == "Active":
+        environment |= {
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+            "_AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129",
+            "_AWS_XRAY_DAEMON_PORT": "2000",
+        }
+    return BuiltFunction(logical_id, handler, code_dir, tuple(layer_dirs), environment)
+
+
+def search_path(function: BuiltFunction) -> list[str]:
+    """Lambda's order: the function's folder, then each layer's two Python folders."""
+    paths = [str(function.code_dir)]
+    for layer in function.layer_dirs:
+        paths += [str(layer / "python" / "lib" / "python3.12" / "site-packages"), str(layer / "python")]
+    return paths
+
+
+def check_function(function: BuiltFunction, python: Path) -> ImportResult:
+    """Import ``function``'s handler in a fresh runtime interpreter."""
+    env = dict(function.environment)
+    # Lambda's PYTHONPATH, ahead of the runtime's own packages; nothing of this process leaks.
+    env["PYTHONPATH"] = ":".join(search_path(function))
+    env["PATH"] = f"{python.parent}:/usr/bin:/bin"
+    with tempfile.TemporaryDirectory(prefix="artifact-") as scratch:
+        result_path = Path(scratch) / "result.json"
+        # -P: no current folder on sys.path; -s: no user site-packages.
+        completed = subprocess.run(  # noqa: S603 - the runtime interpreter and our own bootstrap
+            [str(python), "-P", "-s", "-c", _BOOTSTRAP, function.handler, str(result_path)],
+            env=env,
+            cwd=function.code_dir,
+            capture_output=True,
+            text=True,
+            timeout=IMPORT_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if not result_path.is_file():
+            output = (completed.stderr or completed.stdout).strip().splitlines()
+            reason = output[-1] if output else f"the runtime interpreter exited with {completed.returncode}"
+            return ImportResult(function.logical_id, function.handler, False, reason, 0.0, ())
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+    return ImportResult(
+        function=function.logical_id,
+        handler=function.handler,
+        ok=bool(result["ok"]),
+        reason=str(result["reason"]),
+        milliseconds=float(result["ms"]),
+        sys_path=tuple(result["sys_path"]),
+    )
+
+
+def dev_packages_in(python: Path) -> list[str]:
+    """Which development packages ``python`` can import on its own (there should be none)."""
+    completed = subprocess.run(  # noqa: S603 - the runtime interpreter and our own probe
+        [str(python), "-P", "-s", "-c", _PROBE, *DEV_ONLY_PACKAGES],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=IMPORT_TIMEOUT_SECONDS,
+        check=True,
+    )
+    found: list[str] = json.loads(completed.stdout)
+    return found
+
+
+def check_build(build_dir: Path, python: Path) -> list[ImportResult]:
+    # Absolute (each import runs in its function's folder), not resolved: a virtualenv's
+    # python is a symlink to the base interpreter, which would lose the venv's packages.
+    python, build_dir = python.absolute(), build_dir.absolute()
+    if not python.is_file():
+        raise ArtifactError(f"runtime interpreter {python} not found (make creates .venv-runtime)")
+    leaked = dev_packages_in(python)
+    if leaked:
+        raise ArtifactError(f"the runtime interpreter {python} has development packages: {', '.join(leaked)}")
+    return [check_function(function, python) for function in read_functions(build_dir)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.artifact",
+        description="Import every handler of a sam build output as the Lambda Python runtime would.",
+    )
+    parser.add_argument("build_dir", type=Path, help="the folder sam build wrote (with template.yaml)")
+    parser.add_argument("--python", type=Path, default=RUNTIME_PYTHON, help="the runtime interpreter")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        results = check_build(args.build_dir, args.python)
+    except (ArtifactError, IntrinsicError) as exc:
+        print(f"artifact check: {exc}", file=sys.stderr)
+        return 2
+    failed = [result for result in results if not result.ok]
+    for result in failed:
+        print(f"artifact check: {result.line()}", file=sys.stderr)
+    if failed:
+        return 1
+    print(
+        f"artifact check: {len(results)} functions import in the Lambda runtime "
+        f"({', '.join(f'{r.function} {r.milliseconds:.0f} ms' for r in results)}; "
+        f"{time.monotonic() - started:.1f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
