@@ -1,0 +1,60 @@
+"""API Gateway API keys in the stack's usage plan: per-key throttling and quota at the gateway.
+
+Every hub key also exists as an API Gateway API key with the same value, attached to the
+usage plan (output ``UsagePlanId``); API Gateway then throttles each key on its own and
+refuses unknown keys before a function runs. The hashed table record stays the source of
+truth for roles and scopes: a gateway key is only ever a copy of a live record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sethub.errors import UpstreamError
+
+APIGatewayClient = Any
+"""A boto3 ``apigateway`` client (no type stubs are pinned for it)."""
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "error"))
+    return type(exc).__name__
+
+
+class GatewayKeys:
+    """Creates and deletes the API Gateway copy of a key in one usage plan."""
+
+    def __init__(self, apigateway: APIGatewayClient, usage_plan_id: str) -> None:
+        self._api = apigateway
+        self._plan = usage_plan_id
+
+    def add(self, value: str, *, name: str, description: str) -> str:
+        """Create the API key and attach it to the usage plan; returns its id."""
+        try:
+            key_id: str = self._api.create_api_key(
+                name=name, description=description, enabled=True, value=value
+            )["id"]
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"API Gateway could not create the API key: {_code(exc)}") from exc
+        try:
+            self._api.create_usage_plan_key(usagePlanId=self._plan, keyId=key_id, keyType="API_KEY")
+        except (ClientError, BotoCoreError) as exc:
+            self.remove(key_id)  # no orphan key outside the plan
+            raise UpstreamError(f"API Gateway could not add the key to the usage plan: {_code(exc)}") from exc
+        return key_id
+
+    def remove(self, gateway_key_id: str) -> None:
+        """Delete the API key (which also leaves the usage plan); gone already is fine."""
+        try:
+            self._api.delete_api_key(apiKey=gateway_key_id)
+        except ClientError as exc:
+            if _code(exc) != "NotFoundException":
+                raise UpstreamError(f"API Gateway could not delete the API key: {_code(exc)}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"API Gateway could not delete the API key: {_code(exc)}") from exc
+
+
+__all__ = ["GatewayKeys"]
