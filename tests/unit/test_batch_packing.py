@@ -20,8 +20,15 @@ class RecordingSqs:
         return {"Successful": [{"Id": entry["Id"]} for entry in Entries], "Failed": []}
 
 
-def test_the_limit_is_one_mebibyte_as_the_template_sets_it() -> None:
-    assert SQS_MAX_MESSAGE_BYTES == 1_048_576
+def test_the_limit_is_the_message_size_every_queue_of_the_template_allows(template: dict[str, Any]) -> None:
+    queues = {
+        name: resource["Properties"].get("MaximumMessageSize")
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::SQS::Queue"
+    }
+
+    assert queues  # the template declares its queues
+    assert queues == dict.fromkeys(queues, SQS_MAX_MESSAGE_BYTES)
 
 
 def test_batches_are_filled_up_to_one_mebibyte_and_never_over() -> None:
