@@ -15,6 +15,8 @@ from devstack.gateway import ApiGateway
 from devstack.invoke import FunctionWorker, RemoteFunction, start_workers
 from devstack.pollers import QueuePoller
 from devstack.provision import DEFAULT_API_KEY, Provisioned, provision
+from devstack.sam import SamLocalLambda, bridge_address
+from devstack.sam import build as sam_build
 from devstack.template import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +99,11 @@ class LocalStack:
         self._pollers: list[QueuePoller] = []
         self._gateway: ApiGateway | None = None
         self._workers: dict[str, FunctionWorker] = {}
+        self._emulator: SamLocalLambda | None = None
         self.moto_endpoint = config.moto_endpoint or ""
+        self.function_host = HOST
+        """The address functions reach this machine by (the embedded AWS, subscribers' callbacks):
+        Docker's bridge in sam mode, as the emulator's containers are not on the host network."""
         self.provisioned: Provisioned | None = None
 
     @property
@@ -127,8 +133,12 @@ class LocalStack:
     def _start(self) -> None:
         config = self.config
         template = load_template(config.template_path)
+        if config.functions_mode == "sam":
+            self.function_host = bridge_address()
         if not self.moto_endpoint:
-            self._moto = ThreadedMotoServer(ip_address=HOST, port=config.moto_port, verbose=False)
+            self._moto = ThreadedMotoServer(
+                ip_address=self.function_host, port=config.moto_port, verbose=False
+            )
             self._moto.start()
             host, port = self._moto.get_host_and_port()
             self.moto_endpoint = f"http://{host}:{port}"
@@ -217,7 +227,7 @@ class LocalStack:
         """A Lambda Invoke endpoint for every function: worker processes, or the SAM CLI's emulator."""
         specs = provisioned.functions
         if self.config.functions_mode == "sam":
-            raise NotImplementedError("SETHUB_LOCAL_FUNCTIONS=sam: devstack.sam is not wired in yet")
+            return self._start_emulator(provisioned, lambda_envs)
         base = {name: value for name, value in os.environ.items() if name in _WORKER_BASE_ENV}
         base |= {name: value for name, value in os.environ.items() if name.startswith("PYTHON")}
         self._workers = start_workers(
@@ -226,6 +236,22 @@ class LocalStack:
             {name: {**base, **env} for name, env in lambda_envs.items()},
         )
         return {name: RemoteFunction(specs[name], worker.endpoint) for name, worker in self._workers.items()}
+
+    def _start_emulator(
+        self, provisioned: Provisioned, lambda_envs: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, RemoteFunction]:
+        """Every function in ``sam local start-lambda``, from ``sam build``'s output (rebuilt if stale)."""
+        root = self.config.template_path.parent
+        self._emulator = SamLocalLambda(
+            root / ".aws-sam" / "build" / "template.yaml",
+            lambda_envs,
+            aws_endpoint=self.moto_endpoint,
+            region=provisioned.region,
+        )
+        with self._emulator.log_path.open("a") as log:
+            sam_build(root, self.config.template_path, region=provisioned.region, log=log)
+        endpoint = self._emulator.start()
+        return {name: RemoteFunction(spec, endpoint) for name, spec in provisioned.functions.items()}
 
     @property
     def sam_env_vars_path(self) -> Path:
@@ -249,6 +275,9 @@ class LocalStack:
         for worker in self._workers.values():
             worker.stop()
         self._workers.clear()
+        if self._emulator is not None:
+            self._emulator.stop()
+            self._emulator = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
@@ -264,6 +293,16 @@ class LocalStack:
                 f"  API key   {self.config.api_key}",
                 f"  moto      {self.moto_endpoint} (prefix {self.config.prefix})",
                 f"  sam local --env-vars {self.sam_env_vars_path.name}",
+                *self._functions_banner(),
                 "Ctrl-C stops it.",
             ]
         )
+
+    def _functions_banner(self) -> list[str]:
+        lines = [f"  callback host {self.function_host} (where functions reach this machine)"]
+        if self._emulator is not None:
+            emulator = self._emulator
+            lines.append(f"  functions sam local start-lambda {emulator.endpoint} (log {emulator.log_path})")
+        else:
+            lines.append("  functions worker processes")
+        return lines
