@@ -157,7 +157,11 @@ class AuthorizingEndpoint:
     def start(self) -> AuthorizingEndpoint:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name=f"aws-gate-{self.function_name}", daemon=True
+                target=self._server.serve_forever,
+                # stop() waits for one poll: keep it short (test hubs come and go by the hundred).
+                kwargs={"poll_interval": 0.05},
+                name=f"aws-gate-{self.function_name}",
+                daemon=True,
             )
             self._thread.start()
         return self

@@ -3,8 +3,10 @@
 ``moto_endpoint`` points boto3 at an in-process moto server (``AWS_ENDPOINT_URL``), with a
 region and fake credentials, for the whole session. ``hub`` creates template.yaml's
 queues, table, keys and secret in it under a fresh prefix, so every test gets an
-isolated hub: ``hub.settings``, ``hub.clients``, ``hub.env`` (the functions' environment)
-and ``hub.provisioned`` (queue URLs by logical id, event sources, routes).
+isolated hub: ``hub.settings``, ``hub.clients`` (the test's own, straight to moto), ``hub.env``
+(the functions' environment) and ``hub.provisioned`` (queue URLs by logical id, event sources,
+routes). ``hub.function(name)`` loads a handler that runs with its role's authorising AWS
+endpoint (``hub.endpoint_for(name)``), so every AWS call it makes is checked as AWS would.
 """
 
 from __future__ import annotations
@@ -12,16 +14,21 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from authorized import AuthorizedFunction
 from moto.server import ThreadedMotoServer
 
+from devstack.awsgate import AuthorizingEndpoint, endpoint_for
+from devstack.credentials import seed_local_keys
+from devstack.functions import load_function
 from devstack.provision import Provisioned, provision
 from devstack.template import load_template
-from sethub.clients import AwsClients
+from sethub.clients import DEFAULT_CONFIG, AwsClients
 from sethub.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +68,17 @@ def template() -> dict[str, Any]:
     return load_template(TEMPLATE)
 
 
+class DirectClients(AwsClients):
+    """The test's own clients: straight to moto, whatever endpoint a function runs with."""
+
+    def __init__(self, endpoint_url: str) -> None:
+        super().__init__()
+        self._endpoint_url = endpoint_url
+
+    def _client(self, service: str) -> Any:
+        return boto3.Session().client(service, endpoint_url=self._endpoint_url, config=DEFAULT_CONFIG)  # type: ignore[call-overload]
+
+
 @dataclass
 class Hub:
     """An isolated hub in moto: what a deployed stack's functions would see."""
@@ -69,19 +87,49 @@ class Hub:
     clients: AwsClients
     env: dict[str, str]
     provisioned: Provisioned
+    endpoints: dict[str, AuthorizingEndpoint] = field(default_factory=dict)
 
     @property
     def api_key(self) -> str:
         return self.provisioned.api_key
 
+    def endpoint_for(self, function: str) -> AuthorizingEndpoint:
+        """``function``'s AWS endpoint, applying its role (started on first use, stopped with the hub)."""
+        if function not in self.endpoints:
+            self.endpoints[function] = endpoint_for(self.provisioned, function).start()
+        return self.endpoints[function]
+
+    def env_for(self, function: str) -> dict[str, str]:
+        """``function``'s environment, its AWS calls going through its role's endpoint."""
+        return {**self.provisioned.env_for(function), "AWS_ENDPOINT_URL": self.endpoint_for(function).url}
+
+    def function(self, name: str) -> AuthorizedFunction:
+        """The handler of function ``name``, loaded in-process, invoked with its role applied."""
+        spec = self.provisioned.functions[name]
+        return AuthorizedFunction(load_function(spec, ROOT, self.provisioned.region), self.endpoint_for(name))
+
+    def close(self) -> None:
+        for endpoint in self.endpoints.values():
+            endpoint.stop()
+        self.endpoints.clear()
+
 
 @pytest.fixture
-def hub(moto_endpoint: str, template: dict[str, Any]) -> Hub:
+def hub(moto_endpoint: str, template: dict[str, Any]) -> Iterator[Hub]:
     provisioned = provision(
         template,
         endpoint_url=moto_endpoint,
         prefix=f"t{uuid.uuid4().hex[:10]}",
         overrides=LOCAL_OVERRIDES,
     )
+    # The local keys of DESIGN.md (admin local-dev-key, publisher, subscriber), as the stack seeds them.
+    seed_local_keys(provisioned, {})
     env = provisioned.union_env()
-    return Hub(settings=Settings.from_env(env), clients=AwsClients(), env=env, provisioned=provisioned)
+    created = Hub(
+        settings=Settings.from_env(env),
+        clients=DirectClients(moto_endpoint),
+        env=env,
+        provisioned=provisioned,
+    )
+    yield created
+    created.close()

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from authorized import AuthorizedFunction
 from hostile_strategies import (
     EVENT_TYPE,
     FORM,
@@ -29,7 +30,6 @@ from hostile_strategies import (
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from devstack.functions import LocalFunction, load_function
 from devstack.gateway import proxy_event
 from sethub.store import SubscriptionStore
 
@@ -62,10 +62,9 @@ class Functions:
     def __init__(self, hub: Any) -> None:
         self.hub = hub
         self.api_key: str = hub.api_key
-        specs = hub.provisioned.functions
-        region = hub.provisioned.region
-        self.websub: LocalFunction = load_function(specs["WebSubFunction"], ROOT, region)
-        self.ingest: LocalFunction = load_function(specs["IngestFunction"], ROOT, region)
+        # Each handler's AWS calls go through its own role's endpoint.
+        self.websub: AuthorizedFunction = hub.function("WebSubFunction")
+        self.ingest: AuthorizedFunction = hub.function("IngestFunction")
 
     def key_header(self, choice: str) -> dict[str, str]:
         return {"real": {"x-api-key": self.api_key}, "wrong": {"x-api-key": "not-the-key"}, "none": {}}[

@@ -22,8 +22,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from authorized import AuthorizedFunction
 
-from devstack.functions import LocalFunction, load_function
 from devstack.gateway import proxy_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,8 +100,8 @@ class Flow:
     def __init__(self, hub: Any) -> None:
         self.hub = hub
         self.sqs = hub.clients.sqs
-        specs, region = hub.provisioned.functions, hub.provisioned.region
-        self.functions = {name: load_function(spec, ROOT, region) for name, spec in specs.items()}
+        # Each handler's AWS calls go through its own role's endpoint.
+        self.functions = {name: hub.function(name) for name in hub.provisioned.functions}
         self.produced: list[str] = []
         """Every response body and every queue message the hub produced."""
 
@@ -166,7 +166,7 @@ def flow(hub: Any, monkeypatch: pytest.MonkeyPatch) -> Flow:
         monkeypatch.setenv(name, value)
     created = Flow(hub)
     # Handlers build their dependencies once per container; this test's hub is a new "container".
-    websub: LocalFunction = created.functions["WebSubFunction"]
+    websub: AuthorizedFunction = created.functions["WebSubFunction"]
     for name in ("settings", "clients", "hub", "signer"):
         cache_clear = getattr(websub.handler.__globals__.get(name), "cache_clear", None)
         if cache_clear is not None:

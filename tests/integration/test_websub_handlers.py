@@ -14,9 +14,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from authorized import AuthorizedFunction
 from websub_peer import CallbackServer, websub_peer
 
-from devstack.functions import LocalFunction, load_function
 from sethub.messages import SetEvent, parse_message
 from sethub.store import SubscriptionStore
 
@@ -32,10 +32,9 @@ def sample(name: str) -> dict[str, Any]:
 class Functions:
     def __init__(self, hub: Any) -> None:
         self.hub = hub
-        specs = hub.provisioned.functions
-        region = hub.provisioned.region
-        self.websub: LocalFunction = load_function(specs["WebSubFunction"], ROOT, region)
-        self.verifier: LocalFunction = load_function(specs["VerifierFunction"], ROOT, region)
+        # Each handler's AWS calls go through its own role's endpoint.
+        self.websub: AuthorizedFunction = hub.function("WebSubFunction")
+        self.verifier: AuthorizedFunction = hub.function("VerifierFunction")
 
     def post_hub(self, params: dict[str, str], *, api_key: bool = True) -> dict[str, Any]:
         event = copy.deepcopy(sample("hub-subscribe.json"))
