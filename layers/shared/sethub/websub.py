@@ -12,6 +12,7 @@ Subscribe and unsubscribe only store a pending request and queue its verificatio
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from sethub.errors import (
     UpstreamError,
 )
 from sethub.events import NON_FINITE_REASON, MalformedJsonError, decode_json
+from sethub.hygiene import callback_host, control_problem
 from sethub.limits import MAX_CALLBACK_CHARS, MAX_CONTENT_BYTES, MAX_TOPIC_CHARS
 from sethub.messages import DenySubscription, Format, VerifyIntent, VerifyQueueMessage
 from sethub.netguard import vet_url
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
     from sethub.ingest import Ingestor
     from sethub.outbound import GuardedHttp
 
+logger = logging.getLogger(__name__)
+
 MAX_HUB_BODY_BYTES = 1024 * 1024
 MAX_SECRET_BYTES = 199
 """W3C WebSub 5.1: the secret must be under 200 bytes."""
@@ -52,6 +56,7 @@ MAX_FETCH_BYTES = MAX_CONTENT_BYTES
 """Largest topic content a W3C-style publish fetches: what a publish body may carry."""
 
 ACCEPTED = "hub.mode=accepted"
+FETCH_FAILED = "could not fetch the topic URL: it must answer 2xx from a public address"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _WHOLE_NUMBER = re.compile(r"^[0-9]{1,12}$")
@@ -89,6 +94,10 @@ def parse_hub_request(
     """Parse a ``POST /hub``: ``PayloadTooLargeError`` over 1 MiB, ``BadRequestError`` for a bad form."""
     if len(body) > MAX_HUB_BODY_BYTES:
         raise PayloadTooLargeError(f"request body is over {MAX_HUB_BODY_BYTES} bytes")
+    if query and "hub.secret" in query:
+        # A query string lands in access logs, proxies and browser history: refuse it
+        # rather than store a secret that has already leaked.
+        raise BadRequestError("hub.secret must be sent in the form body, never in the query string")
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     form: dict[str, str] = {}
     if media_type == FORM_CONTENT_TYPE and body:
@@ -203,9 +212,18 @@ class Hub:
             raise BadRequestError("hub.callback is required")
         if len(callback) > MAX_CALLBACK_CHARS:
             raise BadRequestError(f"hub.callback is too long (at most {MAX_CALLBACK_CHARS} characters)")
-        parts = urlsplit(callback)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        problem = control_problem("hub.callback", callback)
+        if problem:
+            raise BadRequestError(problem)
+        try:
+            parts = urlsplit(callback)
+            scheme, hostname = parts.scheme.lower(), parts.hostname
+        except ValueError:
+            scheme, hostname = "", None
+        if scheme not in ("http", "https") or not hostname:
             raise BadRequestError("hub.callback must be an absolute http(s) URL")
+        if scheme == "http" and not self._settings.allow_http_callbacks:
+            raise BadRequestError("hub.callback must be an https URL")
         try:
             vet_url(
                 callback,
@@ -213,7 +231,14 @@ class Hub:
                 allow_http=self._settings.allow_http_callbacks,
             )
         except BlockedAddressError as exc:
-            raise BadRequestError(f"hub.callback refused: {exc}") from None
+            # The detail (which address it resolved to) stays in the log: echoed to the
+            # caller it would make the hub a DNS oracle for private names.
+            logger.info(
+                "callback refused", extra={"callback_host": callback_host(callback), "reason": str(exc)}
+            )
+            raise BadRequestError(
+                "hub.callback refused: the hub only contacts hosts with public addresses"
+            ) from None
         return callback
 
     def _enqueue(self, message: VerifyQueueMessage) -> None:
@@ -233,7 +258,7 @@ class Hub:
         topic = (params.get("hub.topic") or params.get("hub.url") or "").strip()
         if not topic:
             raise BadRequestError("hub.topic (or hub.url) is required")
-        _check_topic_size(topic)
+        _check_topic(topic)
         if not self._settings.open_topics and not self._store.topic_exists(topic):
             raise NotFoundError("unknown topic: register it first with hub.mode=register")
         if request.params_in_body or not request.body:
@@ -245,6 +270,9 @@ class Hub:
             self.ingestor.ingest([{**payload, "topic": topic}], base_url=base_url)
         else:
             content_type = request.content_type or DEFAULT_CONTENT_TYPE
+            problem = control_problem("Content-Type", content_type)
+            if problem:
+                raise BadRequestError(problem)
             self.ingestor.enqueue_content(topic, request.body, content_type, base_url=base_url)
         return HubReply(status=202)
 
@@ -254,17 +282,29 @@ class Hub:
             raise BadRequestError(
                 "nothing to publish: send the content as the body, or use an http(s) topic URL"
             )
+        # Why a fetch failed (refused address, DNS, connection, status) goes to the log
+        # only: told to the caller, it would make the hub a DNS and port-scan oracle.
+        host = callback_host(topic)
         try:
             response = self.fetcher.request("GET", topic, headers={"Accept": "*/*"})
         except BlockedAddressError as exc:
-            raise BadRequestError(f"topic URL refused: {exc}") from None
+            logger.info("topic fetch refused", extra={"topic_host": host, "reason": str(exc)})
+            raise BadRequestError(FETCH_FAILED) from None
         except OutboundError as exc:
-            raise BadRequestError(f"could not fetch the topic URL: {exc}") from None
+            logger.info("topic fetch failed", extra={"topic_host": host, "reason": str(exc)})
+            raise BadRequestError(FETCH_FAILED) from None
         if not 200 <= response.status < 300:
-            raise BadRequestError(f"fetching the topic URL answered {response.status}")
+            logger.info("topic fetch failed", extra={"topic_host": host, "status": response.status})
+            raise BadRequestError(FETCH_FAILED)
         if len(response.body) > MAX_FETCH_BYTES:
             raise PayloadTooLargeError(f"the topic's content is over {MAX_FETCH_BYTES} bytes")
         content_type = response.headers.get("Content-Type") or DEFAULT_CONTENT_TYPE
+        if control_problem("Content-Type", content_type):
+            logger.info(
+                "topic fetch refused",
+                extra={"topic_host": host, "reason": "control characters in Content-Type"},
+            )
+            raise BadRequestError(FETCH_FAILED)
         return response.body, content_type
 
     @property
@@ -289,13 +329,16 @@ def _topic(params: Mapping[str, str]) -> str:
     topic = params.get("hub.topic", "").strip()
     if not topic:
         raise BadRequestError("hub.topic is required")
-    _check_topic_size(topic)
+    _check_topic(topic)
     return topic
 
 
-def _check_topic_size(topic: str) -> None:
+def _check_topic(topic: str) -> None:
     if len(topic) > MAX_TOPIC_CHARS:
         raise BadRequestError(f"hub.topic is too long (at most {MAX_TOPIC_CHARS} characters)")
+    problem = control_problem("hub.topic", topic)
+    if problem:
+        raise BadRequestError(problem)
 
 
 def _secret(params: Mapping[str, str]) -> bytes | None:
