@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,8 +114,8 @@ class Hub:
         self.endpoints.clear()
 
 
-@pytest.fixture
-def hub(moto_endpoint: str, template: dict[str, Any]) -> Iterator[Hub]:
+def build_hub(moto_endpoint: str, template: dict[str, Any]) -> Hub:
+    """A hub provisioned from ``template`` under a fresh prefix (close it when done)."""
     provisioned = provision(
         template,
         endpoint_url=moto_endpoint,
@@ -125,11 +125,30 @@ def hub(moto_endpoint: str, template: dict[str, Any]) -> Iterator[Hub]:
     # The local keys of DESIGN.md (admin local-dev-key, publisher, subscriber), as the stack seeds them.
     seed_local_keys(provisioned, {})
     env = provisioned.union_env()
-    created = Hub(
+    return Hub(
         settings=Settings.from_env(env),
         clients=DirectClients(moto_endpoint),
         env=env,
         provisioned=provisioned,
     )
+
+
+@pytest.fixture
+def hub(moto_endpoint: str, template: dict[str, Any]) -> Iterator[Hub]:
+    created = build_hub(moto_endpoint, template)
     yield created
     created.close()
+
+
+@pytest.fixture
+def hub_factory(moto_endpoint: str) -> Iterator[Callable[[dict[str, Any]], Hub]]:
+    """Hubs from edited templates (e.g. a role missing an action), closed after the test."""
+    built: list[Hub] = []
+
+    def build(template: dict[str, Any]) -> Hub:
+        built.append(build_hub(moto_endpoint, template))
+        return built[-1]
+
+    yield build
+    for created in built:
+        created.close()
