@@ -126,7 +126,7 @@ class Bench:
                     lease_seconds=lease,
                     requested_at=time.time_ns(),
                 )
-                pending = store.get_pending(topic, request_id)
+                pending = store.get_pending(topic, self.callback(topic, index), request_id)
                 assert pending is not None
                 store.apply_verified(pending)
             now = time.time()

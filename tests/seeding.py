@@ -22,6 +22,6 @@ def seed_subscription(
         lease_seconds=3600,
         requested_at=time.time_ns(),
     )
-    pending = store.get_pending(topic, request_id)
+    pending = store.get_pending(topic, callback, request_id)
     assert pending is not None
     assert store.apply_verified(pending)

@@ -1,8 +1,8 @@
 """The verify-queue consumer: verification of intent and denial callbacks.
 
-Thin: each SQS record is one ``sethub.verification`` call. A network failure fails
-the record alone (partial batch response) so SQS redelivers it; everything else is
-settled and logged.
+Thin: the records of a batch go to ``sethub.verification`` together (verified side by
+side, each GET under one total deadline). Every outcome of a GET is final and settled;
+only an AWS failure fails a record (partial batch response), so SQS redelivers it.
 """
 
 from __future__ import annotations
@@ -12,66 +12,105 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub.clients import AwsClients
-from sethub.messages import DenySubscription, MessageFormatError, VerifyIntent, parse_message
+from sethub.errors import ConfigurationError, UpstreamError
+from sethub.hostlimits import HostLimits
+from sethub.messages import (
+    DenySubscription,
+    MessageFormatError,
+    VerifyIntent,
+    VerifyQueueMessage,
+    parse_message,
+)
 from sethub.outbound import GuardedHttp
 from sethub.runtime import per_environment
 from sethub.settings import Settings
 from sethub.store import SubscriptionStore
-from sethub.verification import MAX_RESPONSE_BYTES, Verifier
+from sethub.verification import MAX_RESPONSE_BYTES, Requeue, Verifier, limit_host
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sethub")
-processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def _requeue(clients: AwsClients, queue_url: str) -> Requeue:
+    def requeue(message: VerifyIntent, delay_seconds: int) -> None:
+        try:
+            clients.sqs.send_message(
+                QueueUrl=queue_url, MessageBody=message.to_json(), DelaySeconds=min(delay_seconds, 900)
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"SQS could not put a verification back: {type(exc).__name__}") from exc
+
+    return requeue
 
 
 def _build_verifier() -> Verifier:
     settings = Settings.from_env()
-    store = SubscriptionStore(AwsClients(), settings)
+    if not settings.verify_queue_url:
+        raise ConfigurationError("SETHUB_VERIFY_QUEUE_URL is not set")
+    clients = AwsClients()
+    store = SubscriptionStore(clients, settings)
     http = GuardedHttp.from_settings(settings, max_response_bytes=MAX_RESPONSE_BYTES)
-    return Verifier(store, http)
+    return Verifier(
+        store,
+        http,
+        limits=HostLimits(clients, settings),
+        requeue=_requeue(clients, settings.verify_queue_url),
+    )
 
 
 verifier = per_environment(_build_verifier)
 
 
-@tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
+def _parse(record: dict[str, Any]) -> VerifyQueueMessage | None:
     try:
-        message = parse_message(record.body)
+        message = parse_message(str(record.get("body", "")))
     except MessageFormatError as exc:
         # Redelivery cannot fix a message sethub did not write: drop it, loudly.
         logger.error("dropped a malformed verify message", extra={"error": str(exc)[:200]})
         metrics.add_metric(name="VerifyMessagesDropped", unit=MetricUnit.Count, value=1)
-        return
+        return None
     if not isinstance(message, VerifyIntent | DenySubscription):
         logger.error("dropped a message of the wrong kind", extra={"kind": message.kind})
-        return
-    outcome = verifier().process(message)
-    logger.info(
-        "verification",
-        extra={
-            "outcome": outcome.kind,
-            "topic": outcome.topic,
-            "callback": outcome.callback,
-            "detail": outcome.detail,
-        },
-    )
-    metrics.add_metric(name=f"Verification_{outcome.kind}", unit=MetricUnit.Count, value=1)
+        return None
+    return message
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dict[str, str]]]:
+    work: list[tuple[str, VerifyQueueMessage]] = []
+    for record in event.get("Records", []):
+        message = _parse(record)
+        if message is not None:
+            work.append((str(record["messageId"]), message))
+    results = verifier().process_all([message for _, message in work])
+    failures: list[dict[str, str]] = []
+    for (message_id, message), result in zip(work, results, strict=True):
+        # Callback URLs may carry tokens: logs name the host only.
+        host = limit_host(message.callback)
+        if isinstance(result, Exception):
+            logger.error(
+                "verification failed, SQS will redeliver it",
+                extra={"topic": message.topic, "callback_host": host, "error": str(result)[:300]},
+            )
+            failures.append({"itemIdentifier": message_id})
+            continue
+        logger.info(
+            "verification",
+            extra={
+                "outcome": result.kind,
+                "topic": result.topic,
+                "callback_host": host,
+                "detail": result.detail,
+            },
+        )
+        metrics.add_metric(name=f"Verification_{result.kind}", unit=MetricUnit.Count, value=1)
+    return {"batchItemFailures": failures}

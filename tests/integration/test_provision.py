@@ -288,7 +288,7 @@ def test_the_hub_template_wires_its_queues_to_their_consumers(moto_endpoint):
     assert sources == {
         "EventsQueue": ("DispatchFunction", 10, 1, 50, True, True),
         "RetryQueue": ("DispatchFunction", 10, 1, 20, True, True),
-        "VerifyQueue": ("VerifierFunction", 1, 0, 10, True, True),
+        "VerifyQueue": ("VerifierFunction", 10, 0, 10, True, True),
     }
     for mapping in stack.event_sources:
         assert mapping.queue_url == stack.queue_urls[mapping.queue]

@@ -105,7 +105,7 @@ def test_subscribe_then_verify_through_the_handlers(
     assert secret not in capsys.readouterr().out
 
 
-def test_a_callback_that_cannot_be_reached_fails_only_its_record(
+def test_a_callback_that_cannot_be_reached_is_settled_and_holds_up_no_other(
     functions: Functions, callbacks: CallbackServer
 ) -> None:
     with socket.socket() as probe:  # a port with nobody listening on it
@@ -119,8 +119,13 @@ def test_a_callback_that_cannot_be_reached_fails_only_its_record(
 
     result = functions.verifier.invoke(event)
 
-    assert result == {"batchItemFailures": [{"itemIdentifier": dead_record["messageId"]}]}
+    # Every attempt is final: SQS gets nothing back to redeliver to a dead callback.
+    assert result == {"batchItemFailures": []}
     assert len(callbacks.gets()) == 1
+    store = SubscriptionStore(functions.hub.clients, functions.hub.settings)
+    assert store.get_active(TOPIC, callbacks.url(), now=time.time()) is not None
+    dead_message = parse_message(dead_record["body"])
+    assert store.get_pending(TOPIC, dead, dead_message.request_id) is None  # type: ignore[union-attr]
 
 
 def test_a_malformed_verify_message_is_dropped_not_retried(functions: Functions) -> None:

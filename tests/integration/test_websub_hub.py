@@ -228,7 +228,7 @@ def test_verified_resubscription_replaces_secret_format_and_lease(
     assert len(driver.active()) == 1
 
 
-def test_an_older_request_verified_late_does_not_overwrite_a_newer_one(
+def test_a_newer_request_replaces_the_pending_one_which_is_never_verified(
     driver: Driver, callbacks: CallbackServer
 ) -> None:
     driver.subscribe(callbacks.url(), **{"hub.secret": "older"})
@@ -236,9 +236,11 @@ def test_an_older_request_verified_late_does_not_overwrite_a_newer_one(
     older, newer = (parse_message(body) for body in driver.verify_queue())
 
     assert driver.verifier.process(newer).kind == "verified"  # type: ignore[arg-type]
-    assert driver.verifier.process(older).kind == "superseded"  # type: ignore[arg-type]
+    # One pending request per (topic, callback): the older one is gone, and costs no GET.
+    assert driver.verifier.process(older).kind == "expired"  # type: ignore[arg-type]
 
     assert driver.active()[callbacks.url()].secret == b"newer"
+    assert len(callbacks.gets()) == 1
 
 
 def test_a_late_subscribe_does_not_undo_a_newer_unsubscribe(

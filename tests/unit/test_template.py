@@ -36,6 +36,7 @@ from sethub.settings import (
     DEFAULT_RETRY_SCHEDULE,
     Settings,
 )
+from sethub.verification import MAX_CONCURRENT
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +75,7 @@ EXPECTED_WIRING: dict[str, dict[str, str]] = {
         "SETHUB_DATA_KEY_ID": "DataKey",
         "SETHUB_API_KEY_SECRET_ID": "ApiKeySecret",
     },
-    "VerifierFunction": {},
+    "VerifierFunction": {"SETHUB_VERIFY_QUEUE_URL": "VerifyQueue"},
     "DispatchFunction": {
         "SETHUB_EVENTS_QUEUE_URL": "EventsQueue",
         "SETHUB_RETRY_QUEUE_URL": "RetryQueue",
@@ -110,7 +111,11 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         *((action, "HubTable") for action in _TABLE_READ_WRITE),
         # The verified-subscription transaction checks the topic: AWS authorises it per item.
         ("dynamodb:ConditionCheckItem", "HubTable"),
+        # Per-host denial counters (sethub.hostlimits).
+        ("dynamodb:UpdateItem", "HubTable"),
         *((action, "VerifyQueue") for action in POLLER_ACTIONS),
+        # A verification whose callback host is busy goes back on its queue, delayed.
+        ("sqs:SendMessage*", "VerifyQueue"),
     },
     "DispatchFunction": {
         *(
@@ -823,11 +828,12 @@ def test_deployed_defaults_are_the_design_defaults(template: Template) -> None:
 
 
 def test_a_verification_batch_finishes_within_the_verifier_timeout(template: Template) -> None:
-    # The verifier handles its records one after the other, and one GET may take the
-    # timeout to connect, again to read, and again for the body: 3 x the longest allowed.
+    # The verifier runs a batch's GETs side by side (up to MAX_CONCURRENT), each bounded
+    # in total by the timeout: a batch takes one timeout, plus DynamoDB and SQS calls.
     longest = int(template["Parameters"]["DeliveryTimeoutSeconds"]["MaxValue"])
     ((_, _, source),) = [s for s in sqs_event_sources(template) if s[0] == "VerifierFunction"]
-    assert source["BatchSize"] * 3 * longest <= functions(template)["VerifierFunction"]["Timeout"]
+    assert source["BatchSize"] <= MAX_CONCURRENT
+    assert 2 * longest <= functions(template)["VerifierFunction"]["Timeout"]
 
 
 def test_routes_and_api_key_requirements(template: Template) -> None:

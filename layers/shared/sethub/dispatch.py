@@ -23,7 +23,8 @@ the retry queue); if anything on the way fails it is reported as a batch item
 failure and SQS delivers it again: at least once, nothing lost.
 
 Given the invocation's remaining time, no delivery starts once there is no longer
-time for it to finish (two request timeouts) and for the follow-ups to be queued:
+time for it to finish (one request timeout, which bounds a request from resolving the
+host to the last byte of the answer) and for the follow-ups to be queued:
 those not started are handed to the retry queue without counting as an attempt, so a
 batch full of hanging subscribers makes progress instead of timing out whole.
 """
@@ -193,7 +194,8 @@ class Dispatcher:
         now = self._now()
         start_by = None
         if time_left is not None:
-            reserve = 2 * self._settings.delivery_timeout_seconds + FOLLOWUP_RESERVE_SECONDS
+            # One whole request: the delivery timeout is total (sethub.outbound).
+            reserve = self._settings.delivery_timeout_seconds + FOLLOWUP_RESERVE_SECONDS
             start_by = time.monotonic() + time_left - reserve
         result = BatchResult()
         work: list[_Work] = []

@@ -114,6 +114,8 @@ class VerifyIntent(_Message):
     topic: str
     callback: str
     request_id: str
+    deferrals: int = 0
+    """Times the verifier put it back because its callback's host was busy."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,12 @@ to is vetted first (SSRF). Two checks use this module:
   once and returns the vetted addresses that the connection then uses, so a DNS
   answer that changes between the check and the connect (rebinding) changes nothing.
 
+``getaddrinfo`` has no timeout of its own, so a lookup given a ``timeout`` runs on a
+small shared pool of threads and the caller waits only that long (a slow name server
+cannot stretch a request past its deadline). Concurrent lookups of the same name share
+one thread, so one hostile name holds one thread, not one per caller. The resolver is
+injectable (``Resolver``): the system's by default, a stub in tests.
+
 An address is refused unless it is public unicast: loopback, private, link-local
 (cloud metadata included), carrier-grade NAT, multicast, reserved, unspecified,
 benchmarking and documentation ranges are all refused, in IPv4 and in IPv6, and
@@ -20,14 +26,28 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import Final
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from typing import Any, Final
 
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from sethub.errors import BlockedAddressError, OutboundError
+from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+AddrInfo = tuple[Any, ...]
+"""One ``getaddrinfo`` answer: (family, type, proto, canonname, sockaddr)."""
+Resolver = Callable[[str, int], Sequence[AddrInfo]]
+"""Resolves (host, port) to ``getaddrinfo``-shaped answers; raises ``OSError`` when it cannot."""
+
+LOOKUP_THREADS: Final = 64
+"""Lookups in flight at once; one stalled name holds one thread until the OS resolver gives up."""
+VET_RESOLVE_TIMEOUT_SECONDS: Final = 5.0
+"""How long ``vet_url`` (a subscribe or publish request) waits for DNS before letting the URL through."""
 
 _V4 = ipaddress.IPv4Network
 _V6 = ipaddress.IPv6Network
@@ -142,12 +162,60 @@ def check_address(address: str, *, allow_private: bool) -> None:
         raise BlockedAddressError(f"refused to contact {parsed}: {reason}")
 
 
-def resolve_public(host: str, port: int, *, allow_private: bool) -> list[str]:
+def system_resolver(host: str, port: int) -> Sequence[AddrInfo]:
+    """The operating system's resolver (looked up on each call, so tests can patch it)."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+class _Lookups:
+    """A bounded pool of lookup threads; callers of the same (resolver, host, port) share one."""
+
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        # Reentrant: a lookup done before add_done_callback runs _forget at once, in this
+        # thread, which still holds the lock (a plain Lock deadlocks there).
+        self._lock = threading.RLock()
+        self._in_flight: dict[tuple[Resolver, str, int], Future[Sequence[AddrInfo]]] = {}
+
+    def resolve(self, resolver: Resolver, host: str, port: int, timeout: float) -> Sequence[AddrInfo]:
+        key = (resolver, host, port)
+        with self._lock:
+            future = self._in_flight.get(key)
+            if future is None:
+                if self._pool is None:
+                    # Threads start only as lookups need them.
+                    self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="sethub-dns")
+                future = self._pool.submit(resolver, host, port)
+                self._in_flight[key] = future
+                future.add_done_callback(lambda done: self._forget(key, done))
+        # A stalled lookup keeps its thread; the caller leaves when its time is up.
+        return future.result(timeout=max(timeout, 0.0))
+
+    def _forget(self, key: tuple[Resolver, str, int], done: Future[Sequence[AddrInfo]]) -> None:
+        with self._lock:
+            if self._in_flight.get(key) is done:
+                del self._in_flight[key]
+
+
+_LOOKUPS: Final = _Lookups(LOOKUP_THREADS)
+
+
+def resolve_public(
+    host: str,
+    port: int,
+    *,
+    allow_private: bool,
+    resolver: Resolver | None = None,
+    timeout: float | None = None,
+) -> list[str]:
     """Resolve ``host`` once and return the addresses to connect to, in resolver order.
 
     Every resolved address must pass (one bad answer refuses the host: an attacker
     controlling DNS could otherwise mix a public and a private answer). Raises
-    ``BlockedAddressError`` for a refused host, ``OutboundError`` when it does not resolve.
+    ``BlockedAddressError`` for a refused host, ``OutboundError`` when it does not resolve
+    and ``OutboundTimeoutError`` when no answer came within ``timeout`` seconds (None:
+    wait in the calling thread for as long as the resolver takes).
     """
     bare = host.strip("[]").rstrip(".")
     if not bare:
@@ -159,8 +227,11 @@ def resolve_public(host: str, port: int, *, allow_private: bool) -> list[str]:
         # A literal needs no DNS round trip; keep an IPv6 zone id (fe80::1%eth0) intact.
         check_address(bare, allow_private=allow_private)
         return [bare]
+    lookup = system_resolver if resolver is None else resolver
     try:
-        infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)
+        infos = lookup(bare, port) if timeout is None else _LOOKUPS.resolve(lookup, bare, port, timeout)
+    except FutureTimeoutError:
+        raise OutboundTimeoutError(f"resolving the host timed out after {timeout:g} s") from None
     except (OSError, UnicodeError) as exc:
         raise OutboundError(f"cannot resolve host {bare!r}: {exc.__class__.__name__}") from None
     addresses: list[str] = []
@@ -174,13 +245,21 @@ def resolve_public(host: str, port: int, *, allow_private: bool) -> list[str]:
     return addresses
 
 
-def vet_url(url: str, *, allow_private: bool, allow_http: bool) -> None:
+def vet_url(
+    url: str,
+    *,
+    allow_private: bool,
+    allow_http: bool,
+    resolver: Resolver | None = None,
+    resolve_timeout: float = VET_RESOLVE_TIMEOUT_SECONDS,
+) -> None:
     """Raise ``BlockedAddressError`` (one-line reason) unless ``url`` may be contacted.
 
     Checks the scheme (https, or http when ``allow_http``), that there is a host and no
     user info, and that every address the host resolves to is public. A host that does
-    not resolve at all is let through: DNS may be briefly down, the request is not
-    dangerous, and the connect-time check refuses it anyway if it later resolves badly.
+    not resolve at all (or not within ``resolve_timeout``) is let through: DNS may be
+    briefly down, the request is not dangerous, and the connect-time check refuses it
+    anyway if it later resolves badly.
     """
     try:
         parsed = parse_url(url)
@@ -196,15 +275,22 @@ def vet_url(url: str, *, allow_private: bool, allow_http: bool) -> None:
         raise BlockedAddressError("URL has no host")
     port = parsed.port or (443 if scheme == "https" else 80)
     try:
-        resolve_public(parsed.host, port, allow_private=allow_private)
+        resolve_public(
+            parsed.host, port, allow_private=allow_private, resolver=resolver, timeout=resolve_timeout
+        )
     except OutboundError:
         return
 
 
 __all__ = [
+    "LOOKUP_THREADS",
+    "VET_RESOLVE_TIMEOUT_SECONDS",
+    "AddrInfo",
+    "Resolver",
     "check_address",
     "forbidden_reason",
     "is_odd_ipv4_spelling",
     "resolve_public",
+    "system_resolver",
     "vet_url",
 ]

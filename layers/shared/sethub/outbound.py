@@ -10,10 +10,12 @@ since this is the hub's hot path:
   rebinding window between the check and the connect;
 - redirects are never followed (a 3xx is returned as a response) and nothing is
   retried here (retries are the caller's policy);
-- every request has a connect timeout, and its response (status line, headers and
-  body) must arrive whole within the timeout, counted from when the request was sent:
-  a server dripping bytes cannot hold a delivery thread; the body is read up to
-  ``max_response_bytes`` and never decompressed;
+- every request has one total deadline, ``timeout`` seconds from its start: resolving
+  the host (on a bounded pool of lookup threads, ``sethub.netguard``), connecting, the
+  TLS handshake, sending the request and reading the whole response each get only what
+  is left of it, so neither a slow name server nor a server dripping bytes (or reading
+  the body a byte at a time) can hold a delivery thread for longer; the body is read up
+  to ``max_response_bytes`` and never decompressed;
 - connections are pooled and kept alive per (scheme, host, port); a connection whose
   response was not read to the end is closed rather than returned dirty to the pool.
 
@@ -27,7 +29,9 @@ from __future__ import annotations
 import io
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from http.client import HTTPException
 from http.client import HTTPResponse as _StdlibResponse
@@ -47,7 +51,7 @@ from urllib3.exceptions import (
 from urllib3.util.connection import create_connection
 
 from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutError
-from sethub.netguard import resolve_public
+from sethub.netguard import Resolver, resolve_public
 from sethub.settings import Settings
 
 DEFAULT_MAX_RESPONSE_BYTES: Final = 64 * 1024
@@ -56,6 +60,33 @@ DEFAULT_POOL_MAXSIZE: Final = 32
 DEFAULT_NUM_POOLS: Final = 128
 """Distinct (scheme, host, port) pools kept; bounded because each idle connection is a file descriptor."""
 _READ_CHUNK: Final = 16 * 1024
+
+_DEADLINE: ContextVar[float | None] = ContextVar("sethub_outbound_deadline", default=None)
+"""``time.monotonic()`` by which the current thread's request must be over.
+
+Set by ``GuardedHttp.request`` around the whole urllib3 call; the connection and the
+response, which urllib3 builds and pools, read it to give each step only what is left.
+"""
+
+
+@contextmanager
+def _deadline(deadline: float) -> Iterator[None]:
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _remaining(fallback: float | None) -> float | None:
+    """Seconds left of the current request, ``fallback`` outside one; TimeoutError once spent."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return fallback
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("the request ran out of time")
+    return remaining
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,22 +100,40 @@ class OutboundResponse:
     """Seconds from the start of the request to the end of reading the body."""
 
 
-def _connect_vetted(conn: HTTPConnection, allow_private: bool) -> socket.socket:
-    """Resolve and vet the host once, then connect to a vetted address (never re-resolve)."""
-    addresses = resolve_public(conn._dns_host, conn.port, allow_private=allow_private)
+def _connect_vetted(conn: HTTPConnection, allow_private: bool, resolver: Resolver | None) -> socket.socket:
+    """Resolve and vet the host once, then connect to a vetted address (never re-resolve).
+
+    Resolution and each connect attempt get what is left of the request's deadline, and
+    the connected socket keeps only what is left after that, for the TLS handshake
+    (which CPython bounds as a whole by the socket's timeout) and the first send.
+    """
+    try:
+        timeout = _remaining(conn.timeout)
+    except TimeoutError as exc:
+        raise ConnectTimeoutError(conn, "connect timed out") from exc
+    addresses = resolve_public(
+        conn._dns_host, conn.port, allow_private=allow_private, resolver=resolver, timeout=timeout
+    )
     failure: OSError | None = None
     for address in addresses:
         try:
-            return create_connection(
+            sock = create_connection(
                 (address, conn.port),
-                conn.timeout,
+                _remaining(conn.timeout),
                 source_address=conn.source_address,
                 socket_options=conn.socket_options,
             )
         except TimeoutError as exc:
-            raise ConnectTimeoutError(conn, f"connect timed out after {conn.timeout} s") from exc
+            raise ConnectTimeoutError(conn, "connect timed out") from exc
         except OSError as exc:
             failure = exc
+            continue
+        try:
+            sock.settimeout(_remaining(conn.timeout))
+        except TimeoutError as exc:
+            sock.close()
+            raise ConnectTimeoutError(conn, "connect timed out") from exc
+        return sock
     # The urllib3 error type lets urllib3 clean up the pool as it does for its own failures.
     raise NewConnectionError(conn, f"connection failed: {_os_reason(failure)}")
 
@@ -96,7 +145,7 @@ class _DeadlineReader(io.RawIOBase):
     worker for as long as it likes; here every read gets only what is left of the budget.
     """
 
-    def __init__(self, sock: socket.socket, budget: float) -> None:
+    def __init__(self, sock: socket.socket, budget: float, deadline: float) -> None:
         super().__init__()
         self._sock = sock
         # The socket's own unbuffered reader: it keeps the socket open while the response
@@ -104,7 +153,7 @@ class _DeadlineReader(io.RawIOBase):
         # "Connection: close"), exactly as the reader http.client would have made.
         self._raw = sock.makefile("rb", buffering=0)
         self._budget = budget
-        self._deadline = time.monotonic() + budget
+        self._deadline = deadline
 
     def readable(self) -> bool:
         return True
@@ -117,7 +166,7 @@ class _DeadlineReader(io.RawIOBase):
         try:
             return self._raw.readinto(buffer)
         finally:
-            # The connection is reused: its next request must start with the full timeout.
+            # The connection is reused: its next request sets its own time again.
             self._sock.settimeout(self._budget)
 
     def close(self) -> None:
@@ -129,23 +178,31 @@ class _DeadlineReader(io.RawIOBase):
 class _DeadlineSocket:
     """What ``http.client.HTTPResponse`` needs of a socket: ``makefile``."""
 
-    def __init__(self, sock: socket.socket, budget: float) -> None:
+    def __init__(self, sock: socket.socket, budget: float, deadline: float) -> None:
         self._sock = sock
         self._budget = budget
+        self._deadline = deadline
 
     def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self._sock, self._budget))
+        return io.BufferedReader(_DeadlineReader(self._sock, self._budget, self._deadline))
 
 
 class _DeadlineResponse(_StdlibResponse):
-    """http.client's response, reading status line, headers and body under one deadline."""
+    """http.client's response, reading status line, headers and body under one deadline.
+
+    The deadline is the request's own (what is left after resolving, connecting and
+    sending); outside ``GuardedHttp.request``, the socket's timeout from now.
+    """
 
     def __init__(
         self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None
     ) -> None:
         budget = sock.gettimeout()
+        deadline = _DEADLINE.get()
+        if deadline is None and budget:
+            deadline = time.monotonic() + budget
         # Duck-typed: HTTPResponse only calls makefile("rb") on what it is given.
-        wrapped: Any = _DeadlineSocket(sock, budget) if budget else sock
+        wrapped: Any = _DeadlineSocket(sock, budget, deadline) if budget and deadline else sock
         super().__init__(wrapped, debuglevel, method, url)
 
 
@@ -154,12 +211,22 @@ class _GuardedHTTPConnection(HTTPConnection):
 
     response_class = _DeadlineResponse
 
-    def __init__(self, *args: Any, allow_private: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, allow_private: bool = False, resolver: Resolver | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._allow_private = allow_private
+        self._resolver = resolver
 
     def _new_conn(self) -> socket.socket:
-        return _connect_vetted(self, self._allow_private)
+        return _connect_vetted(self, self._allow_private, self._resolver)
+
+    def send(self, data: Any) -> None:
+        # Headers and each body chunk are separate sends: each gets only what is left, so
+        # a server that reads the body a byte at a time is cut off at the deadline too.
+        if self.sock is not None:
+            self.sock.settimeout(_remaining(self.timeout))
+        super().send(data)
 
 
 class _GuardedHTTPSConnection(_GuardedHTTPConnection, HTTPSConnection):
@@ -171,9 +238,10 @@ class _GuardedHTTPSConnection(_GuardedHTTPConnection, HTTPSConnection):
 class _GuardedPoolManager(PoolManager):
     """A PoolManager whose pools make only guarded connections."""
 
-    def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
+    def __init__(self, *, allow_private: bool, resolver: Resolver | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._allow_private = allow_private
+        self._resolver = resolver
 
     def _new_pool(
         self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
@@ -182,6 +250,7 @@ class _GuardedPoolManager(PoolManager):
         # Per-pool rather than via PoolManager kwargs: unknown kwargs break urllib3's pool key.
         pool.ConnectionCls = _GuardedHTTPSConnection if scheme == "https" else _GuardedHTTPConnection
         pool.conn_kw["allow_private"] = self._allow_private
+        pool.conn_kw["resolver"] = self._resolver
         return pool
 
 
@@ -198,7 +267,10 @@ class GuardedHttp:
         pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
         num_pools: int = DEFAULT_NUM_POOLS,
         ca_certs: str | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
+        """``timeout``: seconds for a whole request, from resolving the host to the last byte
+        of the response; ``resolver``: how host names are resolved (the system's by default)."""
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if max_response_bytes < 0:
@@ -214,6 +286,7 @@ class GuardedHttp:
             pool_kw["ca_certs"] = ca_certs
         self._manager = _GuardedPoolManager(
             allow_private=allow_private,
+            resolver=resolver,
             num_pools=num_pools,
             maxsize=pool_maxsize,
             block=False,
@@ -246,9 +319,20 @@ class GuardedHttp:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
     ) -> OutboundResponse:
-        """Send one request and read at most ``max_response_bytes`` of the response."""
+        """Send one request and read at most ``max_response_bytes`` of the response.
+
+        The whole of it, from resolving the host to the last byte read, takes at most
+        ``timeout`` seconds (plus the time to notice and close); past that it raises
+        ``OutboundTimeoutError`` and the connection is closed.
+        """
         self._check_scheme(url)
         started = time.monotonic()
+        with _deadline(started + self.timeout):
+            return self._request(method, url, headers=headers, body=body, started=started)
+
+    def _request(
+        self, method: str, url: str, *, headers: Mapping[str, str] | None, body: bytes | None, started: float
+    ) -> OutboundResponse:
         try:
             response: HTTPResponse = self._manager.urlopen(  # type: ignore[assignment]
                 method,
@@ -347,7 +431,8 @@ def _describe(exc: BaseException, timeout: float) -> str:
     elif isinstance(exc, ProtocolError):
         inner = exc.args[1] if len(exc.args) > 1 else None
         if isinstance(inner, TimeoutError):
-            reason = f"read timed out after {timeout:g} s"
+            # Raised while connecting (TLS) or sending: the same deadline ran out.
+            reason = f"timed out after {timeout:g} s"
         else:
             name = inner.__class__.__name__ if inner is not None else "protocol error"
             reason = f"connection broken: {name}"

@@ -6,7 +6,7 @@ the one in docs/architecture.md:
 
     TOPIC#<topic>  TOPIC                   a registered topic
     TOPIC#<topic>  SUB#<sha256(callback)>  a subscription (state active) or a tombstone (unsubscribed)
-    TOPIC#<topic>  REQ#<request id>        a request waiting for verification of intent
+    TOPIC#<topic>  REQ#<sha256(callback)>  the newest request waiting for verification of intent
 
 Keys stay within DynamoDB's sizes whatever the URLs: the callback is hashed in the sort
 key, and a topic over 1,024 UTF-8 bytes is hashed in the partition key (``TOPICH#<sha256>``);
@@ -212,12 +212,18 @@ class SubscriptionStore:
         requested_at: int,
         now: float | None = None,
     ) -> str:
-        """Store a request until its verification of intent; returns its id."""
+        """Store a request until its verification of intent; returns its id.
+
+        One pending request per (topic, callback): a newer one replaces the one waiting,
+        whose queued verification then finds nothing to verify and sends no GET, so a
+        flood of requests for one callback costs the callback one verification.
+        """
         request_id = uuid.uuid4().hex
         current = time.time() if now is None else now
         item: dict[str, Any] = {
             "pk": _s(topic_key(topic)),
-            "sk": _s(request_key(request_id)),
+            "sk": _s(request_key(callback)),
+            "request_id": _s(request_id),
             "mode": _s(mode),
             "callback": _s(callback),
             "format": _s(format),
@@ -233,19 +239,24 @@ class SubscriptionStore:
             raise _upstream("store a subscription request", exc) from exc
         return request_id
 
-    def get_pending(self, topic: str, request_id: str, *, now: float | None = None) -> PendingRequest | None:
-        """The request, or None if it was already applied, discarded, or is over a day old."""
+    def get_pending(
+        self, topic: str, callback: str, request_id: str, *, now: float | None = None
+    ) -> PendingRequest | None:
+        """The request, or None if it was already applied, discarded, replaced by a newer
+        request for the same (topic, callback), or is over a day old."""
         try:
             result = self._db.get_item(
                 TableName=self._table,
-                Key={"pk": _s(topic_key(topic)), "sk": _s(request_key(request_id))},
+                Key=self._pending_key(topic, callback),
                 ConsistentRead=True,
             )
         except (ClientError, BotoCoreError) as exc:
             raise _upstream("read a subscription request", exc) from exc
         item = result.get("Item")
         current = time.time() if now is None else now
-        if item is None or not is_live(int(item["ttl"]["N"]), current):
+        if item is None or item.get("request_id", {}).get("S") != request_id:
+            return None
+        if not is_live(int(item["ttl"]["N"]), current):
             return None
         return PendingRequest(
             request_id=request_id,
@@ -258,13 +269,24 @@ class SubscriptionStore:
             requested_at=int(item["requested_at"]["N"]),
         )
 
-    def discard_pending(self, topic: str, request_id: str) -> None:
+    def discard_pending(self, topic: str, callback: str, request_id: str) -> None:
+        """Forget the request, unless a newer one for the same (topic, callback) replaced it."""
         try:
             self._db.delete_item(
-                TableName=self._table, Key={"pk": _s(topic_key(topic)), "sk": _s(request_key(request_id))}
+                TableName=self._table,
+                Key=self._pending_key(topic, callback),
+                ConditionExpression="request_id = :request_id",
+                ExpressionAttributeValues={":request_id": _s(request_id)},
             )
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise _upstream("discard a subscription request", exc) from exc
+        except BotoCoreError as exc:
             raise _upstream("discard a subscription request", exc) from exc
+
+    @staticmethod
+    def _pending_key(topic: str, callback: str) -> dict[str, Any]:
+        return {"pk": _s(topic_key(topic)), "sk": _s(request_key(callback))}
 
     def apply_verified(self, request: PendingRequest, *, now: float | None = None) -> bool:
         """Make a verified request the (topic, callback) state, consuming the request.
@@ -298,13 +320,14 @@ class SubscriptionStore:
                 item["secret"] = {"B": request.secret_ciphertext}
         else:
             item |= {"state": _s("unsubscribed"), "ttl": _n(state_ttl(0, current))}
-        request_item_key = {"pk": _s(topic_key(request.topic)), "sk": _s(request_key(request.request_id))}
         actions: list[Any] = [
             {
                 "Delete": {
                     "TableName": self._table,
-                    "Key": request_item_key,
-                    "ConditionExpression": "attribute_exists(pk)",
+                    "Key": self._pending_key(request.topic, request.callback),
+                    # This very request: not one that replaced it while it was being verified.
+                    "ConditionExpression": "request_id = :request_id",
+                    "ExpressionAttributeValues": {":request_id": _s(request.request_id)},
                 }
             },
             {
@@ -332,11 +355,11 @@ class SubscriptionStore:
             if _code(exc) != "TransactionCanceledException":
                 raise _upstream("apply a verified subscription request", exc) from exc
             reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
-            if len(reasons) == len(actions) and reasons[0] == "ConditionalCheckFailed":
-                return False  # already applied (a redelivered queue message)
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return False  # already applied (a redelivered message), or replaced by a newer request
             if "ConditionalCheckFailed" in reasons:
                 # A newer request won, or the topic was deregistered: this one is spent all the same.
-                self.discard_pending(request.topic, request.request_id)
+                self.discard_pending(request.topic, request.callback, request.request_id)
                 return False
             raise _upstream("apply a verified subscription request", exc) from exc
         except BotoCoreError as exc:

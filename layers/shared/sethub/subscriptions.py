@@ -58,8 +58,9 @@ def subscription_id(topic: str, callback: str) -> str:
     return _sha256(f"{topic}\n{callback}")[:32]
 
 
-def request_key(request_id: str) -> str:
-    return f"{REQUEST_PREFIX}{request_id}"
+def request_key(callback: str) -> str:
+    """``REQ#<sha256 of the callback>``: one pending request per (topic, callback), the newest."""
+    return f"{REQUEST_PREFIX}{_sha256(callback)}"
 
 
 @dataclass(frozen=True)
