@@ -75,7 +75,7 @@ test: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## eve
 	$(MAKE) --no-print-directory -j3 lint typecheck template
 	$(BIN)/python -m pytest -n 2
 
-bench: $(BIN)/.installed ## the benchmarks, printed as one table (and docs/benchmarks.md)
+bench: $(BIN)/.installed $(SAM_VENV)/.installed ## the benchmarks, printed as one table (and docs/benchmarks.md)
 	$(BIN)/python -m bench
 
 build: $(SAM_VENV)/.installed ## sam build (no Docker needed)

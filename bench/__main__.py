@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, cost, e2e
+from bench import coldstart, cost, e2e, emulator
 from bench.aws import start_moto
 from bench.farm import start_farm
 from bench.report import Line, machine, markdown, table
@@ -165,10 +165,34 @@ def _usage(result: dict[str, Any]) -> cost.Usage:
     )
 
 
+def _emulator_lines(emulated: emulator.EmulatorResult) -> list[Line]:
+    if emulated.not_measured:
+        return [Line("cold start in the emulator (sam local)", emulated.not_measured)]
+    lines = []
+    for start in emulated.starts:
+        rss = f"peak RSS {start.peak_rss_mb:,.0f} MB" if start.peak_rss_mb is not None else "peak RSS unknown"
+        note = (
+            f"init ≈ {start.first_ms - start.warm_ms:,.0f} ms (first - warm); {start.memory_size_mb} MB "
+            f"configured; the emulator reported Init Duration {start.reported_init_ms} ms and Max Memory "
+            f"Used {start.reported_max_memory_mb:g} MB (not measurements)"
+        )
+        if start.function_error:
+            note += f"; the bench event ended in {start.function_error}"
+        lines.append(
+            Line(
+                f"cold start in the emulator: {start.function}",
+                f"first invoke {start.first_ms:,.0f} ms, warm {start.warm_ms:,.0f} ms, {rss}",
+                note=note,
+            )
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts, not written to docs/")
     parser.add_argument("--no-e2e", action="store_true", help="skip the local stack rows")
+    parser.add_argument("--no-emulator", action="store_true", help="skip the sam local (Docker) rows")
     args = parser.parse_args(argv)
     started = time.monotonic()
     description = machine()
@@ -194,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         moto.stop()
         farm.stop()
+    # After moto and the farm have stopped: the containers get the machine to themselves.
+    emulated = emulator.EmulatorResult([], "not measured: --no-emulator")
+    if not args.no_emulator:
+        print("bench: cold starts in the Lambda runtime emulator (sam local)", file=sys.stderr, flush=True)
+        emulated = emulator.measure()
 
     rows = result["rows"]
     lines = _fanout_lines(rows)
@@ -219,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             Line(f"cold start: import {name}", f"{seconds * 1000:,.0f} ms", note="median, fresh interpreter")
         )
+    lines += _emulator_lines(emulated)
     for item in result["ingest"]:
         jti = "publisher jti (idempotency marker per event)" if item["with_jti"] else "no publisher jti"
         lines.append(
@@ -291,6 +321,15 @@ def main(argv: list[str] | None = None) -> int:
         "every AWS call is a local HTTP round trip to a Python server, slower than DynamoDB/KMS in-region.",
         "Cold start: `time.perf_counter` around the import of the handler module in a fresh interpreter "
         "(interpreter start-up excluded); handlers build their AWS clients on first use, not at import.",
+        "Cold start in the emulator: `sam build` into a scratch folder, `sam local start-lambda "
+        f"--warm-containers EAGER` on {emulator.IMAGE} (AWS's image or the stand-in of "
+        "../shared/tools/lambda-runtime), each function invoked twice with an event that needs no AWS "
+        "call (GET /health; a queue message that is not sethub's, which dispatch reports as a failed "
+        "batch). The emulator starts the runtime on the first invoke and its REPORT line gives an Init "
+        "Duration under a millisecond and Max Memory Used equal to the memory size, so neither is used: "
+        "the first invoke's REPORT Duration (runtime start, imports, first event) and the second's (warm) "
+        "are shown, their difference estimates the init; memory is the peak resident set (VmHWM) of the "
+        "runtime's python process after both invokes, read inside the container.",
         "Ingest: API Gateway proxy events handed to `ingest_handler.handler`, which checks the API key, "
         "validates, checks the topic, claims jti markers and sends to SQS in batches of 10.",
         "End to end: `python -m devstack` as a subprocess on free ports (its own moto); the publish time is "
