@@ -231,7 +231,7 @@ def resolve_public(
     try:
         infos = lookup(bare, port) if timeout is None else _LOOKUPS.resolve(lookup, bare, port, timeout)
     except FutureTimeoutError:
-        raise OutboundTimeoutError(f"resolving the host timed out after {timeout:g} s") from None
+        raise OutboundTimeoutError("resolving the host timed out") from None
     except (OSError, UnicodeError) as exc:
         raise OutboundError(f"cannot resolve host {bare!r}: {exc.__class__.__name__}") from None
     addresses: list[str] = []

@@ -1,0 +1,182 @@
+"""One total deadline per outbound request: DNS, connect, send and the whole response share it.
+
+The servers and resolvers here are real (sockets on 127.0.0.1, a resolver the client
+calls on its lookup pool); their slowness is what is under test. No assertion is about
+wall time: each case is built so that every step alone fits in the budget but the steps
+together cannot, so only a total deadline gives the outcome asserted
+(``OutboundTimeoutError``), and the servers report that the client closed the connection.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from sethub.errors import OutboundTimeoutError
+from sethub.netguard import AddrInfo
+from sethub.outbound import GuardedHttp
+
+WAIT_SECONDS = 10.0
+"""How long a test waits for a server to report what it saw (a deadline, not a duration)."""
+
+
+@dataclass
+class TrickleServer:
+    """Accepts connections, reads the request, waits ``delay`` seconds, then sends a valid
+    response one byte every ``interval`` seconds (it never ends), until the client closes."""
+
+    delay: float = 0.0
+    interval: float = 0.05
+    port: int = 0
+    connections: int = 0
+    closed_by_client: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def serve(self, listener: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue  # the listener's timeout lets the loop notice a stop request
+            except OSError:
+                return
+            conn.settimeout(None)
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            self._stop.wait(self.delay)
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"
+            payload = head + b"x" * 1_000_000
+            try:
+                for index in range(len(payload)):
+                    if self._stop.is_set():
+                        return
+                    conn.sendall(payload[index : index + 1])
+                    self._stop.wait(self.interval)
+            except OSError:
+                # EPIPE / ECONNRESET: the client gave up and closed its end.
+                self.closed_by_client.set()
+
+
+@pytest.fixture
+def trickle() -> Iterator[TrickleServer]:
+    server = TrickleServer()
+    listener = socket.create_server(("127.0.0.1", 0))
+    server.port = listener.getsockname()[1]
+    listener.settimeout(0.1)
+    thread = threading.Thread(target=server.serve, args=(listener,), daemon=True)
+    thread.start()
+    yield server
+    server._stop.set()
+    listener.close()
+    thread.join(WAIT_SECONDS)
+
+
+class SlowResolver:
+    """Answers every name with 127.0.0.1 after ``delay`` seconds, or never while ``stalled``."""
+
+    def __init__(self, delay: float = 0.0, *, stalled: bool = False) -> None:
+        self.delay = delay
+        self.calls = 0
+        self._release = threading.Event()
+        if not stalled:
+            self._release.set()
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, port: int) -> Sequence[AddrInfo]:
+        with self._lock:
+            self.calls += 1
+        # A stalled name server: nothing comes back until the test releases it.
+        self._release.wait(WAIT_SECONDS)
+        time.sleep(self.delay)  # the name server's own slowness, not synchronisation
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def client(timeout: float, resolver: Any = None) -> GuardedHttp:
+    return GuardedHttp(allow_private=True, allow_http=True, timeout=timeout, resolver=resolver)
+
+
+def test_a_resolver_that_never_answers_times_out_the_request(trickle: TrickleServer) -> None:
+    resolver = SlowResolver(stalled=True)
+    try:
+        with pytest.raises(OutboundTimeoutError, match="resolving the host timed out"):
+            client(0.5, resolver).request("GET", f"http://stalled.example:{trickle.port}/cb")
+    finally:
+        resolver.release()
+    # Nothing was sent: the request never got past DNS.
+    assert trickle.connections == 0
+
+
+def test_callers_of_one_stalled_name_share_one_lookup(trickle: TrickleServer) -> None:
+    resolver = SlowResolver(stalled=True)
+    http = client(0.5, resolver)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            http.request("GET", f"http://shared-stall.example:{trickle.port}/cb")
+        except OutboundTimeoutError as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=call) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT_SECONDS)
+    finally:
+        resolver.release()
+    assert len(errors) == 8
+    # One hostile name holds one lookup thread, however many deliveries wait on it.
+    assert resolver.calls == 1
+
+
+def test_slow_dns_and_a_slow_answer_share_one_deadline(trickle: TrickleServer) -> None:
+    # GIVEN DNS taking 0.6 s and a server answering 0.6 s after the request, each well
+    # inside a 1 s timeout, and 1.2 s together
+    trickle.delay, trickle.interval = 0.6, 0.0
+    resolver = SlowResolver(0.6)
+
+    # WHEN one request goes through both
+    with pytest.raises(OutboundTimeoutError):
+        client(1.0, resolver).request("GET", f"http://slow-dns.example:{trickle.port}/cb")
+
+    # THEN it ran out of time, and the server saw the connection closed
+    assert trickle.closed_by_client.wait(WAIT_SECONDS)
+
+
+def test_a_server_trickling_its_answer_is_cut_off_and_disconnected(trickle: TrickleServer) -> None:
+    # Each byte arrives well within the timeout; the whole answer never does.
+    trickle.interval = 0.05
+    with pytest.raises(OutboundTimeoutError):
+        client(0.5).request("GET", f"http://127.0.0.1:{trickle.port}/cb")
+    assert trickle.closed_by_client.wait(WAIT_SECONDS)
+
+
+def test_a_server_that_never_reads_the_body_cannot_hold_the_send() -> None:
+    # A listener that accepts and reads nothing: the body (far over the socket buffers)
+    # can only be sent as fast as the server reads it, which is never.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        accepted: list[socket.socket] = []
+        thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+        thread.start()
+        try:
+            with pytest.raises(OutboundTimeoutError):
+                client(0.5).request("POST", f"http://127.0.0.1:{port}/cb", body=b"x" * (64 * 1024 * 1024))
+        finally:
+            thread.join(WAIT_SECONDS)
+            for conn in accepted:
+                conn.close()
