@@ -261,6 +261,8 @@ def _built_function(
     resolver: Resolver,
     region: str,
 ) -> BuiltFunction:
+    if props.get("Runtime") != "python3.12":
+        raise ArtifactError(f"{logical_id}: runtime {props.get('Runtime')!r}, not the python3.12 checked")
     code_dir = build_dir / str(props.get("CodeUri", ""))
     if not props.get("CodeUri") or not code_dir.is_dir():
         raise ArtifactError(f"{logical_id}: its code folder {props.get('CodeUri')!r} is not in the build")
