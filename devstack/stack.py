@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
+from devstack.awsgate import AuthorizingEndpoint, endpoint_for
 from devstack.gateway import ApiGateway
 from devstack.invoke import FunctionWorker, RemoteFunction, start_workers
 from devstack.pollers import QueuePoller
@@ -99,6 +100,7 @@ class LocalStack:
         self._pollers: list[QueuePoller] = []
         self._gateway: ApiGateway | None = None
         self._workers: dict[str, FunctionWorker] = {}
+        self._gates: list[AuthorizingEndpoint] = []
         self._emulator: SamLocalLambda | None = None
         self.moto_endpoint = config.moto_endpoint or ""
         self.function_host = HOST
@@ -202,8 +204,13 @@ class LocalStack:
         self._gateway.ready.set()
 
     def _aws_endpoints(self, provisioned: Provisioned) -> dict[str, str]:
-        """The AWS endpoint each function (and its queue poller) calls."""
-        return dict.fromkeys(provisioned.functions, self.moto_endpoint)
+        """The AWS endpoint each function (and its queue poller) calls: one that applies its role."""
+        endpoints: dict[str, str] = {}
+        for name in provisioned.functions:
+            gate = endpoint_for(provisioned, name, host=self.function_host).start()
+            self._gates.append(gate)
+            endpoints[name] = gate.url
+        return endpoints
 
     @staticmethod
     def _lambda_env(
@@ -275,6 +282,9 @@ class LocalStack:
         for worker in self._workers.values():
             worker.stop()
         self._workers.clear()
+        for gate in self._gates:
+            gate.stop()
+        self._gates.clear()
         if self._emulator is not None:
             self._emulator.stop()
             self._emulator = None
