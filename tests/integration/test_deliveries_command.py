@@ -1,4 +1,7 @@
-"""``python -m sethub.deliveries`` against the moto hub table: what an operator sees."""
+"""``python -m sethub.deliveries`` against the moto hub table: what an operator sees.
+
+Callbacks are named by subscription id and host: the table never holds a callback URL,
+whose path or query may carry a token."""
 
 from __future__ import annotations
 
@@ -8,10 +11,13 @@ import pytest
 
 from sethub import deliveries
 from sethub.records import Attempt, DeliveryRecords
+from sethub.subscriptions import subscription_id
 
 JTI = "8f14e45f-ceea-467f-a0e6-2b0e5d3f1a91"
-CRM = "https://crm.example/hook?tenant=acme"
-SIEM = "https://siem.example/sets"
+CRM = "https://crm.example/hook/tenant-acme?token=crm-t0ken"
+SIEM = "https://siem.example:8443/sets/siem-path-t0ken"
+CRM_ID = subscription_id("acme.login", CRM)
+SIEM_ID = subscription_id("acme.login", SIEM)
 
 
 @pytest.fixture
@@ -39,11 +45,40 @@ def test_every_attempt_of_an_event_is_listed_oldest_first(
 
     assert code == 0
     assert rows == [
-        ["time", "topic", "callback", "attempt", "status", "http", "duration_ms", "error"],
-        ["2025-11-26T20:46:40.250Z", "acme.login", CRM, "1", "retrying", "503", "41", "HTTP 503"],
-        ["2025-11-26T20:46:40.500Z", "acme.login", SIEM, "1", "ok", "202", "12", "-"],
-        ["2025-11-26T20:47:11.000Z", "acme.login", CRM, "2", "ok", "200", "9", "-"],
+        [
+            "time",
+            "topic",
+            "subscription",
+            "callback_host",
+            "attempt",
+            "status",
+            "http",
+            "duration_ms",
+            "error",
+        ],
+        [
+            "2025-11-26T20:46:40.250Z",
+            "acme.login",
+            CRM_ID,
+            "crm.example",
+            "1",
+            "retrying",
+            "503",
+            "41",
+            "HTTP 503",
+        ],
+        ["2025-11-26T20:46:40.500Z", "acme.login", SIEM_ID, "siem.example:8443", "1", "ok", "202", "12", "-"],
+        ["2025-11-26T20:47:11.000Z", "acme.login", CRM_ID, "crm.example", "2", "ok", "200", "9", "-"],
     ]
+
+
+def test_the_table_keeps_no_callback_path_or_query(hub: Any, recorded: list[Attempt]) -> None:
+    table = hub.clients.dynamodb.scan(TableName=hub.settings.table_name)["Items"]
+    items = [item for item in table if item["pk"]["S"].startswith("DELIVERY#")]
+
+    assert len(items) == len(recorded)
+    assert "t0ken" not in repr(items)
+    assert "/hook" not in repr(items)
 
 
 def test_callback_narrows_to_one_subscriber_and_the_table_comes_from_the_environment(
@@ -54,9 +89,9 @@ def test_callback_narrows_to_one_subscriber_and_the_table_comes_from_the_environ
     code, rows, _ = run(hub, capsys, JTI, "--callback", CRM)
 
     assert code == 0
-    assert [(row[2], row[3], row[4], row[5]) for row in rows[1:]] == [
-        (CRM, "1", "retrying", "503"),
-        (CRM, "2", "ok", "200"),
+    assert [(row[2], row[3], row[4], row[5], row[6]) for row in rows[1:]] == [
+        (CRM_ID, "crm.example", "1", "retrying", "503"),
+        (CRM_ID, "crm.example", "2", "ok", "200"),
     ]
 
 

@@ -32,7 +32,7 @@ class Markers:
         # ``meet`` claims must be in flight together before any of them returns.
         self.barrier = threading.Barrier(meet, timeout=WAIT_SECONDS) if meet else None
 
-    def claim(self, jti: str, topic: str, *, now: float) -> bool:
+    def claim(self, jti: str, topic: str, *, now: float, publisher: str = "") -> bool:
         if self.barrier is not None:
             self.barrier.wait()
         if jti in self.fail:
@@ -43,7 +43,7 @@ class Markers:
             self.claimed.add(jti)
             return True
 
-    def release(self, jti: str) -> None:
+    def release(self, jti: str, *, publisher: str = "") -> None:
         with self.lock:
             self.claimed.discard(jti)
             self.released.append(jti)

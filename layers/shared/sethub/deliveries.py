@@ -2,7 +2,9 @@
 
 Prints every recorded delivery attempt of one event (its ``jti``, the
 ``x-hub-messageId`` header subscribers receive), oldest first, one tab-separated line
-per attempt: time (UTC), topic, callback, attempt, status, HTTP code, duration, error.
+per attempt: time (UTC), topic, subscription id, callback host, attempt, status, HTTP
+code, duration, error. Records name a callback by host and subscription id, never by its
+URL (its path or query may carry a token); ``--callback URL`` finds that URL's attempts.
 Reads the hub table (``SETHUB_TABLE_NAME`` or ``--table``); attempts are kept 30 days.
 Exits 0 when attempts were found, 1 when none were (or the table could not be read).
 
@@ -22,14 +24,29 @@ from sethub.clients import AwsClients
 from sethub.errors import UpstreamError
 from sethub.records import Attempt, DeliveryRecords
 from sethub.settings import Settings
+from sethub.subscriptions import subscription_id
 
-COLUMNS = ("time", "topic", "callback", "attempt", "status", "http", "duration_ms", "error")
+COLUMNS = (
+    "time",
+    "topic",
+    "subscription",
+    "callback_host",
+    "attempt",
+    "status",
+    "http",
+    "duration_ms",
+    "error",
+)
 
 
 def attempts_of(records: DeliveryRecords, jti: str, *, callback: str | None = None) -> list[Attempt]:
-    """The event's attempts, oldest first, only those to ``callback`` when it is given."""
-    found = [a for a in records.for_event(jti) if callback is None or a.callback == callback]
-    return sorted(found, key=lambda a: (a.at, a.topic, a.callback, a.attempt))
+    """The event's attempts, oldest first, only those to ``callback`` (a URL) when it is given."""
+    found = [
+        a
+        for a in records.for_event(jti)
+        if callback is None or a.subscription_id == subscription_id(a.topic, callback)
+    ]
+    return sorted(found, key=lambda a: (a.at, a.topic, a.subscription_id, a.attempt))
 
 
 def line(attempt: Attempt) -> str:
@@ -37,7 +54,8 @@ def line(attempt: Attempt) -> str:
     fields = (
         at,
         attempt.topic,
-        attempt.callback,
+        attempt.subscription_id,
+        attempt.callback_host,
         str(attempt.attempt),
         attempt.status,
         "-" if attempt.status_code is None else str(attempt.status_code),
@@ -69,7 +87,7 @@ def main(argv: Sequence[str] | None = None, *, clients: AwsClients | None = None
         print(f"deliveries: {exc}", file=sys.stderr)
         return 1
     if not attempts:
-        to = f" to {args.callback}" if args.callback else ""
+        to = " to that callback" if args.callback else ""
         print(f"no delivery attempts recorded for {args.jti}{to} (records are kept 30 days)", file=sys.stderr)
         return 1
     show(attempts, sys.stdout)

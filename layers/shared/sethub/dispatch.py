@@ -299,7 +299,9 @@ class Dispatcher:
                 jti=message.jti, content_type=message.content_type, content_b64=message.body_b64
             )
         formats = {subscription.format for subscription in subscriptions}
-        jws = self.signer.sign(message.claims) if "jwt" in formats or cursor is not None else None
+        # Signed for this topic's subscribers only: aud names the topic (sethub.sets.bind_audience).
+        signed = sets.bind_audience(message.claims, message.topic)
+        jws = self.signer.sign(signed) if "jwt" in formats or cursor is not None else None
         claims_b64 = base64.b64encode(sets.claims_json(message.claims)).decode("ascii")
         return PreparedPayload(jti=message.jti, jwt=jws, json_b64=claims_b64)
 

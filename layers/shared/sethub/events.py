@@ -4,6 +4,11 @@ A published event is a SET payload plus its topic. Validation collects every pro
 of every event (a publisher fixes them all in one round trip) and normalises a valid
 event into complete SET claims: ``iss``, ``jti`` and ``iat`` filled in when absent,
 the optional RFC 8417 claims kept, anything else dropped.
+
+Control characters are refused in the topic, the event type URIs and the string
+claims (they end up in table keys, headers and logs). ``aud`` belongs to the hub: the
+SETs it signs are bound to the event's topic (``sethub.sets.bind_audience``), so a
+publisher's ``aud``, if given, must be that topic.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sethub.errors import BadRequestError, PayloadTooLargeError
+from sethub.hygiene import has_control
 from sethub.limits import MAX_JTI_CHARS, MAX_TOPIC_CHARS
 
 MAX_EVENT_BYTES = 256 * 1024
@@ -26,8 +32,8 @@ MAX_TOPIC_LENGTH = MAX_TOPIC_CHARS
 MAX_CLAIM_STRING_LENGTH = 2048
 MAX_JTI_LENGTH = MAX_JTI_CHARS
 
-# RFC 3986 absolute URI: a scheme, a colon, and something after it (no whitespace).
-_ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$")
+# RFC 3986 absolute URI: a scheme, a colon, and something after it (no whitespace, no controls).
+_ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s\x00-\x1f\x7f-\x9f]+$")
 
 # RFC 9493 subject identifier formats and their required string members.
 _SUB_ID_MEMBERS: Mapping[str, tuple[str, ...]] = {
@@ -137,13 +143,38 @@ def event_problems(raw: Any) -> list[str]:
     """Every problem of one raw event, as one-line messages (empty when valid)."""
     if not isinstance(raw, dict):
         return ["an event must be a JSON object"]
-    problems: list[str] = []
     topic = raw.get("topic")
-    if not isinstance(topic, str) or not topic.strip():
-        problems.append("topic is required and must be a non-empty string")
-    elif len(topic) > MAX_TOPIC_LENGTH:
-        problems.append(f"topic must be at most {MAX_TOPIC_LENGTH} characters")
+    problems = _topic_problems(topic)
     problems.extend(_events_problems(raw.get("events")))
+    problems.extend(_string_claim_problems(raw))
+    for name in ("iat", "toe"):
+        if name in raw and not _is_int(raw[name], minimum=0):
+            problems.append(f"{name} must be a non-negative integer")
+    if "aud" in raw and not _is_audience(raw["aud"]):
+        problems.append("aud must be a string or a list of strings")
+    elif "aud" in raw and isinstance(topic, str) and raw["aud"] not in (topic, [topic]):
+        # The hub binds every SET to its topic; another audience would let a recipient
+        # replay it to that audience's subscribers.
+        problems.append("aud is set by the hub to the event's topic: omit it or give the topic")
+    if "sub_id" in raw:
+        problems.extend(f"sub_id: {problem}" for problem in sub_id_problems(raw["sub_id"]))
+    if not problems and len(json.dumps(raw, separators=(",", ":")).encode()) > MAX_EVENT_BYTES:
+        problems.append(f"event is over {MAX_EVENT_BYTES} bytes")
+    return problems
+
+
+def _topic_problems(topic: Any) -> list[str]:
+    if not isinstance(topic, str) or not topic.strip():
+        return ["topic is required and must be a non-empty string"]
+    if len(topic) > MAX_TOPIC_LENGTH:
+        return [f"topic must be at most {MAX_TOPIC_LENGTH} characters"]
+    if has_control(topic):
+        return ["topic must not contain control characters"]
+    return []
+
+
+def _string_claim_problems(raw: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
     for name in _STRING_CLAIMS:
         if name in raw:
             value = raw[name]
@@ -152,15 +183,8 @@ def event_problems(raw: Any) -> list[str]:
                 problems.append(f"{name} must be a non-empty string")
             elif len(value) > limit:
                 problems.append(f"{name} must be at most {limit} characters")
-    for name in ("iat", "toe"):
-        if name in raw and not _is_int(raw[name], minimum=0):
-            problems.append(f"{name} must be a non-negative integer")
-    if "aud" in raw and not _is_audience(raw["aud"]):
-        problems.append("aud must be a string or a list of strings")
-    if "sub_id" in raw:
-        problems.extend(f"sub_id: {problem}" for problem in sub_id_problems(raw["sub_id"]))
-    if not problems and len(json.dumps(raw, separators=(",", ":")).encode()) > MAX_EVENT_BYTES:
-        problems.append(f"event is over {MAX_EVENT_BYTES} bytes")
+            elif has_control(value):
+                problems.append(f"{name} must not contain control characters")
     return problems
 
 

@@ -7,6 +7,11 @@ enqueued again. If SQS does not take every new event, the markers of this reques
 released and the caller gets ``UpstreamError`` (a 5xx), so a publisher's retry of
 the same request is accepted.
 
+Publishers are bounded by their key (``sethub.credentials.Principal``): ``jti`` markers
+are scoped by the key id, so one publisher cannot pre-claim another's ``jti``; and a
+publisher key's events carry its pinned ``iss`` (the hub's issuer for a key without one):
+any other ``iss`` is refused with ``403``. Only an admin key sets any ``iss``.
+
 Why not Powertools Idempotency: it completes a key when the wrapped call returns, one
 call per key, while a request's events are enqueued together in SQS batches and a
 marker must be released again if its batch fails; a conditional put per ``jti``
@@ -25,16 +30,25 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sethub import api, events
 from sethub.clients import AwsClients
-from sethub.errors import BadRequestError, ConfigurationError, PayloadTooLargeError, UpstreamError
+from sethub.errors import (
+    BadRequestError,
+    ConfigurationError,
+    ForbiddenError,
+    PayloadTooLargeError,
+    UpstreamError,
+)
 from sethub.limits import MAX_CONTENT_BYTES
 from sethub.messages import ContentEvent, SetEvent
 from sethub.queues import BATCH_MAX_ENTRIES, SQS_MAX_MESSAGE_BYTES, Outgoing, QueueSender
 from sethub.records import EventMarkers
 from sethub.settings import Settings
+
+if TYPE_CHECKING:
+    from sethub.credentials import Principal
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +101,18 @@ class Ingestor:
             self._sender = QueueSender(self._clients.sqs)
         return self._sender
 
-    def ingest(self, raw_events: list[Any], *, base_url: str) -> list[dict[str, str]]:
-        """Accept ``raw_events`` (all or none); returns ``[{"jti", "topic"}]`` in request order."""
-        published = events.validate(raw_events, issuer=api.issuer(base_url, self._settings), now=self._now)
+    def ingest(
+        self, raw_events: list[Any], *, base_url: str, publisher: Principal | None = None
+    ) -> list[dict[str, str]]:
+        """Accept ``raw_events`` (all or none); returns ``[{"jti", "topic"}]`` in request order.
+
+        ``publisher``: the key that sent them (None: an internal caller, trusted like an admin
+        for ``iss``; its markers share one scope).
+        """
+        issuer = _issuer_for(publisher, default=api.issuer(base_url, self._settings))
+        published = events.validate(raw_events, issuer=issuer, now=self._now)
+        _check_issuers(published, publisher, issuer)
+        scope = publisher.key_id if publisher is not None else ""
         self._check_topics(published)
         hub_url = api.hub_url(base_url)
         now = self._now()
@@ -99,7 +122,8 @@ class Ingestor:
             if event.jti_given:
                 keyed.setdefault(event.jti, event)
         claims = self._all(
-            lambda event: self._markers.claim(event.jti, event.topic, now=now), list(keyed.values())
+            lambda event: self._markers.claim(event.jti, event.topic, now=now, publisher=scope),
+            list(keyed.values()),
         )
         claimed = [
             event.jti for event, outcome in zip(keyed.values(), claims, strict=True) if outcome is True
@@ -116,7 +140,7 @@ class Ingestor:
             ]
             self._send(outgoing)
         except Exception:
-            self._release(claimed)
+            self._release(claimed, scope)
             raise
         return [{"jti": event.jti, "topic": event.topic} for event in published]
 
@@ -136,9 +160,10 @@ class Ingestor:
         if unsent:
             raise UpstreamError(f"SQS refused {unsent} of {len(outgoing)} messages")
 
-    def _release(self, jtis: list[str]) -> None:
+    def _release(self, jtis: list[str], scope: str) -> None:
         """Forget the markers of a request that was not accepted, so that its retry is."""
-        for jti, outcome in zip(jtis, self._all(self._markers.release, jtis), strict=True):
+        outcomes = self._all(lambda jti: self._markers.release(jti, publisher=scope), jtis)
+        for jti, outcome in zip(jtis, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 # The marker expires in 48 hours; until then a retry of this event is taken for a duplicate.
                 logger.error("could not release the marker of event %s: %s", jti, outcome)
@@ -195,6 +220,29 @@ class Ingestor:
         if invalid:
             noun = "event names an unknown topic" if len(invalid) == 1 else "events name unknown topics"
             raise BadRequestError(f"{len(invalid)} {noun}; nothing was accepted", problems=invalid)
+
+
+def _issuer_for(publisher: Principal | None, *, default: str) -> str:
+    """The ``iss`` an event gets when it names none: the key's pinned issuer, else the hub's."""
+    if publisher is not None and publisher.issuer:
+        return publisher.issuer
+    return default
+
+
+def _check_issuers(published: list[events.PublishedEvent], publisher: Principal | None, issuer: str) -> None:
+    """A publisher key's events carry its issuer: another ``iss`` is ``ForbiddenError``, nothing accepted."""
+    if publisher is None or publisher.is_admin:
+        return
+    invalid: list[dict[str, object]] = [
+        {"index": index, "problems": [f"iss must be omitted or {issuer[:256]!r} for this key"]}
+        for index, event in enumerate(published)
+        if event.claims["iss"] != issuer
+    ]
+    if invalid:
+        noun = "event names an issuer" if len(invalid) == 1 else "events name issuers"
+        raise ForbiddenError(
+            f"{len(invalid)} {noun} this key may not use; nothing was accepted", problems=invalid
+        )
 
 
 __all__ = ["Ingestor", "TopicDirectory"]

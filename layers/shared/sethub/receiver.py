@@ -4,7 +4,9 @@
 
 It answers the hub's verification GETs (echoing ``hub.challenge``), and for every
 delivery checks the SET's signature against the hub's JWKS (``typ`` must be
-``secevent+jwt``) and, with ``--secret``, the ``X-Hub-Signature`` HMAC (constant time).
+``secevent+jwt``), its audience (``aud`` must name a topic this receiver subscribed to:
+the hub binds each SET to its topic, so one recorded for another topic is refused) and,
+with ``--secret``, the ``X-Hub-Signature`` HMAC (constant time).
 It prints one line per event and answers ``202``, or ``400`` with an RFC 8935 error body
 when a check fails (which the hub does not retry).
 """
@@ -19,7 +21,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -79,6 +81,22 @@ def check_signature(secret: bytes, body: bytes, header_value: str) -> None:
         raise DeliveryRejectedError("authentication_failed", "X-Hub-Signature does not match the body")
 
 
+def check_audience(claims: Mapping[str, Any], audiences: Collection[str]) -> None:
+    """The SET's ``aud`` (string or list) must name one of ``audiences``, else ``invalid_audience``."""
+    aud = claims.get("aud")
+    named = (
+        [aud]
+        if isinstance(aud, str)
+        else [a for a in aud if isinstance(a, str)]
+        if isinstance(aud, list)
+        else []
+    )
+    if not any(name in audiences for name in named):
+        raise DeliveryRejectedError(
+            "invalid_audience", "the SET's aud names no topic this receiver subscribed to"
+        )
+
+
 class SetVerifier:
     """Verifies deliveries: SET signatures against the hub's JWKS, HMACs against the secret."""
 
@@ -89,7 +107,10 @@ class SetVerifier:
             base = hub.rstrip("/").removesuffix("/hub")
             self._jwks = jwt.PyJWKClient(f"{base}/.well-known/jwks.json", cache_keys=True, lifespan=300)
 
-    def verify(self, headers: Mapping[str, str], body: bytes) -> ReceivedEvent:
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, *, audiences: Collection[str] | None = None
+    ) -> ReceivedEvent:
+        """Check one delivery; ``audiences``: the topics a SET's ``aud`` may name (None: not checked)."""
         content_type = _header(headers, "Content-Type").split(";")[0].strip().lower()
         topic_match = _LINK_SELF.search(_header(headers, "Link"))
         topic = topic_match.group(1) if topic_match else ""
@@ -100,6 +121,8 @@ class SetVerifier:
         claims: dict[str, Any] = {}
         if content_type == SET_CONTENT_TYPE:
             claims = self._verify_jwt(body.decode("ascii", errors="replace").strip())
+            if audiences is not None:
+                check_audience(claims, audiences)
             verified = verified or self._jwks is not None
         elif content_type == "application/json":
             try:
@@ -138,6 +161,7 @@ class SetVerifier:
                 token,
                 key.key,
                 algorithms=["ES256", "RS256"],
+                # The audience is checked against this receiver's topics (check_audience).
                 options={"verify_aud": False, "require": ["iss", "iat", "jti", "events"]},
             )
         except jwt.PyJWKClientError as exc:
@@ -158,8 +182,11 @@ class Receiver:
         host: str = "127.0.0.1",
         port: int = 0,
         out: TextIO | None = None,
+        topics: Iterable[str] = (),
     ) -> None:
         self.verifier = SetVerifier(hub, secret)
+        self.topics: set[str] = set(topics)
+        """The audiences SETs may name: ``topics``, and every topic this receiver confirmed."""
         self.out = out
         self.events: list[ReceivedEvent] = []
         self.rejected: list[ReceivedEvent] = []
@@ -208,11 +235,16 @@ class Receiver:
             self._print(f"denied     topic={topic} reason={query.get('hub.reason', '')}")
             return 200, b""
         self._print(f"{mode:<10} topic={topic} lease={query.get('hub.lease_seconds', '-')}")
+        if mode == "subscribe" and topic:
+            with self._lock:
+                self.topics.add(topic)
         return 200, query.get("hub.challenge", "").encode()
 
     def on_delivery(self, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        with self._lock:
+            audiences = frozenset(self.topics)
         try:
-            event = self.verifier.verify(headers, body)
+            event = self.verifier.verify(headers, body, audiences=audiences)
         except DeliveryRejectedError as exc:
             rejected = ReceivedEvent(
                 jti=_header(headers, "x-hub-messageId"),
@@ -273,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--hub", help="the hub's base URL, for its JWKS (e.g. http://127.0.0.1:3000)")
     parser.add_argument("--secret", help="the hub.secret you subscribed with, to check X-Hub-Signature")
+    parser.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        help="a topic subscribed to before this receiver started (repeatable): its SETs are accepted",
+    )
     args = parser.parse_args(argv)
     receiver = Receiver(
         hub=args.hub,
@@ -280,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         out=sys.stdout,
+        topics=args.topic,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:

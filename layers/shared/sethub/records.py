@@ -1,13 +1,18 @@
 """What the hub table remembers about events: accepted ``jti``s and delivery attempts.
 
-    EVENT#<jti>     EVENT                                ingest's duplicate check (48 h)
+    EVENT#<publisher>#<jti>  EVENT                        ingest's duplicate check (48 h)
     DELIVERY#<jti>  <subscription id>#<attempt:03d>      one delivery attempt (30 days)
+
+A ``jti`` marker is scoped by the publisher's key id: one publisher cannot pre-claim
+another's ``jti`` and have its event silently dropped as a duplicate.
 
 Keys stay within DynamoDB's sizes: the sort key names a subscription by its id (a
 hash of topic and callback, both kept as attributes), and a ``jti`` too long for a key
 (publishers' are capped at 256 characters, so only a hand-made message could carry
-one) is hashed. An operator answers "did subscriber X get event Y, and what did it
-answer?" with one Query on ``DELIVERY#<jti>`` (``python -m sethub.deliveries``).
+one) is hashed. A record names its callback by host and subscription id only: callback
+URLs may carry tokens in their path or query. An operator answers "did subscriber X get
+event Y, and what did it answer?" with one Query on ``DELIVERY#<jti>``
+(``python -m sethub.deliveries``).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub.clients import AwsClients
 from sethub.errors import ConfigurationError, UpstreamError
+from sethub.hygiene import callback_host
 from sethub.settings import Settings
 from sethub.subscriptions import subscription_id
 
@@ -60,8 +66,13 @@ def _jti_part(jti: str) -> str:
     return f"H#{hashlib.sha256(encoded).hexdigest()}"
 
 
-def event_key(jti: str) -> str:
-    return f"EVENT{_jti_part(jti)}"
+ANONYMOUS_PUBLISHER = "-"
+"""The marker scope of events published without a known key (a key id is hex, never "-")."""
+
+
+def event_key(jti: str, publisher: str = "") -> str:
+    """``EVENT#<publisher key id>#<jti>``: a jti is unique per publisher, not across the hub."""
+    return f"EVENT#{publisher or ANONYMOUS_PUBLISHER}{_jti_part(jti)}"
 
 
 def delivery_key(jti: str) -> str:
@@ -70,21 +81,35 @@ def delivery_key(jti: str) -> str:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One delivery attempt's outcome."""
+    """One delivery attempt's outcome.
+
+    Made with the callback URL; stored and read back with only its host and the
+    subscription id (``callback`` is empty in an attempt read from the table).
+    """
 
     jti: str
     topic: str
-    callback: str
+    callback: str = field(compare=False, repr=False)
     attempt: int
     status: Status
     at: float
     status_code: int | None = None
     error: str = ""
     duration_ms: int = 0
+    subscription_id: str = ""
+    """Derived from (topic, callback) when not given."""
+    callback_host: str = ""
+    """Derived from the callback when not given."""
+
+    def __post_init__(self) -> None:
+        if self.callback and not self.subscription_id:
+            object.__setattr__(self, "subscription_id", subscription_id(self.topic, self.callback))
+        if self.callback and not self.callback_host:
+            object.__setattr__(self, "callback_host", callback_host(self.callback))
 
     @property
     def sort_key(self) -> str:
-        return f"{subscription_id(self.topic, self.callback)}#{self.attempt:03d}"
+        return f"{self.subscription_id}#{self.attempt:03d}"
 
 
 class EventMarkers:
@@ -100,13 +125,13 @@ class EventMarkers:
     def _db(self) -> DynamoDBClient:
         return self._clients.dynamodb
 
-    def claim(self, jti: str, topic: str, *, now: float) -> bool:
-        """Mark ``jti`` as accepted; False when it already was (a duplicate)."""
+    def claim(self, jti: str, topic: str, *, now: float, publisher: str = "") -> bool:
+        """Mark ``publisher``'s ``jti`` as accepted; False when it already was (a duplicate)."""
         try:
             self._db.put_item(
                 TableName=self._table,
                 Item={
-                    "pk": {"S": event_key(jti)},
+                    "pk": {"S": event_key(jti, publisher)},
                     "sk": {"S": "EVENT"},
                     "topic": {"S": topic},
                     "ttl": {"N": str(int(now) + EVENT_MARKER_TTL_SECONDS)},
@@ -124,11 +149,12 @@ class EventMarkers:
             raise UpstreamError(f"DynamoDB could not record an event: {_code(exc)}") from exc
         return True
 
-    def release(self, jti: str) -> None:
+    def release(self, jti: str, *, publisher: str = "") -> None:
         """Forget ``jti`` (its enqueue failed), so that the publisher's retry is accepted."""
         try:
             self._db.delete_item(
-                TableName=self._table, Key={"pk": {"S": event_key(jti)}, "sk": {"S": "EVENT"}}
+                TableName=self._table,
+                Key={"pk": {"S": event_key(jti, publisher)}, "sk": {"S": "EVENT"}},
             )
         except (ClientError, BotoCoreError) as exc:
             raise UpstreamError(f"DynamoDB could not release an event: {_code(exc)}") from exc
@@ -250,7 +276,9 @@ def _item(attempt: Attempt) -> dict[str, Any]:
         "pk": {"S": delivery_key(attempt.jti)},
         "sk": {"S": attempt.sort_key},
         "topic": {"S": attempt.topic},
-        "callback": {"S": attempt.callback},
+        # Never the URL: its path or query may carry a token.
+        "subscription": {"S": attempt.subscription_id},
+        "callback_host": {"S": attempt.callback_host},
         "attempt": {"N": str(attempt.attempt)},
         "status": {"S": attempt.status},
         "duration_ms": {"N": str(attempt.duration_ms)},
@@ -265,10 +293,17 @@ def _item(attempt: Attempt) -> dict[str, Any]:
 
 
 def _attempt(jti: str, item: dict[str, Any]) -> Attempt:
+    topic = item["topic"]["S"]
+    # Records written before callbacks were redacted still hold the URL: name it the new way.
+    legacy = item.get("callback", {}).get("S", "")
     return Attempt(
         jti=jti,
-        topic=item["topic"]["S"],
-        callback=item["callback"]["S"],
+        topic=topic,
+        callback="",
+        subscription_id=item["subscription"]["S"]
+        if "subscription" in item
+        else subscription_id(topic, legacy),
+        callback_host=item["callback_host"]["S"] if "callback_host" in item else callback_host(legacy),
         attempt=int(item["attempt"]["N"]),
         status=item["status"]["S"],
         at=float(item["at"]["N"]),
@@ -285,6 +320,7 @@ def _code(exc: Exception) -> str:
 
 
 __all__ = [
+    "ANONYMOUS_PUBLISHER",
     "BATCH_WRITE_MAX",
     "DELIVERY_RECORD_TTL_SECONDS",
     "EVENT_MARKER_TTL_SECONDS",

@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub.clients import AwsClients
 from sethub.errors import UpstreamError
+from sethub.hygiene import callback_label
 from sethub.messages import DeliveryRetry, MessageFormatError, parse_message
 
 if TYPE_CHECKING:
@@ -78,7 +79,9 @@ def replay(
                 report.skipped += 1
                 continue
             if out is not None:
-                print(f"{'would move' if dry_run else 'moving'} {record.jti} -> {record.callback}", file=out)
+                # The callback by host and subscription id: its URL may carry a token.
+                target = callback_label(record.topic, record.callback)
+                print(f"{'would move' if dry_run else 'moving'} {record.jti} -> {target}", file=out)
             if dry_run:
                 listed.append(message["ReceiptHandle"])
             else:

@@ -2,6 +2,10 @@
 
 The signature itself comes from KMS (``sethub.signing``); this module only builds the
 ``b64url(header).b64url(payload)`` that KMS signs and assembles the compact JWS.
+
+Audience: a SET signed for a topic's subscribers carries ``aud`` = that topic
+(``bind_audience``), so a recipient cannot replay it to another topic's subscribers:
+their verifiers require their own topic as the audience.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ SET_CONTENT_TYPE = "application/secevent+jwt"
 JSON_CONTENT_TYPE = "application/json"
 
 Alg = Literal["ES256", "RS256"]
+
+
+def bind_audience(claims: Mapping[str, Any], topic: str) -> dict[str, Any]:
+    """The claims as signed for ``topic``'s subscribers: ``aud`` names the topic (RFC 7519 4.1.3)."""
+    return {**claims, "aud": topic}
 
 
 def claims_json(claims: Mapping[str, Any]) -> bytes:
@@ -45,6 +54,7 @@ __all__ = [
     "SET_CONTENT_TYPE",
     "SET_TYP",
     "Alg",
+    "bind_audience",
     "claims_json",
     "compact",
     "header",
