@@ -71,11 +71,13 @@ def template() -> dict[str, Any]:
 class DirectClients(AwsClients):
     """The test's own clients: straight to moto, whatever endpoint a function runs with."""
 
-    def __init__(self, endpoint_url: str) -> None:
-        super().__init__()
+    def __init__(self, endpoint_url: str, **overrides: Any) -> None:
+        super().__init__(**overrides)
         self._endpoint_url = endpoint_url
 
     def _client(self, service: str) -> Any:
+        if service in self._overrides:
+            return self._overrides[service]
         return boto3.Session().client(service, endpoint_url=self._endpoint_url, config=DEFAULT_CONFIG)  # type: ignore[call-overload]
 
 
@@ -102,6 +104,10 @@ class Hub:
     def env_for(self, function: str) -> dict[str, str]:
         """``function``'s environment, its AWS calls going through its role's endpoint."""
         return {**self.provisioned.env_for(function), "AWS_ENDPOINT_URL": self.endpoint_for(function).url}
+
+    def clients_for(self, function: str, **overrides: Any) -> AwsClients:
+        """Clients that call AWS as ``function`` does, through its role's endpoint."""
+        return DirectClients(self.endpoint_for(function).url, **overrides)
 
     def function(self, name: str) -> AuthorizedFunction:
         """The handler of function ``name``, loaded in-process, invoked with its role applied."""

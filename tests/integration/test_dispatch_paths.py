@@ -18,7 +18,6 @@ from counting import Counting
 from seeding import seed_subscription
 
 from sethub.catalog import WSO2_EVENT_TYPES
-from sethub.clients import AwsClients
 from sethub.dispatch import Dispatcher
 from sethub.messages import SetEvent
 from sethub.outbound import GuardedHttp
@@ -114,9 +113,11 @@ def test_every_attempt_of_a_big_fan_out_is_recorded(hub, receiver):
     store = SubscriptionStore(hub.clients, hub.settings)
     for n in range(57):
         subscribe(store, f"{receiver}/{'fail' if n < 3 else 'ok'}/{n}")
-    dynamodb = Counting(boto3.client("dynamodb"))
+    # The dispatcher calls AWS as DispatchFunction does, through its role's endpoint.
+    dynamodb = Counting(boto3.client("dynamodb", endpoint_url=hub.endpoint_for("DispatchFunction").url))
     settings = replace(hub.settings, retry_schedule=(60,))
-    dispatcher = Dispatcher(AwsClients(dynamodb=dynamodb), settings, http=GuardedHttp.from_settings(settings))
+    clients = hub.clients_for("DispatchFunction", dynamodb=dynamodb)
+    dispatcher = Dispatcher(clients, settings, http=GuardedHttp.from_settings(settings))
     message_id, body = set_event()
 
     result = dispatcher.dispatch([(message_id, body)])
@@ -136,7 +137,9 @@ def test_one_summary_line_per_event_and_successes_only_at_debug(hub, receiver, c
     for n in range(6):
         subscribe(store, f"{receiver}/{'fail' if n == 0 else 'ok'}/{n}")
     settings = replace(hub.settings, retry_schedule=(60,))
-    dispatcher = Dispatcher(hub.clients, settings, http=GuardedHttp.from_settings(settings))
+    dispatcher = Dispatcher(
+        hub.clients_for("DispatchFunction"), settings, http=GuardedHttp.from_settings(settings)
+    )
     caplog.set_level(logging.INFO, logger="sethub")
 
     result = dispatcher.dispatch([set_event(), set_event()])
