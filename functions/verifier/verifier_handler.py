@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sethub.clients import AwsClients
 from sethub.errors import ConfigurationError, UpstreamError
 from sethub.hostlimits import HostLimits
+from sethub.hygiene import callback_fields
 from sethub.messages import (
     DenySubscription,
     MessageFormatError,
@@ -28,7 +29,7 @@ from sethub.outbound import GuardedHttp
 from sethub.runtime import per_environment
 from sethub.settings import Settings
 from sethub.store import SubscriptionStore
-from sethub.verification import MAX_RESPONSE_BYTES, Requeue, Verifier, limit_host
+from sethub.verification import MAX_RESPONSE_BYTES, Requeue, Verifier
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -94,12 +95,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dic
     results = verifier().process_all([message for _, message in work])
     failures: list[dict[str, str]] = []
     for (message_id, message), result in zip(work, results, strict=True):
-        # Callback URLs may carry tokens: logs name the host only.
-        host = limit_host(message.callback)
+        # Callback URLs may carry tokens: logs name the host and the subscription id only.
+        named = callback_fields(message.topic, message.callback)
         if isinstance(result, Exception):
             logger.error(
                 "verification failed, SQS will redeliver it",
-                extra={"topic": message.topic, "callback_host": host, "error": str(result)[:300]},
+                extra={"topic": message.topic, **named, "error": str(result)[:300]},
             )
             failures.append({"itemIdentifier": message_id})
             continue
@@ -108,7 +109,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dic
             extra={
                 "outcome": result.kind,
                 "topic": result.topic,
-                "callback_host": host,
+                **named,
                 "detail": result.detail,
             },
         )
