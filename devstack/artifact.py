@@ -8,8 +8,8 @@ then the runtime) and the environment a deployed function has (Lambda's own vari
 and the template's, resolved with placeholder values). There it imports the handler with
 the runtime interface client's own ``_get_handler``, so a failure reads as it would in
 CloudWatch, e.g. ``Runtime.ImportModuleError: Unable to import module 'x': No module
-named 'y'``. Sockets are closed during the import: handler modules must not reach the
-network before the first invocation.
+named 'y'``. Connections and name lookups are refused during the import: handler modules
+must not reach the network before the first invocation.
 
 This runs with the dev tools (it reads YAML); the handlers never see them.
 """
@@ -130,7 +130,8 @@ class ImportResult:
     def line(self) -> str:
         if self.ok:
             return f"{self.function}: {self.handler} imports ({self.milliseconds:.0f} ms)"
-        return f"{self.function}: {self.reason}"
+        # One line, whatever the exception's message holds.
+        return f"{self.function}: {' '.join(self.reason.split())}"
 
 
 def _merge(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
