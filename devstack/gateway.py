@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -83,6 +83,7 @@ class ApiGateway:
         self._routes = [_compile(route) for route in routes]
         self._functions = functions
         self._api_key = api_key.encode()
+        self._key_check: Callable[[str], bool] | None = None
         self._responses = gateway_responses
         self.ready = threading.Event()
         self.access_log = access_log
@@ -153,9 +154,18 @@ class ApiGateway:
             return _json_reply(502, {"message": "Internal server error"})
         return _reply_from_result(result)
 
+    def accept_keys(self, check: Callable[[str], bool]) -> None:
+        """Admit exactly the keys ``check`` accepts: API Gateway admits any key of the stage's
+        usage plan, which holds every live hub key (devstack.credentials)."""
+        self._key_check = check
+
     def _key_ok(self, headers: Sequence[tuple[str, str]]) -> bool:
         presented = next((value for name, value in headers if name.lower() == "x-api-key"), "")
-        return bool(presented) and hmac.compare_digest(presented.strip().encode(), self._api_key)
+        if not presented:
+            return False
+        if self._key_check is not None:
+            return self._key_check(presented)
+        return hmac.compare_digest(presented.strip().encode(), self._api_key)
 
     def _gateway_error(self, kind: str) -> Reply:
         status, message = _DEFAULT_ERRORS.get(kind, (400, "Bad Request"))

@@ -12,8 +12,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
 
-from sethub.api import ApiKeyChecker, base_url, request_body
+from sethub.api import base_url, key_checker, request_body
 from sethub.clients import AwsClients
+from sethub.credentials import require_events_allowed
 from sethub.errors import BadRequestError, SethubError
 from sethub.events import parse_request_body
 from sethub.ingest import Ingestor
@@ -33,7 +34,7 @@ class _Deps:
     def __init__(self) -> None:
         self.settings = Settings.from_env()
         self.clients = AwsClients()
-        self.api_keys = ApiKeyChecker(self.clients, self.settings)
+        self.keys = key_checker(self.clients, self.settings)
         self.ingestor = Ingestor(self.clients, self.settings)
 
 
@@ -53,9 +54,11 @@ def _body() -> bytes:
 def post_events() -> Response[Any]:
     event = app.current_event
     current = deps()
-    current.api_keys.check(event.headers)
+    principal = current.keys.authenticate(event.headers)
+    raw_events = parse_request_body(_body())
+    require_events_allowed(principal, raw_events)
     accepted = current.ingestor.ingest(
-        parse_request_body(_body()), base_url=base_url(event.raw_event, current.settings)
+        raw_events, base_url=base_url(event.raw_event, current.settings), publisher=principal
     )
     if len(accepted) == 1:
         logger.set_correlation_id(accepted[0]["jti"])

@@ -72,13 +72,47 @@ def test_a_refused_delivery_gets_an_rfc8935_error_body_and_no_secret():
     assert receiver.events == []
 
 
-def test_verification_echoes_the_challenge():
+def test_verification_of_an_intent_it_started_echoes_the_challenge_once():
     receiver = Receiver()
+    receiver.expect("subscribe", "t")
+    challenge = {"hub.mode": "subscribe", "hub.topic": "t", "hub.challenge": "c-9"}
     try:
-        status, body = receiver.on_verification(
-            {"hub.mode": "subscribe", "hub.topic": "t", "hub.challenge": "c-9"}
-        )
+        first = receiver.on_verification(challenge)
+        again = receiver.on_verification({**challenge, "hub.challenge": "c-10"})
     finally:
         receiver.stop()
 
-    assert (status, body) == (200, b"c-9")
+    assert (first, again) == ((200, b"c-9"), (404, b""))
+
+
+@pytest.mark.parametrize(
+    ("started", "query"),
+    [
+        ([], {"hub.mode": "subscribe", "hub.topic": "t", "hub.challenge": "c"}),
+        ([], {"hub.mode": "unsubscribe", "hub.topic": "t", "hub.challenge": "c"}),
+        # A request for another topic, or in the other mode, is not the one it started.
+        ([("subscribe", "t")], {"hub.mode": "subscribe", "hub.topic": "other", "hub.challenge": "c"}),
+        ([("subscribe", "t")], {"hub.mode": "unsubscribe", "hub.topic": "t", "hub.challenge": "c"}),
+    ],
+)
+def test_a_challenge_it_did_not_ask_for_gets_404(started, query):
+    receiver = Receiver()
+    for mode, topic in started:
+        receiver.expect(mode, topic)
+    try:
+        status, body = receiver.on_verification(query)
+    finally:
+        receiver.stop()
+
+    assert (status, body) == (404, b"")
+    assert receiver.topics == set()
+
+
+def test_a_denial_is_acknowledged_without_an_intent():
+    receiver = Receiver()
+    try:
+        status, _ = receiver.on_verification({"hub.mode": "denied", "hub.topic": "t", "hub.reason": "r"})
+    finally:
+        receiver.stop()
+
+    assert status == 200

@@ -66,14 +66,12 @@ EXPECTED_CONSUMERS = {
 EXPECTED_WIRING: dict[str, dict[str, str]] = {
     "IngestFunction": {
         "SETHUB_EVENTS_QUEUE_URL": "EventsQueue",
-        "SETHUB_API_KEY_SECRET_ID": "ApiKeySecret",
     },
     "WebSubFunction": {
         "SETHUB_EVENTS_QUEUE_URL": "EventsQueue",
         "SETHUB_VERIFY_QUEUE_URL": "VerifyQueue",
         "SETHUB_SIGNING_KEY_IDS": "SigningKey",
         "SETHUB_DATA_KEY_ID": "DataKey",
-        "SETHUB_API_KEY_SECRET_ID": "ApiKeySecret",
     },
     "VerifierFunction": {"SETHUB_VERIFY_QUEUE_URL": "VerifyQueue"},
     "DispatchFunction": {
@@ -91,10 +89,10 @@ _TABLE_READ_WRITE = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteIte
 # AWSLambdaSQSQueueExecutionRole grants on every queue).
 POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
+    # API keys are hashed records in HubTable (GetItem): no Secrets Manager rights.
     "IngestFunction": {
         *((action, "HubTable") for action in _TABLE_READ_WRITE),
         ("sqs:SendMessage*", "EventsQueue"),
-        ("secretsmanager:GetSecretValue", "ApiKeySecret"),
     },
     "WebSubFunction": {
         *(
@@ -105,7 +103,6 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("sqs:SendMessage*", "VerifyQueue"),
         ("kms:GetPublicKey", "SigningKey"),
         ("kms:Encrypt", "DataKey"),
-        ("secretsmanager:GetSecretValue", "ApiKeySecret"),
     },
     "VerifierFunction": {
         *((action, "HubTable") for action in _TABLE_READ_WRITE),
@@ -868,19 +865,31 @@ def test_gateway_errors_are_one_line_json(template: Template) -> None:
         assert "\n" not in document["error"], kind
 
 
-def test_the_api_key_comes_from_the_secret_and_is_in_a_usage_plan(template: Template) -> None:
+def test_each_api_key_is_throttled_on_its_own_by_the_usage_plan(template: Template) -> None:
     res = template["Resources"]
-    assert res["HubApiKey"]["Properties"]["Value"] == {
-        "Fn::Sub": "{{resolve:secretsmanager:${ApiKeySecret}:SecretString}}"
-    }
-    generated = res["ApiKeySecret"]["Properties"]["GenerateSecretString"]
-    assert generated["PasswordLength"] >= 40
-    assert generated["ExcludePunctuation"] is True
+    # Keys are made by the operator command (sethub.credentials), never by the template.
+    assert not resources(template, "AWS::ApiGateway::ApiKey")
+    assert not resources(template, "AWS::SecretsManager::Secret")
     plan = res["HubUsagePlan"]["Properties"]
     assert ref_target(plan["ApiStages"][0]["ApiId"]) == "HubApi"
-    assert {"BurstLimit", "RateLimit"} <= set(plan["Throttle"])
-    assert ref_target(res["HubUsagePlanKey"]["Properties"]["KeyId"]) == "HubApiKey"
-    assert ref_target(res["HubUsagePlanKey"]["Properties"]["UsagePlanId"]) == "HubUsagePlan"
+    assert ref_target(plan["Throttle"]["RateLimit"]) == "KeyRateLimit"
+    assert ref_target(plan["Throttle"]["BurstLimit"]) == "KeyBurstLimit"
+    assert ref_target(plan["Quota"]["Limit"]) == "KeyDailyQuota"
+    assert ref_target(template["Outputs"]["UsagePlanId"]["Value"]) == "HubUsagePlan"
+
+
+def test_the_waf_rate_rule_per_ip_is_optional(template: Template) -> None:
+    res = template["Resources"]
+    assert template["Parameters"]["WafRequestsPerIpPer5Min"]["Default"] == 0
+    acl, association = res["HubWebAcl"], res["HubWebAclAssociation"]
+    assert acl["Condition"] == association["Condition"] == "HasWafRateRule"
+    [rule] = acl["Properties"]["Rules"]
+    assert rule["Action"] == {"Block": {}}
+    statement = rule["Statement"]["RateBasedStatement"]
+    assert statement["AggregateKeyType"] == "IP"
+    assert ref_target(statement["Limit"]) == "WafRequestsPerIpPer5Min"
+    assert get_att_target(association["Properties"]["WebACLArn"], "Arn") == "HubWebAcl"
+    assert "${HubApi}/stages/${HubApi.Stage}" in association["Properties"]["ResourceArn"]["Fn::Sub"]
 
 
 def test_functions_share_the_layer_and_name_their_handler_modules(template: Template) -> None:
@@ -926,12 +935,11 @@ def test_signing_key_is_p256_by_default_and_rsa_on_request(template: Template) -
     assert data_key["EnableKeyRotation"] is True
 
 
-def test_outputs_give_the_urls_and_the_key_id(template: Template) -> None:
+def test_outputs_give_the_urls_and_the_usage_plan(template: Template) -> None:
     outputs: Mapping[str, Any] = template["Outputs"]
-    assert {"ApiUrl", "HubUrl", "JwksUrl", "ApiKeyId", "TableName", "DeadLetterQueueUrl"} <= set(outputs)
+    assert {"ApiUrl", "HubUrl", "JwksUrl", "UsagePlanId", "TableName", "DeadLetterQueueUrl"} <= set(outputs)
     assert outputs["HubUrl"]["Value"]["Fn::Sub"].endswith("/Prod/hub")
     assert outputs["JwksUrl"]["Value"]["Fn::Sub"].endswith("/Prod/.well-known/jwks.json")
-    assert ref_target(outputs["ApiKeyId"]["Value"]) == "HubApiKey"
 
 
 def test_signing_key_slots_are_twins_that_outlive_the_stack(template: Template) -> None:

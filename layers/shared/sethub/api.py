@@ -4,41 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
 from sethub.clients import AwsClients
-from sethub.errors import BadRequestError, ConfigurationError, ForbiddenError, UnauthorizedError
+from sethub.credentials.checker import KeyChecker
+from sethub.credentials.dynamodb import DynamoDBCredentialStore
+from sethub.errors import BadRequestError
 from sethub.settings import Settings
 
-API_KEY_HEADER = "x-api-key"
 
-
-class ApiKeyChecker:
-    """Checks ``x-api-key`` against the key held in Secrets Manager (read once per container)."""
-
-    def __init__(self, clients: AwsClients, settings: Settings) -> None:
-        self._clients = clients
-        self._secret_id = settings.api_key_secret_id
-        self._key: bytes | None = None
-
-    def _expected(self) -> bytes:
-        if self._key is None:
-            if not self._secret_id:
-                raise ConfigurationError("SETHUB_API_KEY_SECRET_ID is not set")
-            value = self._clients.secretsmanager.get_secret_value(SecretId=self._secret_id)["SecretString"]
-            self._key = value.strip().encode()
-        return self._key
-
-    def check(self, headers: Mapping[str, str] | None) -> None:
-        """Raise ``UnauthorizedError`` (no key) or ``ForbiddenError`` (wrong key)."""
-        presented = header(headers, API_KEY_HEADER)
-        if not presented:
-            raise UnauthorizedError(f"missing API key: send it in the {API_KEY_HEADER} header")
-        # Constant-time, so the key cannot be guessed byte by byte from response times.
-        if not hmac.compare_digest(presented.strip().encode(), self._expected()):
-            raise ForbiddenError("invalid API key")
+def key_checker(clients: AwsClients, settings: Settings) -> KeyChecker:
+    """The container's check of ``x-api-key``: keys with roles in the hub table (``sethub.credentials``)."""
+    return KeyChecker(DynamoDBCredentialStore(clients, settings.table_name))
 
 
 def header(headers: Mapping[str, str] | None, name: str) -> str | None:

@@ -60,6 +60,7 @@ _SUBSCRIPTION_NAMES = {
     "#lease": "lease_seconds",
     "#expires": "expires_at",
     "#requested": "requested_at",
+    "#owner": "owner",
 }
 """The attributes ``_subscription`` reads, by placeholder (some names are DynamoDB reserved words)."""
 _SUBSCRIPTION_PROJECTION = ", ".join(_SUBSCRIPTION_NAMES)
@@ -211,8 +212,15 @@ class SubscriptionStore:
         lease_seconds: int,
         requested_at: int,
         now: float | None = None,
+        requester: str | None = None,
+        owner: str | None = None,
+        override: bool = False,
     ) -> str:
         """Store a request until its verification of intent; returns its id.
+
+        ``requester`` (the asking key's id), ``owner`` (the owner the subscription will have)
+        and ``override`` (an admin's request) let ``apply_verified`` refuse to replace a
+        subscription that another key owns, if ownership changed after the request.
 
         One pending request per (topic, callback): a newer one replaces the one waiting,
         whose queued verification then finds nothing to verify and sends no GET, so a
@@ -233,6 +241,12 @@ class SubscriptionStore:
         }
         if secret:
             item["secret"] = {"B": self.secretbox.encrypt(secret, encryption_context(topic, callback))}
+        if requester:
+            item["requester"] = _s(requester)
+        if owner:
+            item["owner"] = _s(owner)
+        if override:
+            item["override"] = {"BOOL": True}
         try:
             self._db.put_item(TableName=self._table, Item=item)
         except (ClientError, BotoCoreError) as exc:
@@ -267,6 +281,9 @@ class SubscriptionStore:
             secret_ciphertext=item["secret"]["B"] if "secret" in item else None,
             lease_seconds=int(item["lease_seconds"]["N"]),
             requested_at=int(item["requested_at"]["N"]),
+            requester=item["requester"]["S"] if "requester" in item else None,
+            owner=item["owner"]["S"] if "owner" in item else None,
+            override=bool(item.get("override", {}).get("BOOL", False)),
         )
 
     def discard_pending(self, topic: str, callback: str, request_id: str) -> None:
@@ -318,6 +335,8 @@ class SubscriptionStore:
             # A re-subscription without a secret removes the old one: the item is replaced whole.
             if request.secret_ciphertext:
                 item["secret"] = {"B": request.secret_ciphertext}
+            if request.owner:
+                item["owner"] = _s(request.owner)
         else:
             item |= {"state": _s("unsubscribed"), "ttl": _n(state_ttl(0, current))}
         actions: list[Any] = [
@@ -330,14 +349,7 @@ class SubscriptionStore:
                     "ExpressionAttributeValues": {":request_id": _s(request.request_id)},
                 }
             },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": item,
-                    "ConditionExpression": "attribute_not_exists(pk) OR requested_at < :requested_at",
-                    "ExpressionAttributeValues": {":requested_at": _n(request.requested_at)},
-                }
-            },
+            {"Put": {"TableName": self._table, "Item": item, **_apply_condition(request, current)}},
         ]
         if not self._open_topics:
             actions.append(
@@ -432,6 +444,28 @@ class SubscriptionStore:
         subscription = self._subscription(topic, item)
         return subscription if subscription.is_active(now) else None
 
+    def subscription_owner(self, topic: str, callback: str, *, now: float) -> tuple[bool, str | None]:
+        """Whether (topic, callback) has a live subscription, and the key id that owns it.
+
+        Reads only the state and owner (never the secret, so no KMS call).
+        """
+        try:
+            result = self._db.get_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(topic)), "sk": _s(subscription_key(callback))},
+                ProjectionExpression="#state, expires_at, #owner",
+                ExpressionAttributeNames={"#state": "state", "#owner": "owner"},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("read a subscription", exc) from exc
+        item = result.get("Item")
+        if item is None or item.get("state", {}).get("S") != "active":
+            return False, None
+        if not is_live(int(item.get("expires_at", {}).get("N", "0")), now):
+            return False, None
+        return True, item["owner"]["S"] if "owner" in item else None
+
     def remove(self, topic: str, callback: str) -> None:
         """Delete a subscription (its callback answered ``410 Gone``)."""
         try:
@@ -456,7 +490,33 @@ class SubscriptionStore:
             expires_at=int(item["expires_at"]["N"]),
             requested_at=int(item["requested_at"]["N"]),
             sort_key=item["sk"]["S"],
+            owner=item["owner"]["S"] if "owner" in item else None,
         )
+
+
+def _apply_condition(request: PendingRequest, now: float) -> dict[str, Any]:
+    """The condition under which a verified request replaces the (topic, callback) state.
+
+    Newest request wins; and unless an admin asked, a live subscription owned by another
+    key (or by any key, for a request without one) is never replaced, even if ownership
+    changed between the request and its verification.
+    """
+    values: dict[str, Any] = {":requested_at": _n(request.requested_at)}
+    condition = "attribute_not_exists(pk) OR requested_at < :requested_at"
+    if request.override:
+        return {"ConditionExpression": condition, "ExpressionAttributeValues": values}
+    values |= {":active": _s("active"), ":now": _n(int(now))}
+    owned_by = "attribute_not_exists(#owner)"
+    if request.requester:
+        owned_by += " OR #owner = :requester"
+        values[":requester"] = _s(request.requester)
+    not_live = "#state <> :active OR expires_at <= :now"
+    newer = "requested_at < :requested_at"
+    return {
+        "ConditionExpression": f"attribute_not_exists(pk) OR ({newer} AND ({owned_by} OR {not_live}))",
+        "ExpressionAttributeNames": {"#owner": "owner", "#state": "state"},
+        "ExpressionAttributeValues": values,
+    }
 
 
 __all__ = ["SubscriptionStore"]

@@ -78,6 +78,8 @@ class Subscription:
     """Nanoseconds at which the hub received the request that created this state."""
     sort_key: str
     """The item's sort key, ``SUB#<sha256 of the callback>``: the cursor for paginated fan-out."""
+    owner: str | None = None
+    """The key id of the API key that created it (``sethub.credentials``); None: created without a key."""
 
     def is_active(self, now: float) -> bool:
         return is_live(self.expires_at, now)
@@ -107,6 +109,12 @@ class PendingRequest:
     secret_ciphertext: bytes | None
     lease_seconds: int
     requested_at: int
+    requester: str | None = None
+    """The key id that asked (None: no key, on a public hub): it must own the state it replaces."""
+    owner: str | None = None
+    """The owner the subscription will have once applied."""
+    override: bool = False
+    """An admin's request: it may replace state whoever owns it."""
 
     def __repr__(self) -> str:
         return (

@@ -22,8 +22,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sethub.api import ApiKeyChecker
+from sethub.api import key_checker
 from sethub.clients import AwsClients
+from sethub.credentials import (
+    KeyChecker,
+    Principal,
+    require_owner,
+    require_publisher,
+    require_subscriber,
+)
 from sethub.errors import (
     BadRequestError,
     BlockedAddressError,
@@ -120,14 +127,14 @@ class Hub:
         settings: Settings,
         *,
         store: SubscriptionStore | None = None,
-        api_keys: ApiKeyChecker | None = None,
+        keys: KeyChecker | None = None,
         fetcher: GuardedHttp | None = None,
         ingestor: Ingestor | None = None,
     ) -> None:
         self._clients = clients
         self._settings = settings
         self._store = store or SubscriptionStore(clients, settings)
-        self._api_keys = api_keys or ApiKeyChecker(clients, settings)
+        self._keys = keys or key_checker(clients, settings)
         self._fetcher = fetcher
         self._ingestor = ingestor
 
@@ -156,20 +163,26 @@ class Hub:
         mode = params.get("hub.mode", "").strip()
         current = time.time() if now is None else now
         if mode in ("subscribe", "unsubscribe"):
-            if not self._settings.public_hub:
-                self._api_keys.check(headers)
+            # A public hub takes anonymous subscribers, but a key that is sent must be valid.
+            if self._settings.public_hub:
+                principal = self._keys.optional(headers)
+            else:
+                principal = self._keys.authenticate(headers)
+            if principal is not None:
+                require_subscriber(principal)
             return self._subscription_request(
-                "subscribe" if mode == "subscribe" else "unsubscribe", params, current
+                "subscribe" if mode == "subscribe" else "unsubscribe", params, current, principal
             )
         if mode in ("register", "deregister", "publish"):
-            self._api_keys.check(headers)
+            caller = self._keys.authenticate(headers)
+            require_publisher(caller, _publish_topic(params) if mode == "publish" else _topic(params))
             if mode == "register":
                 self._store.register_topic(_topic(params), now=current)
                 return HubReply(status=200)
             if mode == "deregister":
                 self._store.deregister_topic(_topic(params))
                 return HubReply(status=200)
-            return self._publish(request, base_url=base_url)
+            return self._publish(request, base_url=base_url, publisher=caller)
         if not mode:
             raise BadRequestError(
                 "hub.mode is required: subscribe, unsubscribe, register, deregister or publish"
@@ -178,7 +191,9 @@ class Hub:
 
     # Subscribers
 
-    def _subscription_request(self, mode: Mode, params: Mapping[str, str], now: float) -> HubReply:
+    def _subscription_request(
+        self, mode: Mode, params: Mapping[str, str], now: float, principal: Principal | None
+    ) -> HubReply:
         callback = self._callback(params)
         topic = _topic(params)
         secret: bytes | None = None
@@ -193,6 +208,11 @@ class Hub:
                 # W3C WebSub 5.2: the refusal goes to the callback; the 202 does not tell.
                 self._enqueue(DenySubscription(topic=topic, callback=callback, reason=UNKNOWN_TOPIC))
             return HubReply(status=202)
+        # A live subscription belongs to the key that created it (issue 11, finding 2).
+        live, owner = self._store.subscription_owner(topic, callback, now=now)
+        if live:
+            require_owner(principal, owner)
+        caller = principal.key_id if principal is not None else None
         request_id = self._store.put_pending(
             mode=mode,
             topic=topic,
@@ -202,6 +222,9 @@ class Hub:
             lease_seconds=lease,
             requested_at=time.time_ns(),
             now=now,
+            requester=caller,
+            owner=owner if live and owner else caller,
+            override=principal is not None and principal.is_admin,
         )
         self._enqueue(VerifyIntent(topic=topic, callback=callback, request_id=request_id))
         return HubReply(status=202)
@@ -253,7 +276,7 @@ class Hub:
 
     # Publishers
 
-    def _publish(self, request: HubRequest, *, base_url: str) -> HubReply:
+    def _publish(self, request: HubRequest, *, base_url: str, publisher: Principal | None = None) -> HubReply:
         params = request.params
         topic = (params.get("hub.topic") or params.get("hub.url") or "").strip()
         if not topic:
@@ -267,7 +290,8 @@ class Hub:
             return HubReply(status=202)
         payload = _set_payload(request.body)
         if payload is not None:
-            self.ingestor.ingest([{**payload, "topic": topic}], base_url=base_url)
+            # The key bounds the SET: its jti scope and its pinned iss (sethub.ingest).
+            self.ingestor.ingest([{**payload, "topic": topic}], base_url=base_url, publisher=publisher)
         else:
             content_type = request.content_type or DEFAULT_CONTENT_TYPE
             problem = control_problem("Content-Type", content_type)
@@ -329,6 +353,15 @@ def _topic(params: Mapping[str, str]) -> str:
     topic = params.get("hub.topic", "").strip()
     if not topic:
         raise BadRequestError("hub.topic is required")
+    _check_topic(topic)
+    return topic
+
+
+def _publish_topic(params: Mapping[str, str]) -> str:
+    """A publish names its topic in ``hub.topic`` or ``hub.url`` (W3C WebSub)."""
+    topic = (params.get("hub.topic") or params.get("hub.url") or "").strip()
+    if not topic:
+        raise BadRequestError("hub.topic (or hub.url) is required")
     _check_topic(topic)
     return topic
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from sethub.credentials.keys import key_hash, presentable
 from sethub.credentials.principal import Principal
@@ -78,13 +79,14 @@ class KeyChecker:
         return principal
 
     def authenticate(self, headers: Mapping[str, str] | None) -> Principal:
-        """The caller's principal; ``UnauthorizedError`` (401) for a missing or unknown key."""
+        """The caller's principal: ``UnauthorizedError`` (401) without a key, ``ForbiddenError``
+        (403, what API Gateway answers for a key it does not know) for an unknown or revoked one."""
         key = presented_key(headers)
         if key is None:
             raise UnauthorizedError(MISSING_KEY)
         principal = self.lookup(key)
         if principal is None:
-            raise UnauthorizedError(UNKNOWN_KEY)
+            raise ForbiddenError(UNKNOWN_KEY)
         return principal
 
     def optional(self, headers: Mapping[str, str] | None) -> Principal | None:
@@ -101,6 +103,25 @@ def require_publisher(principal: Principal, topic: str) -> None:
     if principal.role == "publisher":
         raise ForbiddenError("this publisher key is not allowed on this topic")
     raise ForbiddenError(f"a {principal.role} key cannot publish or manage topics")
+
+
+def require_publisher_role(principal: Principal) -> None:
+    """``ForbiddenError`` unless ``principal`` may publish at all (before any topic is known)."""
+    if principal.role not in ("admin", "publisher"):
+        raise ForbiddenError(f"a {principal.role} key cannot publish or manage topics")
+
+
+def require_events_allowed(principal: Principal, raw_events: list[Any]) -> None:
+    """``POST /events``: the key may publish, and every event's topic is within its scope.
+
+    Checked on the raw events, before validation, so that nothing about a topic outside
+    the key's scope is looked up; events without a usable topic fail validation later.
+    """
+    require_publisher_role(principal)
+    for raw in raw_events:
+        topic = raw.get("topic") if isinstance(raw, dict) else None
+        if isinstance(topic, str):
+            require_publisher(principal, topic)
 
 
 def require_subscriber(principal: Principal) -> None:
@@ -134,7 +155,9 @@ __all__ = [
     "KeyChecker",
     "may_change",
     "presented_key",
+    "require_events_allowed",
     "require_owner",
     "require_publisher",
+    "require_publisher_role",
     "require_subscriber",
 ]
