@@ -12,6 +12,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from devstack.awsgate import AuthorizingEndpoint, endpoint_for
+from devstack.credentials import LocalKeys, seed_local_keys
 from devstack.gateway import ApiGateway
 from devstack.invoke import FunctionWorker, RemoteFunction, start_workers
 from devstack.pollers import QueuePoller
@@ -107,6 +108,7 @@ class LocalStack:
         """The address functions reach this machine by (the embedded AWS, subscribers' callbacks):
         Docker's bridge in sam mode, as the emulator's containers are not on the host network."""
         self.provisioned: Provisioned | None = None
+        self.local_keys: LocalKeys | None = None
 
     @property
     def base_url(self) -> str:
@@ -174,6 +176,8 @@ class LocalStack:
             region=region,
         )
         self.provisioned = provisioned
+        self.local_keys = seed_local_keys(provisioned, config.environ)
+        self._gateway.accept_keys(self.local_keys.accepts)
         endpoints = self._aws_endpoints(provisioned)
         lambda_envs = {
             name: self._lambda_env(provisioned, name, endpoints[name], aws_env)
@@ -300,7 +304,11 @@ class LocalStack:
                 f"  API       {base}",
                 f"  hub URL   {base}/hub",
                 f"  JWKS      {base}/.well-known/jwks.json",
-                f"  API key   {self.config.api_key}",
+                *(
+                    self.local_keys.banner_lines()
+                    if self.local_keys
+                    else [f"  API key   {self.config.api_key}"]
+                ),
                 f"  moto      {self.moto_endpoint} (prefix {self.config.prefix})",
                 f"  sam local --env-vars {self.sam_env_vars_path.name}",
                 *self._functions_banner(),
