@@ -1,8 +1,12 @@
 """``python -m sethub.receiver``: a verifying subscriber, for trying sethub out.
 
-    python -m sethub.receiver --port 4000 --hub http://127.0.0.1:3000 [--secret S]
+    python -m sethub.receiver --port 4000 --hub http://127.0.0.1:3000 [--secret S] \
+        --subscribe acme.login --api-key local-subscriber-key
 
-It answers the hub's verification GETs (echoing ``hub.challenge``), and for every
+With ``--subscribe`` it sends the subscription request itself and confirms only the
+verifications of intents it started (each once): a challenge for anything else (someone
+re-subscribing this callback with their own secret, or unsubscribing it) gets ``404``
+(W3C WebSub 5.3), so nobody can take over its subscriptions. For every
 delivery checks the SET's signature against the hub's JWKS (``typ`` must be
 ``secevent+jwt``), its audience (``aud`` must name a topic this receiver subscribed to:
 the hub binds each SET to its topic, so one recorded for another topic is refused) and,
@@ -21,12 +25,15 @@ import re
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.request
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, TextIO
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 
@@ -191,6 +198,8 @@ class Receiver:
         self.events: list[ReceivedEvent] = []
         self.rejected: list[ReceivedEvent] = []
         self.verifications: list[dict[str, str]] = []
+        self._intents: Counter[tuple[str, str]] = Counter()
+        """(mode, topic) requests this receiver started and whose verification it awaits."""
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_class(self))
         self._server.daemon_threads = True
@@ -226,6 +235,54 @@ class Receiver:
         if self.out is not None:
             print(line, file=self.out, flush=True)
 
+    def expect(self, mode: str, topic: str) -> None:
+        """Record a subscribe/unsubscribe request this receiver's owner sent: its verification
+        will be confirmed, once. ``subscribe()`` calls it before sending the request."""
+        with self._lock:
+            self._intents[(mode, topic)] += 1
+
+    def _forget(self, mode: str, topic: str) -> None:
+        with self._lock:
+            if self._intents[(mode, topic)] > 0:
+                self._intents[(mode, topic)] -= 1
+
+    def subscribe(
+        self,
+        hub: str,
+        topic: str,
+        *,
+        mode: str = "subscribe",
+        api_key: str | None = None,
+        secret: str | None = None,
+        fields: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[int, str]:
+        """Ask the hub at ``hub`` (its base URL or its /hub URL) to (un)subscribe this receiver
+        to ``topic``; returns the hub's status and body. The intent is recorded first, so the
+        hub's verification (which may come before the 202) is confirmed."""
+        url = hub.rstrip("/")
+        url = url if url.endswith("/hub") else f"{url}/hub"
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("the hub URL must be http(s)")
+        form = {"hub.mode": mode, "hub.topic": topic, "hub.callback": self.url, **(fields or {})}
+        if secret and mode == "subscribe":
+            form["hub.secret"] = secret
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if api_key:
+            headers["x-api-key"] = api_key
+        self.expect(mode, topic)
+        request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+            url, data=urlencode(form).encode(), headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) hub URL
+                status, body = response.status, response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read().decode("utf-8", "replace")
+        if not 200 <= status < 300:
+            self._forget(mode, topic)
+        return status, body
+
     def on_verification(self, query: dict[str, str]) -> tuple[int, bytes]:
         with self._lock:
             self.verifications.append(query)
@@ -234,6 +291,14 @@ class Receiver:
         if mode == "denied":
             self._print(f"denied     topic={topic} reason={query.get('hub.reason', '')}")
             return 200, b""
+        with self._lock:
+            started = self._intents[(mode, topic)] > 0
+            if started:
+                self._intents[(mode, topic)] -= 1
+        if not started:
+            # Not an intent of ours: confirming it would let anyone change our subscription.
+            self._print(f"refused    {mode[:20]} topic={topic} (this receiver did not ask for it)")
+            return 404, b""
         self._print(f"{mode:<10} topic={topic} lease={query.get('hub.lease_seconds', '-')}")
         if mode == "subscribe" and topic:
             with self._lock:
@@ -311,7 +376,17 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="a topic subscribed to before this receiver started (repeatable): its SETs are accepted",
     )
+    parser.add_argument(
+        "--subscribe",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="subscribe to TOPIC at --hub once listening (repeatable); only these intents are confirmed",
+    )
+    parser.add_argument("--api-key", help="the subscriber key sent with --subscribe (x-api-key)")
     args = parser.parse_args(argv)
+    if args.subscribe and not args.hub:
+        parser.error("--subscribe needs --hub")
     receiver = Receiver(
         hub=args.hub,
         secret=args.secret.encode() if args.secret else None,
@@ -321,14 +396,20 @@ def main(argv: list[str] | None = None) -> int:
         topics=args.topic,
     )
 
+    stopped = threading.Event()
+
     def stop(signum: int, frame: FrameType | None) -> None:
-        # shutdown() waits for serve_forever, so it must run outside the serving thread.
-        threading.Thread(target=receiver.shutdown, daemon=True).start()
+        stopped.set()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     print(f"receiver listening on {receiver.url} (callback URL)", flush=True)
-    receiver.serve_forever()
+    receiver.start()
+    for topic in args.subscribe:
+        status, body = receiver.subscribe(args.hub, topic, api_key=args.api_key, secret=args.secret)
+        print(f"subscribe  topic={topic} -> {status} {body.strip()[:200]}", flush=True)
+    stopped.wait()
+    receiver.stop()
     return 0
 
 
