@@ -1,7 +1,8 @@
 """SETs are bound to their topic: ``aud`` names it, publishers cannot set another, and
 ``python -m sethub.receiver`` refuses a SET recorded for a topic it did not subscribe to
 (a recipient replaying another topic's SET). Control characters in published claims
-are refused before anything is accepted. No network."""
+are refused before anything is accepted, and a delivery request prints no callback path
+or query. No network."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Any
 import jwt
 import pytest
 
-from sethub import events, sets
+from sethub import delivery, events, sets
 from sethub.errors import BadRequestError
 from sethub.receiver import Receiver
+from sethub.subscriptions import Subscription
 
 LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"
 SET_HEADERS = {"Content-Type": "application/secevent+jwt"}
@@ -111,3 +113,30 @@ def test_an_event_type_with_a_control_character_is_refused() -> None:
     raw = {"topic": "acme.login", "events": {"urn:x\x00": {}}}
 
     assert _problems(raw) == ["events key 'urn:x\\x00' is not an absolute URI"]
+
+
+def test_a_delivery_request_prints_no_callback_path_or_query() -> None:
+    subscription = Subscription(
+        topic="acme.login",
+        callback="https://crm.example:8443/hooks/path-t0ken?token=query-t0ken",
+        format="jwt",
+        secret=b"hunter2",
+        lease_seconds=3600,
+        expires_at=2_000_000_000,
+        requested_at=1,
+        sort_key="SUB#x",
+    )
+    request = delivery.request_for(
+        subscription,
+        jti="j-1",
+        hub_url="https://hub/hub",
+        body=b"{}",
+        content_type="application/json",
+        attempt=1,
+    )
+
+    shown = repr(request)
+
+    assert "t0ken" not in shown
+    assert "hunter2" not in shown
+    assert "crm.example:8443" in shown

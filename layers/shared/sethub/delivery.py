@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 
 from sethub import sets
 from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutError
+from sethub.hygiene import callback_label
 from sethub.messages import PreparedPayload
 from sethub.retry import parse_retry_after
 from sethub.subscriptions import Subscription
@@ -71,8 +72,10 @@ class DeliveryRequest:
     subscribed_at: int
 
     def __repr__(self) -> str:
-        # The signature header is derived from the secret: keep it out of tracebacks.
-        return f"DeliveryRequest(topic={self.topic!r}, callback={self.callback!r}, jti={self.jti!r})"
+        # The signature header is derived from the secret, and the callback's path or query
+        # may carry a token: keep both out of tracebacks (host and subscription id only).
+        callback = callback_label(self.topic, self.callback)
+        return f"DeliveryRequest(topic={self.topic!r}, callback={callback!r}, jti={self.jti!r})"
 
 
 @dataclass(frozen=True)
