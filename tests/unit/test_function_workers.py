@@ -10,7 +10,7 @@ import pytest
 from devstack.invoke import FunctionError, FunctionWorker, RemoteFunction
 from devstack.provision import FunctionSpec
 
-HANDLER = '''
+HANDLER = """
 import os
 
 def handler(event, context):
@@ -21,7 +21,7 @@ def handler(event, context):
         "name": context.function_name,
         "echo": event.get("echo"),
     }
-'''
+"""
 
 
 @pytest.fixture
