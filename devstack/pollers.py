@@ -3,7 +3,10 @@
 moto's own SQS trigger invokes one record at a time and ignores ``batchItemFailures``,
 so devstack polls the queues itself: up to ``BatchSize`` messages gathered within
 ``MaximumBatchingWindowInSeconds``, one invocation per batch, then every message not
-reported in ``batchItemFailures`` is deleted (none if the handler raised). Unacknowledged
+reported in ``batchItemFailures`` is deleted (none if the handler raised). As on Lambda,
+a window of 0 invokes with what one receive returned, as soon as it returned it; a
+window of N seconds keeps gathering, from the first message received, until the batch
+is full or N seconds have passed; a mapping Lambda would refuse is refused. Unacknowledged
 messages come back after the queue's visibility timeout, and moto moves them to the
 dead-letter queue after ``maxReceiveCount`` receives.
 """
@@ -26,6 +29,26 @@ if TYPE_CHECKING:
 SQS_MAX_RECEIVE = 10
 LONG_POLL_SECONDS = 1
 """Short long-polls, so a stop request is noticed within about a second."""
+MAX_BATCH_SIZE = 10_000
+MAX_BATCHING_WINDOW_SECONDS = 300
+
+
+class MappingError(ValueError):
+    """A mapping Lambda would refuse to create."""
+
+
+def check_mapping(mapping: EventSourceMapping) -> None:
+    """Lambda's limits for an SQS standard queue mapping: ``MappingError`` where it would refuse it."""
+    if not 1 <= mapping.batch_size <= MAX_BATCH_SIZE:
+        raise MappingError(f"{mapping.queue}: BatchSize must be 1..{MAX_BATCH_SIZE}")
+    if not 0 <= mapping.batching_window_seconds <= MAX_BATCHING_WINDOW_SECONDS:
+        raise MappingError(
+            f"{mapping.queue}: MaximumBatchingWindowInSeconds must be 0..{MAX_BATCHING_WINDOW_SECONDS}"
+        )
+    if mapping.batch_size > SQS_MAX_RECEIVE and mapping.batching_window_seconds < 1:
+        raise MappingError(
+            f"{mapping.queue}: a BatchSize over {SQS_MAX_RECEIVE} needs MaximumBatchingWindowInSeconds >= 1"
+        )
 
 
 class QueuePoller:
@@ -41,6 +64,7 @@ class QueuePoller:
         concurrency: int = 1,
         visibility_timeout: int | None = None,
     ) -> None:
+        check_mapping(mapping)
         self.mapping = mapping
         self._function = function
         self._sqs = sqs

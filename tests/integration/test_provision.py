@@ -286,9 +286,22 @@ def test_the_hub_template_wires_its_queues_to_their_consumers(moto_endpoint):
         for mapping in stack.event_sources
     }
     assert sources == {
-        "EventsQueue": ("DispatchFunction", 10, 1, 50, True, True),
-        "RetryQueue": ("DispatchFunction", 10, 1, 20, True, True),
+        # No batching window by default (BatchingWindowSeconds): an event goes as soon as it is received.
+        "EventsQueue": ("DispatchFunction", 10, 0, 50, True, True),
+        "RetryQueue": ("DispatchFunction", 10, 0, 20, True, True),
         "VerifyQueue": ("VerifierFunction", 10, 0, 10, True, True),
     }
     for mapping in stack.event_sources:
         assert mapping.queue_url == stack.queue_urls[mapping.queue]
+
+
+def test_the_batching_window_of_the_dispatch_mappings_is_a_template_parameter(moto_endpoint):
+    stack = provision(
+        load_template(HUB_TEMPLATE),
+        endpoint_url=moto_endpoint,
+        prefix=_prefix(),
+        parameters={"BatchingWindowSeconds": "5"},
+    )
+
+    windows = {mapping.queue: mapping.batching_window_seconds for mapping in stack.event_sources}
+    assert windows == {"EventsQueue": 5, "RetryQueue": 5, "VerifyQueue": 0}

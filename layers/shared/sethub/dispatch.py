@@ -11,8 +11,10 @@ For one SQS batch (events queue and retry queue alike):
    subscriber holds one worker for at most one request timeout and nobody else;
 4. outcomes: ok / rejected are final, gone removes the subscription, failed becomes a
    ``DeliveryRetry`` for that (event, subscription) only, carrying the exact body, or a
-   dead letter once the schedule is exhausted; every attempt is recorded, in batches of
-   25 written on threads of their own while the remaining deliveries are in flight.
+   dead letter once the schedule is exhausted; every attempt is recorded: an event's
+   outcomes of the invocation in one record item (``sethub.records``: one write unit per
+   event of 10 subscribers), items written 25 per ``BatchWriteItem`` on threads of their
+   own, a big fan-out's full items while the remaining deliveries are in flight.
 
 Logs: one INFO line per event and invocation (its outcome counts and slowest delivery);
 per delivery only what needs attention (retrying, gone, rejected, dead, deferred), with
@@ -68,7 +70,7 @@ logger = logging.getLogger(__name__)
 FOLLOWUP_RESERVE_SECONDS = 5.0
 """Time kept back, after the last delivery could finish, to queue retries and write records."""
 RECORD_WRITERS = 4
-"""Threads writing delivery records (one ``BatchWriteItem`` of 25 each) while deliveries run."""
+"""Threads writing delivery records (one ``BatchWriteItem`` of 25 items each) while deliveries run."""
 
 
 class Subscriptions(Protocol):

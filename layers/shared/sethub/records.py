@@ -1,13 +1,20 @@
 """What the hub table remembers about events: accepted ``jti``s and delivery attempts.
 
     EVENT#<publisher>#<jti>  EVENT                        ingest's duplicate check (48 h)
-    DELIVERY#<jti>  <subscription id>#<attempt:03d>      one delivery attempt (30 days)
+    DELIVERY#<jti>  <at ms>#<invocation>#<n>            an event's outcomes of one invocation (30 days)
 
 A ``jti`` marker is scoped by the publisher's key id: one publisher cannot pre-claim
 another's ``jti`` and have its event silently dropped as a duplicate.
 
-Keys stay within DynamoDB's sizes: the sort key names a subscription by its id (a
-hash of topic and callback, both kept as attributes), and a ``jti`` too long for a key
+A delivery record item holds every outcome that one dispatch invocation had for one
+event (attribute ``o``: a line per attempt, tab-separated: subscription id, callback
+host, attempt, status, HTTP code, duration in ms, error), written once per batch; only
+past ``RECORD_ITEM_BYTES`` (a big fan-out) does it take several items. The success
+path of an event with 10 subscribers is one item under 1 KB: one write unit, where an
+item per attempt cost ten. Retries add items of their own, never overwrite one.
+
+Keys stay within DynamoDB's sizes: a subscription is named by its id (a hash of topic
+and callback, the topic kept as an attribute), and a ``jti`` too long for a key
 (publishers' are capped at 256 characters, so only a hand-made message could carry
 one) is hashed. A record names its callback by host and subscription id only: callback
 URLs may carry tokens in their path or query. An operator answers "did subscriber X get
@@ -20,9 +27,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -45,6 +53,11 @@ DELIVERY_RECORD_TTL_SECONDS = 30 * 24 * 3600
 MAX_ERROR_LENGTH = 512
 BATCH_WRITE_MAX = 25
 """DynamoDB's cap on the items of one ``BatchWriteItem``."""
+RECORD_ITEM_BYTES = 4096
+"""An item holds outcomes up to this size; past it, another item. Billed by the KB, an
+item of 4 KB costs what four of 1 KB cost, but it repeats the keys and topic less often."""
+_BUDGET = RECORD_ITEM_BYTES - 8
+"""Room for the item counter of the sort key to grow by a digit or two."""
 _BATCH_WRITE_ROUNDS = 5
 _BACKOFF_SECONDS = 0.05
 
@@ -107,10 +120,6 @@ class Attempt:
         if self.callback and not self.callback_host:
             object.__setattr__(self, "callback_host", callback_host(self.callback))
 
-    @property
-    def sort_key(self) -> str:
-        return f"{self.subscription_id}#{self.attempt:03d}"
-
 
 class EventMarkers:
     """``jti`` markers that make re-sent events idempotent for 48 hours."""
@@ -161,7 +170,7 @@ class EventMarkers:
 
 
 class DeliveryRecords:
-    """Delivery attempts, batch-written with a 30-day TTL."""
+    """Delivery outcomes, packed into items of one event each and batch-written with a 30-day TTL."""
 
     def __init__(
         self, clients: AwsClients, settings: Settings, *, sleep: Callable[[float], None] = time.sleep
@@ -173,21 +182,19 @@ class DeliveryRecords:
         self._sleep = sleep
 
     def write(self, attempts: Sequence[Attempt]) -> None:
-        """Store ``attempts`` batch after batch; ``UpstreamError`` if some could not be written."""
-        for start in range(0, len(attempts), BATCH_WRITE_MAX):
-            self.write_batch(attempts[start : start + BATCH_WRITE_MAX])
+        """Store ``attempts``, packed into items, 25 items per call; ``UpstreamError`` if some were not."""
+        items = pack(attempts)
+        for start in range(0, len(items), BATCH_WRITE_MAX):
+            self.write_items(items[start : start + BATCH_WRITE_MAX])
 
-    def write_batch(self, attempts: Sequence[Attempt]) -> None:
-        """One ``BatchWriteItem`` of at most 25 attempts, sending ``UnprocessedItems`` again
+    def write_items(self, items: Sequence[dict[str, Any]]) -> None:
+        """One ``BatchWriteItem`` of at most 25 record items, sending ``UnprocessedItems`` again
         a bounded number of times with a short backoff; ``UpstreamError`` if some remain."""
-        if len(attempts) > BATCH_WRITE_MAX:
-            raise ValueError(f"at most {BATCH_WRITE_MAX} attempts per batch")
-        # A batch may not name one key twice (an event redelivered within one SQS batch
-        # makes the same attempt twice): the last outcome wins, as a Put would.
-        items = {(a.jti, a.sort_key): _item(a) for a in attempts}
+        if len(items) > BATCH_WRITE_MAX:
+            raise ValueError(f"at most {BATCH_WRITE_MAX} items per batch")
         if not items:
             return
-        pending: Any = {self._table: [{"PutRequest": {"Item": item}} for item in items.values()]}
+        pending: Any = {self._table: [{"PutRequest": {"Item": item}} for item in items]}
         try:
             for round_ in range(_BATCH_WRITE_ROUNDS):
                 if round_:
@@ -201,10 +208,10 @@ class DeliveryRecords:
         except (ClientError, BotoCoreError) as exc:
             raise UpstreamError(f"DynamoDB could not record deliveries: {_code(exc)}") from exc
         left = sum(len(requests) for requests in pending.values())
-        raise UpstreamError(f"DynamoDB left {left} delivery records unprocessed")
+        raise UpstreamError(f"DynamoDB left {left} delivery record items unprocessed")
 
     def for_event(self, jti: str) -> list[Attempt]:
-        """Every recorded attempt of an event, oldest first per subscription."""
+        """Every recorded attempt of an event, in the order they were recorded."""
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
@@ -214,7 +221,8 @@ class DeliveryRecords:
         try:
             while True:
                 page = self._clients.dynamodb.query(**kwargs)
-                found.extend(_attempt(jti, item) for item in page.get("Items", []))
+                for item in page.get("Items", []):
+                    found.extend(_attempts(jti, item))
                 if "LastEvaluatedKey" not in page:
                     return found
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -222,35 +230,112 @@ class DeliveryRecords:
             raise UpstreamError(f"DynamoDB could not read delivery records: {_code(exc)}") from exc
 
 
-class RecordBatcher:
-    """Writes attempts in batches of 25 on ``executor`` as soon as each batch is full.
+class _Packer:
+    """The outcomes of one (event, topic, time) filling record items of at most ``RECORD_ITEM_BYTES``."""
 
-    The dispatcher adds every settled attempt; the writes overlap the deliveries still
-    in flight, and ``finish`` writes the rest and waits for all of them. Used by one
-    thread at a time (the one settling outcomes).
+    def __init__(self, jti: str, topic: str, at: float, token: str) -> None:
+        self.jti, self.topic, self.at, self._token = jti, topic, at, token
+        self.lines: dict[tuple[str, int], str] = {}
+        self._fixed = 0
+        self._size = 0
+        self.sealed = 0
+
+    def add(self, attempt: Attempt) -> dict[str, Any] | None:
+        """Adds ``attempt``; returns a full item to write first when it no longer fits."""
+        line = _outcome_line(attempt)
+        key = (attempt.subscription_id, attempt.attempt)
+        full = None
+        if key not in self.lines and self.lines and self._size + len(line.encode()) + 1 > _BUDGET:
+            full = self.seal()
+        previous = self.lines.pop(key, None)
+        if previous is not None:
+            # The same attempt twice (an event redelivered within one SQS batch): the last wins.
+            self._size -= len(previous.encode()) + 1
+        if not self.lines:
+            self._size = item_size(self._item(""))
+        self.lines[key] = line
+        self._size += len(line.encode()) + 1
+        return full
+
+    def seal(self) -> dict[str, Any] | None:
+        if not self.lines:
+            return None
+        item = self._item("\n".join(self.lines.values()))
+        self.lines = {}
+        self.sealed += 1
+        return item
+
+    def _item(self, outcomes: str) -> dict[str, Any]:
+        return {
+            "pk": {"S": delivery_key(self.jti)},
+            # Unique per invocation and item: redeliveries and retries add items, never overwrite.
+            "sk": {"S": f"{int(self.at * 1000):013d}#{self._token}#{self.sealed}"},
+            "topic": {"S": self.topic},
+            "at": {"N": f"{self.at:.3f}"},
+            "ttl": {"N": str(int(self.at) + DELIVERY_RECORD_TTL_SECONDS)},
+            # Never a URL: a line names the callback by subscription id and host.
+            "o": {"S": outcomes},
+        }
+
+
+def pack(attempts: Iterable[Attempt], *, token: str | None = None) -> list[dict[str, Any]]:
+    """Record items for ``attempts``: one per (event, topic, time), split only past ``RECORD_ITEM_BYTES``."""
+    token = token or secrets.token_hex(4)
+    packers: dict[tuple[str, str, float], _Packer] = {}
+    items: list[dict[str, Any]] = []
+    for attempt in attempts:
+        key = (attempt.jti, attempt.topic, attempt.at)
+        packer = packers.get(key)
+        if packer is None:
+            packer = packers[key] = _Packer(attempt.jti, attempt.topic, attempt.at, token)
+        full = packer.add(attempt)
+        if full is not None:
+            items.append(full)
+    items.extend(item for packer in packers.values() if (item := packer.seal()) is not None)
+    return items
+
+
+class RecordBatcher:
+    """Packs settled attempts into record items and writes them 25 items per ``BatchWriteItem``.
+
+    Each event's outcomes of the invocation go into one item (more only past
+    ``RECORD_ITEM_BYTES``: a big fan-out), so the success path costs about one write unit
+    per event per 15 subscriptions. Items that fill up during the deliveries are written on
+    ``executor`` while the rest are in flight; ``finish`` writes the others and waits for
+    all of them. Used by one thread at a time (the one settling outcomes).
     """
 
     def __init__(self, records: DeliveryRecords, executor: Executor) -> None:
         self._records = records
         self._executor = executor
-        self._batch: list[Attempt] = []
+        self._token = secrets.token_hex(4)
+        self._packers: dict[tuple[str, str, float], _Packer] = {}
+        self._ready: list[dict[str, Any]] = []
         self._futures: list[tuple[int, Future[None]]] = []
         self._lock = threading.Lock()
 
     def add(self, attempt: Attempt) -> None:
         with self._lock:
-            self._batch.append(attempt)
-            if len(self._batch) < BATCH_WRITE_MAX:
+            key = (attempt.jti, attempt.topic, attempt.at)
+            packer = self._packers.get(key)
+            if packer is None:
+                packer = self._packers[key] = _Packer(attempt.jti, attempt.topic, attempt.at, self._token)
+            full = packer.add(attempt)
+            if full is None:
                 return
-            batch, self._batch = self._batch, []
+            self._ready.append(full)
+            if len(self._ready) < BATCH_WRITE_MAX:
+                return
+            batch, self._ready = self._ready, []
         self._submit(batch)
 
     def finish(self) -> None:
         """Write what is left and wait for every batch; ``UpstreamError`` if some were not written."""
         with self._lock:
-            batch, self._batch = self._batch, []
-        if batch:
-            self._submit(batch)
+            ready = self._ready + [item for p in self._packers.values() if (item := p.seal()) is not None]
+            self._ready = []
+        for start in range(0, len(ready), BATCH_WRITE_MAX):
+            self._submit(ready[start : start + BATCH_WRITE_MAX])
         lost = 0
         reason = ""
         for size, future in self._futures:
@@ -267,32 +352,71 @@ class RecordBatcher:
         if lost:
             raise UpstreamError(f"{lost} delivery records were not written: {reason}")
 
-    def _submit(self, batch: list[Attempt]) -> None:
-        self._futures.append((len(batch), self._executor.submit(self._records.write_batch, batch)))
+    def _submit(self, items: list[dict[str, Any]]) -> None:
+        outcomes = sum(item["o"]["S"].count("\n") + 1 for item in items)
+        self._futures.append((outcomes, self._executor.submit(self._records.write_items, items)))
 
 
-def _item(attempt: Attempt) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "pk": {"S": delivery_key(attempt.jti)},
-        "sk": {"S": attempt.sort_key},
-        "topic": {"S": attempt.topic},
-        # Never the URL: its path or query may carry a token.
-        "subscription": {"S": attempt.subscription_id},
-        "callback_host": {"S": attempt.callback_host},
-        "attempt": {"N": str(attempt.attempt)},
-        "status": {"S": attempt.status},
-        "duration_ms": {"N": str(attempt.duration_ms)},
-        "at": {"N": f"{attempt.at:.3f}"},
-        "ttl": {"N": str(int(attempt.at) + DELIVERY_RECORD_TTL_SECONDS)},
-    }
-    if attempt.status_code is not None:
-        item["status_code"] = {"N": str(attempt.status_code)}
-    if attempt.error:
-        item["error"] = {"S": attempt.error[:MAX_ERROR_LENGTH]}
-    return item
+def item_size(item: Mapping[str, Any]) -> int:
+    """An item's size as DynamoDB bills it (names + values; a number at most 21 bytes)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if "S" in value:
+            size += len(value["S"].encode())
+        elif "N" in value:
+            # About one byte per two significant digits, plus one: rounded up, to stay on the safe side.
+            size += min(21, (len(value["N"].replace(".", "").replace("-", "")) + 1) // 2 + 1)
+        else:
+            size += len(repr(value).encode())
+    return size
 
 
-def _attempt(jti: str, item: dict[str, Any]) -> Attempt:
+def _outcome_line(attempt: Attempt) -> str:
+    # Hosts and ids hold no whitespace; the error is folded onto one line, tabs included.
+    error = " ".join(attempt.error[:MAX_ERROR_LENGTH].split())
+    code = "" if attempt.status_code is None else str(attempt.status_code)
+    return "\t".join(
+        (
+            attempt.subscription_id,
+            attempt.callback_host,
+            str(attempt.attempt),
+            attempt.status,
+            code,
+            str(attempt.duration_ms),
+            error,
+        )
+    )
+
+
+def _attempts(jti: str, item: dict[str, Any]) -> list[Attempt]:
+    topic = item["topic"]["S"]
+    if "o" not in item:
+        return [_legacy_attempt(jti, item)]
+    at = float(item["at"]["N"])
+    found = []
+    for line in item["o"]["S"].split("\n"):
+        sub_id, host, attempt, status, code, duration, error = line.split("\t", 6)
+        found.append(
+            Attempt(
+                jti=jti,
+                topic=topic,
+                callback="",
+                subscription_id=sub_id,
+                callback_host=host,
+                attempt=int(attempt),
+                status=status,  # type: ignore[arg-type]
+                at=at,
+                status_code=int(code) if code else None,
+                error=error,
+                duration_ms=int(duration),
+            )
+        )
+    return found
+
+
+def _legacy_attempt(jti: str, item: dict[str, Any]) -> Attempt:
+    """An item of one attempt each, as written before outcomes were packed per event."""
     topic = item["topic"]["S"]
     # Records written before callbacks were redacted still hold the URL: name it the new way.
     legacy = item.get("callback", {}).get("S", "")
@@ -324,6 +448,7 @@ __all__ = [
     "BATCH_WRITE_MAX",
     "DELIVERY_RECORD_TTL_SECONDS",
     "EVENT_MARKER_TTL_SECONDS",
+    "RECORD_ITEM_BYTES",
     "Attempt",
     "DeliveryRecords",
     "EventMarkers",
@@ -331,4 +456,6 @@ __all__ = [
     "Status",
     "delivery_key",
     "event_key",
+    "item_size",
+    "pack",
 ]

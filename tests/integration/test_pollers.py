@@ -1,0 +1,127 @@
+"""devstack.pollers: the batching window of an SQS mapping, honoured as Lambda honours it (moto)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from devstack.pollers import MappingError, QueuePoller
+from devstack.provision import EventSourceMapping
+
+
+class Recorder:
+    """A function that records each batch it is invoked with."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self._lock = threading.Lock()
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with self._lock:
+            self.batches.append([record["body"] for record in event["Records"]])
+        return {"batchItemFailures": []}
+
+    def wait_for(self, messages: int, timeout: float = 30) -> list[list[str]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if sum(len(batch) for batch in self.batches) >= messages:
+                    return list(self.batches)
+            time.sleep(0.02)
+        raise AssertionError(f"fewer than {messages} messages were handed to the function")
+
+
+@pytest.fixture
+def sqs(moto_endpoint: str) -> Any:
+    return boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def queue(sqs: Any) -> str:
+    return str(sqs.create_queue(QueueName=f"poll-{uuid.uuid4().hex[:8]}")["QueueUrl"])
+
+
+def mapping(queue_url: str, *, batch_size: int = 10, window: int = 0) -> EventSourceMapping:
+    return EventSourceMapping(
+        queue="EventsQueue",
+        queue_url=queue_url,
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:events",
+        function="DispatchFunction",
+        batch_size=batch_size,
+        batching_window_seconds=window,
+        function_response_types=("ReportBatchItemFailures",),
+        maximum_concurrency=None,
+        enabled=True,
+    )
+
+
+@pytest.fixture
+def running() -> Iterator[list[QueuePoller]]:
+    pollers: list[QueuePoller] = []
+    yield pollers
+    for poller in pollers:
+        poller.request_stop()
+    for poller in pollers:
+        poller.join()
+
+
+def start(poller: QueuePoller, running: list[QueuePoller]) -> QueuePoller:
+    running.append(poller)
+    poller.start()
+    return poller
+
+
+def test_without_a_window_each_message_is_handed_over_as_soon_as_it_is_received(sqs, queue, running):
+    function = Recorder()
+    start(QueuePoller(mapping(queue, window=0), function, sqs, region="us-east-1"), running)
+
+    for n in range(3):
+        sqs.send_message(QueueUrl=queue, MessageBody=f"m{n}")
+        # The next message is sent only once this one has reached the function, alone.
+        assert function.wait_for(n + 1)[-1] == [f"m{n}"]
+
+    assert function.batches == [["m0"], ["m1"], ["m2"]]
+    assert (
+        sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"][
+            "ApproximateNumberOfMessagesNotVisible"
+        ]
+        == "0"
+    )  # acknowledged
+
+
+def test_a_window_gathers_what_arrives_after_the_first_message_into_one_batch(sqs, queue, running):
+    function = Recorder()
+    start(QueuePoller(mapping(queue, window=5), function, sqs, region="us-east-1"), running)
+
+    sqs.send_message(QueueUrl=queue, MessageBody="first")
+    # Sent while the first is held for the window: both go in one invocation.
+    for n in range(3):
+        sqs.send_message(QueueUrl=queue, MessageBody=f"later{n}")
+
+    assert [sorted(batch) for batch in function.wait_for(4)] == [["first", "later0", "later1", "later2"]]
+
+
+def test_a_full_batch_ends_the_window_early(sqs, queue, running):
+    for n in range(10):
+        sqs.send_message(QueueUrl=queue, MessageBody=f"m{n}")
+    function = Recorder()
+
+    # A 300 s window, yet ten messages make a full batch: handed over at once.
+    start(QueuePoller(mapping(queue, window=300), function, sqs, region="us-east-1"), running)
+
+    assert [len(batch) for batch in function.wait_for(10)] == [10]
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "window"),
+    [(11, 0), (10, 301), (0, 0), (10, -1)],
+)
+def test_a_mapping_lambda_would_refuse_is_refused(sqs, queue, batch_size, window):
+    with pytest.raises(MappingError):
+        QueuePoller(mapping(queue, batch_size=batch_size, window=window), Recorder(), sqs, region="us-east-1")
