@@ -19,6 +19,7 @@ from devstack.pollers import QueuePoller
 from devstack.provision import DEFAULT_API_KEY, Provisioned, provision
 from devstack.sam import SamLocalLambda, bridge_address
 from devstack.sam import build as sam_build
+from devstack.ssf import seed_ssf_clients
 from devstack.template import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,6 +178,7 @@ class LocalStack:
         )
         self.provisioned = provisioned
         self.local_keys = seed_local_keys(provisioned, config.environ)
+        seed_ssf_clients(provisioned, config.environ)
         self._gateway.accept_keys(self.local_keys.accepts)
         endpoints = self._aws_endpoints(provisioned)
         lambda_envs = {

@@ -74,6 +74,8 @@ EXPECTED_WIRING: dict[str, dict[str, str]] = {
         "SETHUB_DATA_KEY_ID": "DataKey",
     },
     "VerifierFunction": {"SETHUB_VERIFY_QUEUE_URL": "VerifyQueue"},
+    # SSF tasks (verification, stream-updated, flush) go to dispatch; its key is wrapped under DataKey.
+    "SsfFunction": {"SETHUB_EVENTS_QUEUE_URL": "EventsQueue", "SETHUB_DATA_KEY_ID": "DataKey"},
     "DispatchFunction": {
         "SETHUB_EVENTS_QUEUE_URL": "EventsQueue",
         "SETHUB_RETRY_QUEUE_URL": "RetryQueue",
@@ -103,6 +105,17 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("sqs:SendMessage*", "VerifyQueue"),
         ("kms:GetPublicKey", "SigningKey"),
         ("kms:Encrypt", "DataKey"),
+    },
+    # SSF: receivers, hashed tokens, streams and their type index (transactions: Put and
+    # Delete per item), poll queues; the SSF key is made here (Encrypt only) and signed with
+    # by dispatch (its Decrypt on DataKey, conditioned on the purpose).
+    "SsfFunction": {
+        *(
+            (action, "HubTable")
+            for action in (*_TABLE_READ_WRITE, "dynamodb:Query", "dynamodb:BatchWriteItem")
+        ),
+        ("kms:Encrypt", "DataKey"),
+        ("sqs:SendMessage*", "EventsQueue"),
     },
     "VerifierFunction": {
         *((action, "HubTable") for action in _TABLE_READ_WRITE),
@@ -848,6 +861,22 @@ def test_routes_and_api_key_requirements(template: Template) -> None:
         ("POST", "/hub"): ("WebSubFunction", False),
         ("GET", "/.well-known/jwks.json"): ("WebSubFunction", False),
         ("GET", "/health"): ("WebSubFunction", False),
+        # SSF: metadata and JWKS are public; the rest checks OAuth bearer tokens itself.
+        **{
+            route: ("SsfFunction", False)
+            for route in (
+                ("GET", "/.well-known/ssf-configuration"),
+                ("GET", "/ssf/jwks.json"),
+                ("POST", "/oauth2/token"),
+                *((method, "/ssf/stream") for method in ("POST", "GET", "PATCH", "PUT", "DELETE")),
+                ("GET", "/ssf/status"),
+                ("POST", "/ssf/status"),
+                ("POST", "/ssf/subjects/add"),
+                ("POST", "/ssf/subjects/remove"),
+                ("POST", "/ssf/verify"),
+                ("POST", "/ssf/poll"),
+            )
+        },
     }
     api = template["Resources"]["HubApi"]["Properties"]
     assert api["StageName"] == "Prod"

@@ -7,6 +7,8 @@ secret: secrets stay (encrypted) in DynamoDB and are looked up by the consumer.
   (published bytes to fan out as is), ``FanoutShard`` (a prepared event and a page of
   a large topic's subscriptions, so a big fan-out is spread over many invocations);
 - retry queue: ``DeliveryRetry`` (one (event, subscription) delivery to try again);
+- events queue, for SSF streams: ``StreamTask`` (a verification or stream-updated event
+  for one stream, or the flush of a re-enabled stream's held SETs);
 - verify queue: ``VerifyIntent`` (a pending subscribe/unsubscribe request to verify),
   ``DenySubscription`` (tell a callback its subscription is refused).
 """
@@ -128,13 +130,31 @@ class DenySubscription(_Message):
     reason: str
 
 
-EventsQueueMessage = SetEvent | ContentEvent | FanoutShard
+@dataclass(frozen=True)
+class StreamTask(_Message):
+    """Work for one SSF stream (``sethub.ssf``): send it a verification or stream-updated
+    event (``event_type``, ``payload``), or push the SETs held while it was paused
+    (``flush``)."""
+
+    kind: ClassVar[str] = "ssf"
+    client_id: str
+    stream_id: str
+    action: Literal["event", "flush"]
+    event_type: str = ""
+    payload: dict[str, Any] | None = None
+
+    @property
+    def jti(self) -> str:
+        return ""
+
+
+EventsQueueMessage = SetEvent | ContentEvent | FanoutShard | StreamTask
 VerifyQueueMessage = VerifyIntent | DenySubscription
-Message = SetEvent | ContentEvent | FanoutShard | DeliveryRetry | VerifyIntent | DenySubscription
+Message = SetEvent | ContentEvent | FanoutShard | DeliveryRetry | VerifyIntent | DenySubscription | StreamTask
 
 _KINDS: dict[str, type[Any]] = {
     cls.kind: cls
-    for cls in (SetEvent, ContentEvent, FanoutShard, DeliveryRetry, VerifyIntent, DenySubscription)
+    for cls in (SetEvent, ContentEvent, FanoutShard, DeliveryRetry, VerifyIntent, DenySubscription, StreamTask)
 }
 
 
@@ -171,6 +191,7 @@ __all__ = [
     "MessageFormatError",
     "PreparedPayload",
     "SetEvent",
+    "StreamTask",
     "VerifyIntent",
     "VerifyQueueMessage",
     "parse_message",
