@@ -57,12 +57,14 @@ from sethub.messages import (
     MessageFormatError,
     PreparedPayload,
     SetEvent,
+    StreamTask,
     parse_message,
 )
 from sethub.queues import Outgoing, QueueSender
 from sethub.records import Attempt, DeliveryRecords, RecordBatcher
 from sethub.retry import RetryPolicy, sqs_delay
 from sethub.settings import Settings
+from sethub.ssf.routing import StreamRouter, is_stream_topic
 from sethub.subscriptions import Subscription
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,7 @@ class Dispatcher:
         http: Http | None = None,
         signer: Signer | None = None,
         store: Subscriptions | None = None,
+        streams: StreamRouter | None = None,
         records: DeliveryRecords | None = None,
         sender: QueueSender | None = None,
         policy: RetryPolicy | None = None,
@@ -131,6 +134,7 @@ class Dispatcher:
         self._http = http
         self._signer = signer
         self._store = store
+        self._streams = streams
         self._records = records
         self._sender = sender
         self._policy = policy or RetryPolicy.from_settings(settings)
@@ -169,6 +173,23 @@ class Dispatcher:
 
             self._store = SubscriptionStore(self._clients, self._settings)
         return self._store
+
+    @property
+    def streams(self) -> StreamRouter:
+        """SSF streams (``sethub.ssf.routing``), signed with the SSF key (RS256)."""
+        if self._streams is None:
+            from sethub.ssf.keys import SsfKeys  # noqa: PLC0415
+            from sethub.ssf.routing import StreamRouter  # noqa: PLC0415
+            from sethub.ssf.store import SsfStore  # noqa: PLC0415
+
+            keys = SsfKeys(
+                self._clients.kms,
+                self._clients.dynamodb,
+                table_name=self._settings.table_name,
+                data_key_id=self._settings.data_key_id,
+            )
+            self._streams = StreamRouter(SsfStore(self._clients.dynamodb, self._settings.table_name), keys)
+        return self._streams
 
     @property
     def records(self) -> DeliveryRecords:
@@ -211,6 +232,7 @@ class Dispatcher:
         self._plan_fanout(
             [w for w in work if isinstance(w.message, SetEvent | ContentEvent | FanoutShard)], now
         )
+        self._plan_streams([w for w in work if isinstance(w.message, SetEvent | StreamTask)])
         for item in work:
             if isinstance(item.message, DeliveryRetry):
                 self._plan_retry(item, item.message, now)
@@ -307,11 +329,26 @@ class Dispatcher:
         claims_b64 = base64.b64encode(sets.claims_json(message.claims)).decode("ascii")
         return PreparedPayload(jti=message.jti, jwt=jws, json_b64=claims_b64)
 
+    def _plan_streams(self, work: list[_Work]) -> None:
+        """SSF streams of the batch's events (one index query per event type) and stream tasks."""
+        if not work:
+            return
+        for item, plan in zip(work, self.streams.plan([w.message for w in work]), strict=True):  # type: ignore[misc]
+            if isinstance(plan, SethubError):
+                logger.error("could not route event %s to SSF streams: %s", _jti(item.message), plan)
+                item.failed = True
+                continue
+            item.requests.extend(plan.requests)
+            item.followups.extend((self._settings.events_queue_url, outgoing) for outgoing in plan.followups)
+
     def _plan_retry(self, item: _Work, message: DeliveryRetry, now: float) -> None:
         if message.not_before > now:
             # SQS delays at most 900 s: longer waits take several hops.
             delay = sqs_delay(message.not_before - now)
             item.followups.append((self._settings.retry_queue_url, Outgoing(message.to_json(), delay)))
+            return
+        if is_stream_topic(message.topic):
+            self._plan_stream_retry(item, message, now)
             return
         try:
             subscription = self.store.get_active(message.topic, message.callback, now=now)
@@ -345,6 +382,21 @@ class Dispatcher:
             )
         )
 
+    def _plan_stream_retry(self, item: _Work, message: DeliveryRetry, now: float) -> None:
+        try:
+            request, why = self.streams.retry_request(message)
+        except SethubError as exc:
+            logger.error("could not read an SSF stream: %s", exc)
+            item.failed = True
+            return
+        if request is None:
+            attempt = message.attempts + 1
+            item.attempts.append(
+                Attempt(message.jti, message.topic, message.callback, attempt, "skipped", now, error=why)
+            )
+            return
+        item.requests.append(request)
+
     def _deliver(
         self, work: list[_Work], now: float, start_by: float | None, recorder: RecordBatcher | None
     ) -> None:
@@ -374,7 +426,7 @@ class Dispatcher:
     def _settle(self, item: _Work, request: DeliveryRequest, outcome: Outcome, now: float) -> Attempt | None:
         """Act on one outcome; returns the attempt to record (None: deferred, not an attempt)."""
         status: Any = outcome.status
-        if outcome.status == "gone":
+        if outcome.status == "gone" and not is_stream_topic(request.topic):
             try:
                 self.store.remove(request.topic, request.callback)
             except SethubError as exc:
