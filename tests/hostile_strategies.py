@@ -26,15 +26,9 @@ HUB_NAMES = [
     "hub.challenge",
     "format",
 ]
-HUB_VALUES = [
-    "subscribe",
-    "unsubscribe",
-    "register",
-    "deregister",
-    "publish",
-    "denied",
-    TOPIC,
-    "http://127.0.0.1:9/cb",
+CALLBACK = "http://127.0.0.1:9/cb"
+CALLBACKS = [
+    CALLBACK,
     "https://127.0.0.1:9/cb?x=1",
     "http://[::1]:9/cb",
     "http://0x7f.1:9/cb",
@@ -43,6 +37,16 @@ HUB_VALUES = [
     "javascript:alert(1)",
     "//127.0.0.1/cb",
     "http://",
+]
+HUB_VALUES = [
+    "subscribe",
+    "unsubscribe",
+    "register",
+    "deregister",
+    "publish",
+    "denied",
+    TOPIC,
+    *CALLBACKS,
     "-1",
     "0",
     "1e9",
@@ -69,7 +73,26 @@ CONTENT_TYPES = [
 
 hub_names = st.one_of(st.sampled_from(HUB_NAMES), st.text(max_size=20))
 hub_values = st.one_of(st.sampled_from(HUB_VALUES), st.text(max_size=200))
-hub_params = st.dictionaries(hub_names, hub_values, max_size=7)
+# Most requests name a real mode, the registered topic and a callback, so that they get past
+# the mode switch into the code of each mode; the rest are free-form parameters.
+plausible_hub_params = st.builds(
+    lambda core, noise: {**noise, **core},
+    st.fixed_dictionaries(
+        {
+            "hub.mode": st.sampled_from(["subscribe", "unsubscribe", "register", "deregister", "publish"]),
+            "hub.topic": st.one_of(st.just(TOPIC), st.just(TOPIC), hub_values),
+            # Modes that take no callback ignore it; the local stack accepts the first one.
+            "hub.callback": st.one_of(
+                st.just(CALLBACK), st.just(CALLBACK), st.sampled_from(CALLBACKS), hub_values
+            ),
+        },
+        optional={"hub.url": hub_values, "hub.secret": hub_values, "hub.lease_seconds": hub_values},
+    ),
+    st.dictionaries(hub_names, hub_values, max_size=4),
+)
+hub_params = st.one_of(
+    plausible_hub_params, plausible_hub_params, st.dictionaries(hub_names, hub_values, max_size=7)
+)
 header_values = st.text(st.characters(min_codepoint=32, max_codepoint=0x10FFFF), max_size=60)
 content_types = st.one_of(st.sampled_from(CONTENT_TYPES), header_values)
 
@@ -113,9 +136,40 @@ published_events = st.fixed_dictionaries(
         "aud": json_values,
     },
 )
+# Events that are valid or nearly so: they get past the parser and the field checks to the
+# topic check, the jti markers and the queue, where the hostile part is in the values.
+printable = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=40)
+claim_strings = st.one_of(st.uuids().map(str), printable, printable, st.text(min_size=1, max_size=40))
+plausible_events = st.fixed_dictionaries(
+    {
+        "topic": st.one_of(st.just(TOPIC), st.just(TOPIC), st.just(TOPIC), printable),
+        "events": st.dictionaries(
+            st.sampled_from(
+                [EVENT_TYPE, "https://schemas.openid.net/secevent/caep/event-type/session-revoked"]
+            ),
+            st.dictionaries(st.text(max_size=12), json_values, max_size=4),
+            min_size=1,
+            max_size=2,
+        ),
+    },
+    optional={
+        "sub_id": st.fixed_dictionaries({"format": st.just("email"), "email": st.emails()}),
+        "jti": claim_strings,
+        "txn": claim_strings,
+        "rci": claim_strings,
+        "iat": st.integers(min_value=0, max_value=2**53),
+        "toe": st.integers(min_value=0, max_value=2**53),
+    },
+)
 events_documents = st.one_of(
+    # Weighted by repetition (one_of picks a branch uniformly): four in seven plausible.
+    plausible_events,
+    plausible_events,
+    st.fixed_dictionaries({"events": st.lists(plausible_events, min_size=1, max_size=5)}),
+    st.fixed_dictionaries({"events": st.lists(plausible_events, min_size=1, max_size=5)}),
     published_events,
     st.fixed_dictionaries({"events": st.lists(st.one_of(published_events, json_values), max_size=5)}),
     json_values,
 )
-key_choices = st.sampled_from(["real", "wrong", "none"])
+# Most requests carry the right key, so that they reach the parsers behind the key check.
+key_choices = st.sampled_from(["real"] * 8 + ["wrong", "none"])
