@@ -8,8 +8,10 @@ Pure (no I/O). Four parts:
 - The policy model (``Statement``, ``Policy``): identity-based policy evaluation as AWS
   documents it: actions match case-insensitively, resources case-sensitively, ``*`` and
   ``?`` glob across ``:`` and ``/``; an explicit Deny wins over any Allow; nothing allowed
-  is denied. A statement with a ``Condition`` is not evaluated: it never grants, and a
-  conditional Deny always applies (both fail closed).
+  is denied. A ``Condition`` is evaluated only where devstack knows every key it names for
+  the call (``StringEquals`` and ``Null`` on ``kms:EncryptionContext:<key>`` of a KMS
+  cryptographic call); any other condition never grants, and a conditional Deny then
+  always applies (both fail closed).
 - ``function_policies``: each ``AWS::Lambda::Function``'s role, inline and managed policies,
   with the template's intrinsics resolved by the caller's resolver.
 - The per-call rules (``checks_for``): which (action, resource ARN) pairs AWS checks for
@@ -136,12 +138,49 @@ class Statement:
     not_resource: bool = False
     conditional: bool = False
     sid: str = ""
+    condition: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     def applies_to(self, action: str, resource: str) -> bool:
         """Whether the statement's action and resource elements cover the request."""
         action_hit = _matches(self.actions, action, ignore_case=True) != self.not_action
         resource_hit = _matches(self.resources, resource, ignore_case=False) != self.not_resource
         return action_hit and resource_hit
+
+    def condition_holds(self, context: Mapping[str, str], known: tuple[str, ...]) -> bool | None:
+        """Whether the ``Condition`` holds for a call, ``None`` when devstack cannot tell."""
+        if not self.conditional:
+            return True
+        if not self.condition:
+            return None
+        for operator, tests in self.condition.items():
+            if operator not in _CONDITION_OPERATORS or not isinstance(tests, Mapping):
+                return None
+            for raw_key, raw_values in tests.items():
+                # Condition key names are case-insensitive (the request's are lowered too).
+                key = str(raw_key).lower()
+                if not key.startswith(known) or not known:
+                    return None
+                values = [
+                    str(value) for value in (raw_values if isinstance(raw_values, list) else [raw_values])
+                ]
+                if not _CONDITION_OPERATORS[operator](context.get(key), values):
+                    return False
+        return True
+
+
+def _string_equals(actual: str | None, values: list[str]) -> bool:
+    return actual is not None and actual in values
+
+
+def _null(actual: str | None, values: list[str]) -> bool:
+    # "Null": "true" means the key is absent from the request, "false" that it is present.
+    return all((actual is None) == (value.lower() == "true") for value in values)
+
+
+_CONDITION_OPERATORS: dict[str, Callable[[str | None, list[str]], bool]] = {
+    "StringEquals": _string_equals,
+    "Null": _null,
+}
 
 
 @dataclass(frozen=True)
@@ -151,15 +190,26 @@ class Policy:
     role_name: str
     statements: tuple[Statement, ...]
 
-    def decide(self, action: str, resource: str) -> Decision:
+    def decide(
+        self,
+        action: str,
+        resource: str,
+        context: Mapping[str, str] | None = None,
+        known: tuple[str, ...] = (),
+    ) -> Decision:
+        """``context``: the call's condition keys (lower case); ``known``: the key prefixes
+        the call sets in full, so a key of them missing from ``context`` is truly absent."""
         allowed = False
         for statement in self.statements:
             if not statement.applies_to(action, resource):
                 continue
+            holds = statement.condition_holds(context or {}, known)
             if statement.effect == "Deny":
-                # A conditional Deny is applied as if its condition held: fail closed.
+                if holds is False:
+                    continue
+                # A Deny whose condition cannot be evaluated applies: fail closed.
                 return Decision.EXPLICIT_DENY
-            if not statement.conditional:
+            if holds is True:
                 allowed = True
         return Decision.ALLOW if allowed else Decision.IMPLICIT_DENY
 
@@ -199,6 +249,7 @@ def statements_of(document: Mapping[str, Any], where: str = "policy") -> list[St
                 not_resource=not_resource,
                 conditional=bool(item.get("Condition")),
                 sid=str(item.get("Sid", "")),
+                condition=item.get("Condition") if isinstance(item.get("Condition"), Mapping) else None,
             )
         )
     return statements
@@ -368,6 +419,10 @@ class Check:
 
     action: str
     resource: str
+    context: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    """The call's condition keys (lower case) that devstack knows."""
+    known: tuple[str, ...] = field(default=(), compare=False, hash=False)
+    """Prefixes of the condition keys set in full by the call (absent means absent)."""
 
 
 @dataclass(frozen=True)
@@ -518,6 +573,17 @@ _KMS_OPERATIONS = frozenset(
         "GenerateDataKeyPairWithoutPlaintext",
     }
 )
+_KMS_CONTEXT_OPERATIONS = frozenset(
+    {
+        "Encrypt",
+        "Decrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext",
+    }
+)
+_KMS_CONTEXT_PREFIX = "kms:EncryptionContext:"
 # moto's ciphertext blob starts with the key id (36 characters of a UUID).
 _MOTO_KEY_ID_LENGTH = 36
 
@@ -551,7 +617,19 @@ def _kms(request: AwsRequest, lookups: Lookups) -> list[Check]:
             raise RequestError("kms:Decrypt: the ciphertext blob names no key") from exc
     if not key:
         raise RequestError(f"kms:{request.operation} without KeyId")
-    return [Check(f"kms:{request.operation}", _key_arn(request, lookups, str(key)))]
+    check = Check(f"kms:{request.operation}", _key_arn(request, lookups, str(key)))
+    if request.operation in _KMS_CONTEXT_OPERATIONS:
+        # The encryption context is the whole of kms:EncryptionContext:<key> for this call.
+        context = request.parameters.get("EncryptionContext") or {}
+        if not isinstance(context, Mapping):
+            raise RequestError(f"kms:{request.operation}: EncryptionContext is not a map")
+        check = Check(
+            check.action,
+            check.resource,
+            context={f"{_KMS_CONTEXT_PREFIX}{name}".lower(): str(value) for name, value in context.items()},
+            known=(_KMS_CONTEXT_PREFIX.lower(),),
+        )
+    return [check]
 
 
 def _secret_arn(request: AwsRequest, lookups: Lookups, secret: str) -> str:
@@ -640,7 +718,7 @@ def authorize(policy: Policy, request: AwsRequest, principal: str, lookups: Look
     except RequestError as exc:
         return Verdict(allowed=False, message=str(exc), reason=str(exc))
     for check in checks:
-        decision = policy.decide(check.action, check.resource)
+        decision = policy.decide(check.action, check.resource, check.context, check.known)
         if decision is not Decision.ALLOW:
             return Verdict(
                 allowed=False,

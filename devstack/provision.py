@@ -37,6 +37,7 @@ KEY = "AWS::KMS::Key"
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
 KEY_ALIAS = "AWS::KMS::Alias"
 FUNCTION = "AWS::Serverless::Function"
+SIGNING_KEY_RING = "Custom::SigningKeyRing"
 EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
 SERVERLESS_API = "AWS::Serverless::Api"
 IMPLICIT_API = "ServerlessRestApi"
@@ -287,6 +288,7 @@ class _Provisioner:
             KEY: self._key,
             KEY_ALIAS: self._key_alias,
             SECRET: self._secret,
+            SIGNING_KEY_RING: self._signing_key_ring,
         }
         # logical id -> (what Ref gives, GetAtt attributes)
         self.created: dict[str, tuple[str, dict[str, str]]] = {}
@@ -492,6 +494,21 @@ class _Provisioner:
             arn = self.secrets.describe_secret(SecretId=name)["ARN"]
         self.result.secret_arns[logical_id] = arn
         return arn, {"Id": arn, "Arn": arn}
+
+    def _signing_key_ring(self, logical_id: str, properties: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        """What the template's custom resource function does on deploy, run here with the same
+        code: the wrapped signing key ring (its first key), left alone when it exists."""
+        from sethub.keyring import DEFAULT_KEY_SPEC, ensure_ring  # noqa: PLC0415 - wrapped mode only
+
+        table_name = str(properties["TableName"])
+        ring = ensure_ring(
+            self.kms,
+            self.dynamodb,
+            table_name=table_name,
+            data_key_id=str(properties["DataKeyId"]),
+            spec=str(properties.get("KeySpec") or DEFAULT_KEY_SPEC),
+        )
+        return f"{table_name}/signing-key-ring", {"Kid": ring.keys[0].kid}
 
     # -- functions, event sources, routes --------------------------------------------
 

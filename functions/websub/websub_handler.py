@@ -24,8 +24,9 @@ from sethub.websub import Hub, HubReply, parse_hub_request
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from sethub.signing import KmsSigner
+    from sethub.keyring import Signer
 
+# sethub.keyring.JWKS_MAX_AGE_SECONDS: a rotated-in key waits this long before it signs.
 JWKS_CACHE_CONTROL = "public, max-age=300"
 
 logger = Logger()
@@ -41,14 +42,16 @@ class _Container:
         self.settings = Settings.from_env()
         self.clients = AwsClients()
         self.hub = Hub(self.clients, self.settings)
-        self._signer: KmsSigner | None = None
+        self._signer: Signer | None = None
 
     @property
-    def signer(self) -> KmsSigner:
+    def signer(self) -> Signer:
         if self._signer is None:
-            from sethub.signing import KmsSigner  # noqa: PLC0415 - only the JWKS route needs it
+            from sethub.keyring import signer_for  # noqa: PLC0415 - only the JWKS route needs it
 
-            self._signer = KmsSigner(self.clients.kms, self.settings.signing_key_ids)
+            # The ring is read on every JWKS request (one GetItem): a rotated-in key is
+            # published at once, so receivers see it before it signs.
+            self._signer = signer_for(self.clients, self.settings, refresh_seconds=0)
         return self._signer
 
 

@@ -28,9 +28,9 @@ from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.clients import AwsClients
 from sethub.dispatch import Dispatcher
 from sethub.ingest import Ingestor
+from sethub.keyring import signer_for
 from sethub.outbound import GuardedHttp
 from sethub.records import DeliveryRecords
-from sethub.signing import KmsSigner
 from sethub.store import SubscriptionStore
 from sethub.subscriptions import subscription_id
 
@@ -254,7 +254,7 @@ def test_set_verifies_with_jwcrypto_against_the_jwks(hub, subscribers):
     dispatcher_for(hub).dispatch(bodies(drain(hub.clients.sqs, hub.settings.events_queue_url)))
 
     (delivered,) = subscribers.of("siem")
-    jwks = KmsSigner(hub.clients.kms, hub.settings.signing_key_ids).jwks()
+    jwks = signer_for(hub.clients, hub.settings).jwks()
     token = jws.JWS()
     token.deserialize(delivered.body.decode())
     token.verify(jwk.JWKSet.from_json(json.dumps(jwks)))
@@ -538,7 +538,11 @@ def test_one_sign_per_event_and_one_query_per_topic_per_batch(hub, subscribers, 
     result = dispatcher_for(hub, counted).dispatch(bodies(records))
 
     assert result.failed == set()
-    assert kms.calls.get("sign") == 7
+    # Wrapped signing (the default): seven SETs signed in process after one Decrypt of the
+    # key and one read of the key ring; no KMS Sign (kms mode: tests/integration/test_signing_modes.py).
+    assert kms.calls.get("sign") is None
+    assert kms.calls.get("decrypt") == 1
+    assert dynamodb.calls.get("get_item") == 1
     assert dynamodb.calls.get("query") == 2
     assert len(subscribers.received) == 7 * 5
 

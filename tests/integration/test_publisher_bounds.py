@@ -17,7 +17,7 @@ from sethub.credentials import Principal
 from sethub.dispatch import Dispatcher
 from sethub.errors import BadRequestError, ForbiddenError
 from sethub.ingest import Ingestor
-from sethub.signing import KmsSigner
+from sethub.keyring import signer_for
 from sethub.store import SubscriptionStore
 
 BASE_URL = "http://127.0.0.1:3000"
@@ -151,7 +151,7 @@ def test_a_delivered_set_is_bound_to_its_topic_and_verifies_for_no_other(
     [(_, body)] = http.sent
     token = body.decode()
     header = jwt.get_unverified_header(token)
-    jwks = KmsSigner(hub.clients.kms, hub.settings.signing_key_ids).jwks()
+    jwks = signer_for(hub.clients, hub.settings).jwks()
     key = jwt.PyJWKSet.from_dict(jwks)[header["kid"]].key
     claims = jwt.decode(token, key, algorithms=[header["alg"]], audience="acme.login")
     assert (claims["jti"], claims["aud"]) == ("bound-1", "acme.login")

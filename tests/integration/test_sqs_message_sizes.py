@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from sethub import events, sets
+from sethub.keyring import signer_for
 from sethub.limits import MAX_CALLBACK_CHARS, MAX_CONTENT_BYTES, MAX_JTI_CHARS, MAX_TOPIC_CHARS
 from sethub.messages import ContentEvent, DeliveryRetry, FanoutShard, PreparedPayload, SetEvent, parse_message
 from sethub.queues import SQS_MAX_MESSAGE_BYTES, Outgoing, QueueSender
-from sethub.signing import KmsSigner
 from sethub.websub import Hub, parse_hub_request
 
 HUB_URL = "http://127.0.0.1:3000/hub"
@@ -53,7 +53,7 @@ def test_the_largest_event_its_retry_and_its_shard_fit_one_sqs_message(hub: Any)
     raw = largest_event()
     assert len(json.dumps(raw, separators=(",", ":")).encode()) == events.MAX_EVENT_BYTES
     [event] = events.validate([raw], issuer="https://hub.example", now=lambda: 0.0)
-    jws = KmsSigner(hub.clients.kms, hub.settings.signing_key_ids).sign(event.claims)
+    jws = signer_for(hub.clients, hub.settings).sign(event.claims)
     callback = "https://subscriber.example/" + "c" * (MAX_CALLBACK_CHARS - 27)
     set_event = SetEvent(topic=event.topic, claims=event.claims, hub_url=HUB_URL)
     retry = DeliveryRetry(

@@ -128,6 +128,49 @@ def test_a_conditional_allow_never_grants_and_a_conditional_deny_always_applies(
     assert role.decide("kms:Encrypt", KEY_ARN) is Decision.EXPLICIT_DENY
 
 
+def test_an_encryption_context_condition_is_evaluated_on_the_calls_own_context() -> None:
+    # GIVEN Decrypt allowed for one purpose, and hub.secret ciphertexts (any subscription)
+    purpose = {"StringEquals": {"kms:EncryptionContext:sethub:purpose": "set-signing-key"}}
+    present = {"Null": {"kms:EncryptionContext:sethub:subscription": "false"}}
+    role = policy(
+        allow("kms:Decrypt", KEY_ARN, Condition=purpose), allow("kms:Decrypt", KEY_ARN, Condition=present)
+    )
+
+    def decrypt(context: dict[str, str]) -> bool:
+        request = call("kms", "Decrypt", KeyId=KEY_ARN, CiphertextBlob="eA==", EncryptionContext=context)
+        return authorize(role, request, PRINCIPAL).allowed
+
+    # THEN each call is allowed exactly when its own encryption context satisfies a statement
+    assert decrypt({"sethub:purpose": "set-signing-key", "sethub:kid": "k1"})
+    assert decrypt({"sethub:subscription": "s1"})
+    assert not decrypt({"sethub:purpose": "another-purpose"})
+    assert not decrypt({})
+    # ...and a Deny conditioned on the context applies only when it holds.
+    guarded = policy(
+        allow("kms:Encrypt", KEY_ARN),
+        {"Effect": "Deny", "Action": "kms:Encrypt", "Resource": "*", "Condition": purpose},
+    )
+    encrypt = call(
+        "kms", "Encrypt", KeyId=KEY_ARN, Plaintext="eA==", EncryptionContext={"sethub:purpose": "x"}
+    )
+    assert authorize(guarded, encrypt, PRINCIPAL).allowed
+    signing = call(
+        "kms",
+        "Encrypt",
+        KeyId=KEY_ARN,
+        Plaintext="eA==",
+        EncryptionContext={"sethub:purpose": "set-signing-key"},
+    )
+    assert not authorize(guarded, signing, PRINCIPAL).allowed
+
+
+def test_a_context_condition_on_a_call_without_a_context_never_grants() -> None:
+    # kms:Sign has no encryption context: devstack cannot evaluate the key, so it fails closed.
+    purpose = {"StringEquals": {"kms:EncryptionContext:sethub:purpose": "set-signing-key"}}
+    role = policy(allow("kms:Sign", KEY_ARN, Condition=purpose))
+    assert not authorize(role, call("kms", "Sign", KeyId=KEY_ARN, Message="eA=="), PRINCIPAL).allowed
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -175,6 +218,7 @@ class FakeStack:
                 "HubTable": TABLE_ARN,
                 "SigningKey": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/SigningKey-id",
                 "SigningKeyB": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/SigningKeyB-id",
+                "DataKey": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/DataKey-id",
             }.get(logical_id, f"arn:aws:sqs:{REGION}:{ACCOUNT}:{logical_id}"),
             "QueueName": logical_id,
         }[attribute]
@@ -189,7 +233,14 @@ def test_every_function_of_the_template_gets_its_role_with_sams_managed_policies
     transformed: dict[str, Any],
 ) -> None:
     policies = function_policies(transformed, FakeStack(transformed).resolver.resolve, stack_name="hub")
-    assert set(policies) == {"IngestFunction", "WebSubFunction", "VerifierFunction", "DispatchFunction"}
+    assert set(policies) == {
+        "IngestFunction",
+        "WebSubFunction",
+        "VerifierFunction",
+        "DispatchFunction",
+        "KeyRingFunction",
+        "SsfFunction",
+    }
     verifier = policies["VerifierFunction"]
     assert verifier.role_name == "hub-VerifierFunctionRole"
     # Inline statements, resolved...
@@ -209,7 +260,19 @@ def test_every_function_of_the_template_gets_its_role_with_sams_managed_policies
     # ...and SAM's policy templates with their variables.
     dispatch, websub = policies["DispatchFunction"], policies["WebSubFunction"]
     data_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/DataKey-id"
-    assert dispatch.decide("kms:Decrypt", data_key) is Decision.ALLOW
+    # Decrypt is conditioned on the encryption context: a hub.secret's or the signing key's.
+    known = ("kms:encryptioncontext:",)
+    secret = {"kms:encryptioncontext:sethub:subscription": "s1"}
+    assert dispatch.decide("kms:Decrypt", data_key, secret, known) is Decision.ALLOW
+    signing_key = {"kms:encryptioncontext:sethub:purpose": "set-signing-key"}
+    assert dispatch.decide("kms:Decrypt", data_key, signing_key, known) is Decision.ALLOW
+    other = {"kms:encryptioncontext:sethub:purpose": "something-else"}
+    assert dispatch.decide("kms:Decrypt", data_key, other, known) is Decision.IMPLICIT_DENY
+    assert dispatch.decide("kms:Decrypt", data_key, {}, known) is Decision.IMPLICIT_DENY
+    keyring = policies["KeyRingFunction"]
+    assert keyring.decide("kms:Encrypt", data_key, signing_key, known) is Decision.ALLOW
+    assert keyring.decide("kms:Encrypt", data_key, secret, known) is Decision.IMPLICIT_DENY
+    assert keyring.decide("kms:Decrypt", data_key, signing_key, known) is Decision.IMPLICIT_DENY
     assert dispatch.decide("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:RetryDeadLetterQueue") is (
         Decision.ALLOW
     )
@@ -223,7 +286,9 @@ def test_every_function_of_the_template_gets_its_role_with_sams_managed_policies
 
 def test_conditional_statements_follow_the_deployments_parameters(transformed: dict[str, Any]) -> None:
     retired = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/retired"
-    slot_b = FakeStack(transformed, {"SigningKeySlot": "b", "PreviousSigningKeyArns": retired})
+    slot_b = FakeStack(
+        transformed, {"SigningMode": "kms", "SigningKeySlot": "b", "PreviousSigningKeyArns": retired}
+    )
     websub = function_policies(transformed, slot_b.resolver.resolve)["WebSubFunction"]
     key_b = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/SigningKeyB-id"
     assert websub.decide("kms:GetPublicKey", key_b) is Decision.ALLOW

@@ -53,6 +53,7 @@ CONTRACT_SETTINGS = (
     "SETHUB_LEASE_SECONDS_MIN",
     "SETHUB_LEASE_SECONDS_MAX",
     "SETHUB_DELIVERY_TIMEOUT_SECONDS",
+    "SETHUB_SIGNING_MODE",
 )
 
 # docs/architecture.md: which queue feeds which function.
@@ -76,6 +77,8 @@ EXPECTED_WIRING: dict[str, dict[str, str]] = {
     "VerifierFunction": {"SETHUB_VERIFY_QUEUE_URL": "VerifyQueue"},
     # SSF tasks (verification, stream-updated, flush) go to dispatch; its key is wrapped under DataKey.
     "SsfFunction": {"SETHUB_EVENTS_QUEUE_URL": "EventsQueue", "SETHUB_DATA_KEY_ID": "DataKey"},
+    # The custom resource names the table and key it uses (Custom::SigningKeyRing).
+    "KeyRingFunction": {},
     "DispatchFunction": {
         "SETHUB_EVENTS_QUEUE_URL": "EventsQueue",
         "SETHUB_RETRY_QUEUE_URL": "RetryQueue",
@@ -103,6 +106,7 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ),
         ("sqs:SendMessage*", "EventsQueue"),
         ("sqs:SendMessage*", "VerifyQueue"),
+        # The JWKS: kms mode only (wrapped reads the key ring from HubTable).
         ("kms:GetPublicKey", "SigningKey"),
         ("kms:Encrypt", "DataKey"),
     },
@@ -116,6 +120,13 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ),
         ("kms:Encrypt", "DataKey"),
         ("sqs:SendMessage*", "EventsQueue"),
+    },
+    # Wrapped signing keys: generated at deploy time, wrapped (Encrypt, conditioned on the
+    # key's purpose) and stored in the ring's one item.
+    "KeyRingFunction": {
+        ("dynamodb:GetItem", "HubTable"),
+        ("dynamodb:PutItem", "HubTable"),
+        ("kms:Encrypt", "DataKey"),
     },
     "VerifierFunction": {
         *((action, "HubTable") for action in _TABLE_READ_WRITE),
@@ -137,8 +148,10 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
                 "dynamodb:BatchWriteItem",
             )
         ),
+        # kms mode only: wrapped mode decrypts its key once per container (Decrypt below).
         ("kms:Sign", "SigningKey"),
         ("kms:GetPublicKey", "SigningKey"),
+        # hub.secret values, and (wrapped) the signing key: each conditioned on its context.
         ("kms:Decrypt", "DataKey"),
         ("sqs:SendMessage*", "EventsQueue"),
         ("sqs:SendMessage*", "RetryQueue"),
@@ -147,24 +160,42 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     },
 }
 
-# Parameters of the deployments the IAM and wiring checks are run for: the defaults, and
-# a signing key rotated into slot b (and back to a) with retired keys still published.
+# Parameters of the deployments the IAM and wiring checks are run for: the defaults (wrapped
+# signing), wrapped with KMS keys retired from a kms-mode past, and kms signing with its key
+# in slot a, rotated into slot b (and back to a) with retired keys still published.
 RETIRED_KEYS = (
     "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab,"
     "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"
 )
 DEPLOYMENTS: dict[str, dict[str, str]] = {
     "defaults": {},
-    "rotated to slot b": {"SigningKeySlot": "b", "PreviousSigningKeyArns": RETIRED_KEYS},
-    "rotated back to slot a": {"SigningKeySlot": "a", "PreviousSigningKeyArns": RETIRED_KEYS},
+    "wrapped, kms keys retired": {"PreviousSigningKeyArns": RETIRED_KEYS},
+    "kms": {"SigningMode": "kms"},
+    "rotated to slot b": {
+        "SigningMode": "kms",
+        "SigningKeySlot": "b",
+        "PreviousSigningKeyArns": RETIRED_KEYS,
+    },
+    "rotated back to slot a": {
+        "SigningMode": "kms",
+        "SigningKeySlot": "a",
+        "PreviousSigningKeyArns": RETIRED_KEYS,
+    },
 }
 
 
+def kms_signing(parameters: Mapping[str, str]) -> bool:
+    return parameters.get("SigningMode") == "kms"
+
+
 def expected_grants(function: str, parameters: Mapping[str, str]) -> set[tuple[str, str]]:
-    """EXPECTED_GRANTS for a deployment: the active slot's key, and the JWKS of retired keys."""
+    """EXPECTED_GRANTS for a deployment: kms mode's active slot key (none in wrapped mode),
+    and the JWKS of retired keys."""
     active = "SigningKeyB" if parameters.get("SigningKeySlot") == "b" else "SigningKey"
     expected = {
-        (action, active if target == "SigningKey" else target) for action, target in EXPECTED_GRANTS[function]
+        (action, active if target == "SigningKey" else target)
+        for action, target in EXPECTED_GRANTS[function]
+        if target != "SigningKey" or kms_signing(parameters)
     }
     if function == "WebSubFunction" and parameters.get("PreviousSigningKeyArns"):
         # Only the JWKS reads the retired keys; dispatch signs with the active key alone.
@@ -176,9 +207,13 @@ def expected_wiring(function: str, parameters: Mapping[str, str]) -> dict[str, s
     """EXPECTED_WIRING for a deployment: the active key first, then the retired keys."""
     wiring = dict(EXPECTED_WIRING[function])
     if "SETHUB_SIGNING_KEY_IDS" in wiring:
-        keys = ["SigningKeyB" if parameters.get("SigningKeySlot") == "b" else "SigningKey"]
-        if parameters.get("PreviousSigningKeyArns"):
-            keys.append("PreviousSigningKeyArns")
+        if kms_signing(parameters):
+            keys = ["SigningKeyB" if parameters.get("SigningKeySlot") == "b" else "SigningKey"]
+            if parameters.get("PreviousSigningKeyArns"):
+                keys.append("PreviousSigningKeyArns")
+        else:
+            # wrapped: the retired KMS keys only (published, never signing), maybe none.
+            keys = ["PreviousSigningKeyArns"]
         wiring["SETHUB_SIGNING_KEY_IDS"] = ",".join(keys)
     return wiring
 
@@ -257,11 +292,12 @@ def configured(template: Template, parameters: Mapping[str, str] | None = None) 
         return {key: item for key, item in chosen.items() if item is not _REMOVED}
 
     result: Template = choose(template)
-    result["Resources"] = {
-        name: res
-        for name, res in result["Resources"].items()
-        if "Condition" not in res or resolver.condition(res["Condition"])
-    }
+    for section in ("Resources", "Outputs"):
+        result[section] = {
+            name: res
+            for name, res in result.get(section, {}).items()
+            if "Condition" not in res or resolver.condition(res["Condition"])
+        }
     return result
 
 
@@ -647,7 +683,8 @@ def test_no_function_policy_grants_resource_star(
     statement = {"Effect": "Allow", "Action": ["dynamodb:Scan", "xray:PutTraceSegments"], "Resource": "*"}
     hidden = {"Fn::If": ["HasPreviousSigningKeys", statement, {"Ref": "AWS::NoValue"}]}
     broken["Resources"]["IngestFunction"]["Properties"]["Policies"].append({"Statement": [hidden]})
-    expected = ["IngestFunction: ['dynamodb:Scan'] on ['*']"] if DEPLOYMENTS[deployment] else []
+    retired = DEPLOYMENTS[deployment].get("PreviousSigningKeyArns")
+    expected = ["IngestFunction: ['dynamodb:Scan'] on ['*']"] if retired else []
     assert resource_star_problems(configured(broken, DEPLOYMENTS[deployment])) == expected
 
 
@@ -798,13 +835,15 @@ def test_no_deployment_refers_to_a_signing_key_it_does_not_create(
     named = set(_references(deployed["Resources"])) | set(_references(deployed["Outputs"]))
     assert {name for name in named if not name.startswith("AWS::")} - known == set()
     keys = {"SigningKey", "SigningKeyB"} & set(deployed["Resources"])
-    assert len(keys) == 1, keys
+    assert len(keys) == (1 if kms_signing(DEPLOYMENTS[deployment]) else 0), keys
+    # wrapped: the deploy makes the key ring (the custom resource); kms: it does not.
+    assert ("SigningKeyRing" in deployed["Resources"]) != kms_signing(DEPLOYMENTS[deployment])
 
 
 def test_a_reference_to_the_slot_that_is_not_deployed_is_caught(template: Template) -> None:
     broken = copy.deepcopy(template)
     broken["Resources"]["SigningKeyAlias"]["Properties"]["TargetKeyId"] = {"Ref": "SigningKeyB"}
-    deployed = configured(broken)
+    deployed = configured(broken, {"SigningMode": "kms"})
     assert "SigningKeyB" in set(_references(deployed["Resources"])) - set(deployed["Resources"])
 
 
@@ -978,8 +1017,13 @@ def test_signing_key_slots_are_twins_that_outlive_the_stack(template: Template) 
     assert {**a["Properties"], "Description": None} == {**b["Properties"], "Description": None}
     assert (a["Condition"], b["Condition"]) == ("SigningKeyInSlotA", "SigningKeyInSlotB")
     conditions = template["Conditions"]
-    assert conditions["SigningKeyInSlotA"] == {"Fn::Equals": [{"Ref": "SigningKeySlot"}, "a"]}
-    assert conditions["SigningKeyInSlotB"] == {"Fn::Equals": [{"Ref": "SigningKeySlot"}, "b"]}
+    kms = {"Condition": "KmsSigning"}
+    assert conditions["SigningKeyInSlotA"] == {
+        "Fn::And": [kms, {"Fn::Equals": [{"Ref": "SigningKeySlot"}, "a"]}]
+    }
+    assert conditions["SigningKeyInSlotB"] == {
+        "Fn::And": [kms, {"Fn::Equals": [{"Ref": "SigningKeySlot"}, "b"]}]
+    }
     assert template["Parameters"]["SigningKeySlot"]["AllowedValues"] == ["a", "b"]
     # A key leaving the stack still verifies SETs that are being retried: never deleted by CloudFormation.
     for key in (a, b):
@@ -988,7 +1032,7 @@ def test_signing_key_slots_are_twins_that_outlive_the_stack(template: Template) 
 
 @pytest.mark.parametrize(("slot", "active"), [("a", "SigningKey"), ("b", "SigningKeyB")])
 def test_alias_and_outputs_name_the_active_signing_key(template: Template, slot: str, active: str) -> None:
-    deployed = configured(template, {"SigningKeySlot": slot})
+    deployed = configured(template, {"SigningMode": "kms", "SigningKeySlot": slot})
     assert ref_target(deployed["Resources"]["SigningKeyAlias"]["Properties"]["TargetKeyId"]) == active
     outputs = deployed["Outputs"]
     assert ref_target(outputs["SigningKeyId"]["Value"]) == active

@@ -161,9 +161,10 @@ class Dispatcher:
     @property
     def signer(self) -> Signer:
         if self._signer is None:
-            from sethub.signing import KmsSigner  # noqa: PLC0415
+            from sethub.keyring import signer_for  # noqa: PLC0415
 
-            self._signer = KmsSigner(self._clients.kms, self._settings.signing_key_ids)
+            # SETHUB_SIGNING_MODE: the wrapped key (one Decrypt per container) or KMS Sign.
+            self._signer = signer_for(self._clients, self._settings)
         return self._signer
 
     @property

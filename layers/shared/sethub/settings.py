@@ -22,6 +22,8 @@ DEFAULT_LEASE_SECONDS_MAX = 30 * 24 * 3600
 DEFAULT_DELIVERY_TIMEOUT_SECONDS = 10.0
 DEFAULT_DELIVERY_CONCURRENCY = 32
 DEFAULT_SHARD_SIZE = 200
+SIGNING_MODES = ("wrapped", "kms")
+"""``wrapped``: keys stored encrypted under KMS, SETs signed in process; ``kms``: KMS Sign per SET."""
 
 
 def _bool(value: str, name: str) -> bool:
@@ -78,6 +80,7 @@ class Settings:
     lease_seconds_min: int = DEFAULT_LEASE_SECONDS_MIN
     lease_seconds_max: int = DEFAULT_LEASE_SECONDS_MAX
     delivery_timeout_seconds: float = DEFAULT_DELIVERY_TIMEOUT_SECONDS
+    signing_mode: str = SIGNING_MODES[0]
 
     # Resources, wired by template.yaml (or devstack).
     table_name: str = ""
@@ -101,6 +104,8 @@ class Settings:
     """Subscriptions one dispatch invocation serves for one event before the rest is sharded."""
 
     def __post_init__(self) -> None:
+        if self.signing_mode not in SIGNING_MODES:
+            raise ConfigurationError(f"SETHUB_SIGNING_MODE must be wrapped or kms, not {self.signing_mode!r}")
         if self.lease_seconds_min > self.lease_seconds_max:
             raise ConfigurationError("SETHUB_LEASE_SECONDS_MIN must not exceed SETHUB_LEASE_SECONDS_MAX")
 
@@ -144,6 +149,7 @@ class Settings:
                 get("SETHUB_DELIVERY_TIMEOUT_SECONDS", str(DEFAULT_DELIVERY_TIMEOUT_SECONDS)),
                 "SETHUB_DELIVERY_TIMEOUT_SECONDS",
             ),
+            signing_mode=get("SETHUB_SIGNING_MODE").strip().lower() or SIGNING_MODES[0],
             table_name=get("SETHUB_TABLE_NAME"),
             events_queue_url=get("SETHUB_EVENTS_QUEUE_URL"),
             retry_queue_url=get("SETHUB_RETRY_QUEUE_URL"),
