@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub.clients import AwsClients
-from sethub.errors import ConfigurationError, NotFoundError, UpstreamError
+from sethub.errors import ConfigurationError, ForbiddenError, NotFoundError, UpstreamError
 from sethub.messages import Format
 from sethub.secretbox import SecretBox, encryption_context
 from sethub.settings import Settings
@@ -247,9 +247,28 @@ class SubscriptionStore:
             item["owner"] = _s(owner)
         if override:
             item["override"] = {"BOOL": True}
+        # Another key's request waiting for this callback is not replaced (an admin's is):
+        # its verification GET would otherwise confirm this one in its place.
+        guard: dict[str, Any] = {}
+        if not override:
+            same = "requester = :requester" if requester else "attribute_not_exists(requester)"
+            guard = {
+                "ConditionExpression": f"attribute_not_exists(pk) OR #ttl <= :now OR {same}",
+                "ExpressionAttributeNames": {"#ttl": "ttl"},
+                "ExpressionAttributeValues": {
+                    ":now": _n(int(current)),
+                    **({":requester": _s(requester)} if requester else {}),
+                },
+            }
         try:
-            self._db.put_item(TableName=self._table, Item=item)
-        except (ClientError, BotoCoreError) as exc:
+            self._db.put_item(TableName=self._table, Item=item, **guard)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise ForbiddenError(
+                    "another key's request for this subscription is waiting for verification"
+                ) from None
+            raise _upstream("store a subscription request", exc) from exc
+        except BotoCoreError as exc:
             raise _upstream("store a subscription request", exc) from exc
         return request_id
 

@@ -8,6 +8,7 @@ truth for roles and scopes: a gateway key is only ever a copy of a live record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -47,14 +48,22 @@ class GatewayKeys:
         return key_id
 
     def remove(self, gateway_key_id: str) -> None:
-        """Delete the API key (which also leaves the usage plan); gone already is fine."""
+        """Take the key out of the usage plan and delete it; gone already is fine."""
+        self._call(
+            "take the API key out of the usage plan",
+            lambda: self._api.delete_usage_plan_key(usagePlanId=self._plan, keyId=gateway_key_id),
+        )
+        self._call("delete the API key", lambda: self._api.delete_api_key(apiKey=gateway_key_id))
+
+    @staticmethod
+    def _call(action: str, call: Callable[[], object]) -> None:
         try:
-            self._api.delete_api_key(apiKey=gateway_key_id)
+            call()
         except ClientError as exc:
             if _code(exc) != "NotFoundException":
-                raise UpstreamError(f"API Gateway could not delete the API key: {_code(exc)}") from exc
+                raise UpstreamError(f"API Gateway could not {action}: {_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"API Gateway could not delete the API key: {_code(exc)}") from exc
+            raise UpstreamError(f"API Gateway could not {action}: {_code(exc)}") from exc
 
 
 __all__ = ["GatewayKeys"]
