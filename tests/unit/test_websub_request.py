@@ -11,7 +11,7 @@ from sethub.errors import BadRequestError, PayloadTooLargeError
 from sethub.secretbox import SecretBox, encryption_context
 from sethub.subscriptions import Subscription, expiry, is_live, state_ttl, supersedes
 from sethub.verification import callback_url, new_challenge
-from sethub.websub import MAX_HUB_BODY_BYTES, parse_hub_request
+from sethub.websub import MAX_FORM_FIELDS, MAX_HUB_BODY_BYTES, parse_hub_request
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -58,6 +58,19 @@ def test_form_values_are_percent_decoded() -> None:
 def test_a_body_over_one_mebibyte_is_refused() -> None:
     with pytest.raises(PayloadTooLargeError):
         parse_hub_request(query=None, body=b"x" * (MAX_HUB_BODY_BYTES + 1), content_type="text/plain")
+
+
+def test_form_fields_and_query_parameters_are_bounded() -> None:
+    at_limit = "&".join(f"f{n}=" for n in range(MAX_FORM_FIELDS)).encode()
+    assert len(parse_hub_request(query=None, body=at_limit, content_type=FORM).form) == MAX_FORM_FIELDS
+
+    # A body of a million empty fields (under 1 MiB) is refused before it becomes a dict.
+    with pytest.raises(BadRequestError, match="too many form fields"):
+        parse_hub_request(query=None, body=b"&a=" * 300_000, content_type=FORM)
+    with pytest.raises(BadRequestError, match="too many query parameters"):
+        parse_hub_request(
+            query={f"q{n}": "" for n in range(MAX_FORM_FIELDS + 1)}, body=b"", content_type=None
+        )
 
 
 def test_a_form_body_that_is_not_utf8_is_refused() -> None:

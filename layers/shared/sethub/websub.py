@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_HUB_BODY_BYTES = 1024 * 1024
+MAX_FORM_FIELDS = 100
+"""Fields parsed from a form body (and query parameters): a hub request needs fewer than ten;
+the bound keeps a 1 MiB body of empty fields from costing a million dictionary entries."""
 MAX_SECRET_BYTES = 199
 """W3C WebSub 5.1: the secret must be under 200 bytes."""
 MAX_FETCH_BYTES = MAX_CONTENT_BYTES
@@ -112,7 +115,12 @@ def parse_hub_request(
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequestError("form body is not UTF-8") from None
-        form = dict(parse_qsl(text, keep_blank_values=True))
+        try:
+            form = dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS))
+        except ValueError:
+            raise BadRequestError(f"too many form fields (at most {MAX_FORM_FIELDS})") from None
+    if len(query or {}) > MAX_FORM_FIELDS:
+        raise BadRequestError(f"too many query parameters (at most {MAX_FORM_FIELDS})")
     return HubRequest(
         query=dict(query or {}), form=form, body=body, content_type=(content_type or "").strip()
     )
@@ -420,6 +428,7 @@ def _set_payload(body: bytes) -> dict[str, Any] | None:
 
 __all__ = [
     "ACCEPTED",
+    "MAX_FORM_FIELDS",
     "MAX_HUB_BODY_BYTES",
     "Hub",
     "HubReply",
