@@ -13,6 +13,7 @@ POST /ssf/poll?stream_id=               RFC 8936 poll
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -41,6 +42,9 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sethub")
 app = APIGatewayRestResolver()
+# The request as this thread received it: the resolver's current_event is shared by the app,
+# and the local stack's workers serve requests on threads (a long poll overlaps others).
+_request = threading.local()
 
 
 class _Container:
@@ -69,24 +73,28 @@ def _service() -> SsfService:
     return container().service
 
 
+def _event() -> dict[str, Any]:
+    return _request.event  # type: ignore[no-any-return]
+
+
 def _base() -> str:
-    return base_url(app.current_event.raw_event, container().settings)
+    return base_url(_event(), container().settings)
 
 
 def _body() -> bytes:
-    event = app.current_event
-    body = request_body(event.body, is_base64_encoded=bool(event.is_base64_encoded))
+    event = _event()
+    body = request_body(event.get("body"), is_base64_encoded=bool(event.get("isBase64Encoded")))
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLargeError(f"the body is over {MAX_BODY_BYTES} bytes")
     return body
 
 
 def _headers() -> dict[str, str]:
-    return dict(app.current_event.headers or {})
+    return dict(_event().get("headers") or {})
 
 
 def _stream_id() -> str | None:
-    return (app.current_event.query_string_parameters or {}).get("stream_id")
+    return (_event().get("queryStringParameters") or {}).get("stream_id")
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[Any]:
@@ -228,4 +236,5 @@ def on_error(exc: SethubError) -> Response[Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _request.event = event
     return app.resolve(event, context)
