@@ -169,7 +169,7 @@ def test_a_refused_callback_is_not_told_which_address_its_host_resolved_to(
     strict = Door(hub, allow_private_callbacks=False)
     assert strict.post({"hub.mode": "register", "hub.topic": TOPIC}).status == 200
     port = callbacks.base_url.rsplit(":", 1)[1]
-    addresses = {info[4][0] for info in socket.getaddrinfo("localhost", None)}
+    addresses = {str(info[4][0]) for info in socket.getaddrinfo("localhost", None)}
 
     reply = strict.post(
         {"hub.mode": "subscribe", "hub.topic": TOPIC, "hub.callback": f"http://localhost:{port}/cb"}
