@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 PYTHON_DIR = $(shell dirname "$$(command -v $(PYTHON))")
 TEST_MYPY_FLAGS := --allow-untyped-defs --allow-incomplete-defs --no-warn-return-any
 
-.PHONY: help local test lint typecheck template unit integration e2e bench build deploy clean
+.PHONY: help local test lint typecheck template unit integration e2e bench mutation build deploy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,7 +52,7 @@ lint: $(BIN)/.installed ## ruff
 	$(BIN)/ruff format --check .
 
 typecheck: $(BIN)/.installed ## mypy, strict
-	$(BIN)/mypy layers/shared/sethub functions devstack bench
+	$(BIN)/mypy layers/shared/sethub functions devstack bench tools
 	@# Tests too, but pytest fixtures as parameters need no annotations; e2e runs on its own
 	@# because both test roots have a conftest module.
 	$(BIN)/mypy $(TEST_MYPY_FLAGS) tests/unit tests/integration tests/conftest.py
@@ -87,6 +87,14 @@ DEPLOYED_MARK := .aws-sam/.deployed
 
 deploy: build ## sam deploy with samconfig.toml's defaults (--guided on first use, or GUIDED=1)
 	@if [ -f $(DEPLOYED_MARK) ] && [ -z "$(GUIDED)" ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+$(BIN)/.mutation-installed: $(BIN)/.installed requirements-mutation.txt
+	$(BIN)/python -m pip install --quiet -r requirements-mutation.txt
+	@touch $@
+
+# Not part of `make test` nor CI: about half an hour on two cores. WORKERS=1 leaves a core free.
+mutation: $(BIN)/.mutation-installed ## mutation testing of the core modules with mutmut (docs/mutation.md)
+	$(BIN)/python tools/mutation.py run --workers $${WORKERS:-2}
+
 	@touch $(DEPLOYED_MARK)
 
 clean: ## remove build output and virtualenvs

@@ -1,0 +1,464 @@
+"""``make mutation``: mutmut over the modules where a silent bug costs most, then docs/mutation.md.
+
+mutmut names a mutant after its file's path (with ``src/`` stripped), and the trampolines it
+puts in each function record the module name the tests imported. The layer's package lives at
+``layers/shared/sethub`` but is imported as ``sethub``, so mutmut runs in ``.mutation/``: a
+tree of links in which the package sits at ``src/sethub`` and the tests, the template and the
+sample events sit where the tests look for them. mutmut copies that tree into
+``.mutation/mutants/`` and mutates the copy; the checkout is never changed.
+``[tool.mutmut]`` in pyproject.toml says what is mutated and which tests run.
+
+    python tools/mutation.py run [--module retry ...] [--workers 2] [--keep]
+    python tools/mutation.py report
+    python tools/mutation.py killers MUTANT... [--tests TEST...]
+
+``killers`` runs tests against single mutants (``sethub.retry.x_sqs_delay__mutmut_3``) and
+prints the first test that fails: which test kills a former survivor, for the report's notes.
+Survivors are explained in tools/mutation_notes.toml, matched by module, function and diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".mutation"
+MUTANTS = WORK / "mutants"
+PACKAGE = ROOT / "layers" / "shared" / "sethub"
+NOTES = ROOT / "tools" / "mutation_notes.toml"
+REPORT = ROOT / "docs" / "mutation.md"
+RUN_LOG = WORK / "runs.json"
+# Links in the work tree: what the tests read from the checkout besides the package.
+LINKS = ("tests", "template.yaml", "events", "functions", "layers", "pyproject.toml")
+GOAL = 90.0
+LONG_STATEMENT = 90
+
+# mutmut's exit codes per mutant, as its own stats module reads them.
+STATUS_BY_EXIT_CODE = {
+    1: "killed",
+    3: "killed",
+    0: "survived",
+    5: "no tests",
+    33: "no tests",
+    34: "skipped",
+    35: "suspicious",
+    36: "timeout",
+    24: "timeout",
+    -24: "timeout",
+    152: "timeout",
+    255: "timeout",
+    37: "caught by type check",
+    -11: "segfault",
+    -9: "segfault",
+}
+
+
+def mutmut_config() -> dict[str, Any]:
+    config: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    return config
+
+
+def modules() -> list[str]:
+    """The mutated modules, by name, as [tool.mutmut] only_mutate lists them."""
+    return [Path(pattern).stem for pattern in mutmut_config()["only_mutate"]]
+
+
+def stage(*, keep: bool) -> None:
+    """Lay out .mutation/ (links), afresh unless ``keep``: then mutmut reuses its results."""
+    if not keep and WORK.exists():
+        shutil.rmtree(WORK)
+    (WORK / "src").mkdir(parents=True, exist_ok=True)
+    for name in LINKS:
+        link = WORK / name
+        if not link.is_symlink():
+            link.symlink_to(ROOT / name)
+    package = WORK / "src" / "sethub"
+    if not package.is_symlink():
+        package.symlink_to(PACKAGE)
+    if keep and MUTANTS.exists():
+        # mutmut copies the tests only when it starts; refresh them so new tests take part.
+        shutil.copytree(ROOT / "tests", MUTANTS / "tests", dirs_exist_ok=True)
+
+
+def mutmut_command() -> list[str]:
+    return [str(Path(sys.executable).with_name("mutmut"))]
+
+
+def run(selected: list[str], *, workers: int, keep: bool) -> int:
+    stage(keep=keep or bool(selected))
+    # Named, mutmut tests every mutant of those modules again (others keep their results).
+    names = [f"sethub.{module}.*" for module in selected]
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [*mutmut_command(), "run", "--max-children", str(workers), *names]
+    completed = subprocess.run(command, cwd=WORK, env=env, check=False)  # noqa: S603
+    elapsed = time.monotonic() - started
+    runs = json.loads(RUN_LOG.read_text()) if RUN_LOG.exists() else []
+    runs.append(
+        {
+            "modules": selected or modules(),
+            "workers": workers,
+            "seconds": round(elapsed),
+            "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "exit_code": completed.returncode,
+        }
+    )
+    RUN_LOG.write_text(json.dumps(runs, indent=2))
+    if completed.returncode != 0:
+        print(f"mutmut exited with {completed.returncode}", file=sys.stderr)
+        return completed.returncode
+    write_report()
+    return 0
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    module: str
+    status: str
+    function: str
+    line: int
+    change: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.module, self.function, self.change)
+
+
+def exit_codes(module: str) -> dict[str, int | None]:
+    meta = MUTANTS / "src" / "sethub" / f"{module}.py.meta"
+    if not meta.exists():
+        return {}
+    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    return codes
+
+
+def function_of(mutant_name: str) -> tuple[str | None, str]:
+    """(class, function) of ``sethub.m.xǁClassǁmethod__mutmut_3`` or ``sethub.m.x_function__mutmut_3``."""
+    mangled = mutant_name.rpartition(".")[2].partition("__mutmut_")[0]
+    if mangled.startswith("xǁ"):
+        _, cls, function = mangled.split("ǁ")
+        return cls, function
+    return None, mangled.removeprefix("x_")
+
+
+def function_sources(tree: ast.Module, source: str) -> dict[tuple[str | None, str], tuple[int, str]]:
+    """The ``def`` line and text (decorators included) of each function and method, by (class, name)."""
+    lines = source.splitlines()
+    found: dict[tuple[str | None, str], tuple[int, str]] = {}
+
+    def visit(body: list[ast.stmt], cls: str | None) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, node.name)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                found[(cls, node.name)] = (node.lineno, "\n".join(lines[first - 1 : node.end_lineno]))
+
+    visit(tree.body, None)
+    return found
+
+
+def one_line_change(original: str, mutated: str, def_line: int) -> tuple[int, str]:
+    """The source line a mutant changes and the change as ``old → new``.
+
+    ``original`` is mutmut's copy of the function as it mutated it, ``def_line`` the line of its
+    ``def`` in the source file. The change is the innermost part of the code that differs.
+    """
+    old_tree, new_tree = ast.parse(_dedent(original)), ast.parse(_dedent(mutated))
+    old_def, new_def = old_tree.body[0], new_tree.body[0]
+    assert isinstance(old_def, ast.FunctionDef | ast.AsyncFunctionDef)
+    assert isinstance(new_def, ast.FunctionDef | ast.AsyncFunctionDef)
+    new_def.name = old_def.name
+    found = _innermost_difference(old_def, new_def)
+    if found is None:
+        return def_line, "(no difference)"
+    old, new = found
+    line = def_line + getattr(old, "lineno", old_def.lineno) - old_def.lineno
+    # Shown as the statement holding the change (its first line) both ways, or only the changed
+    # part when that statement is long.
+    old_text = _first_line(_statement_at(old_def, old) or old)
+    new_text = _first_line(_statement_at(new_def, new) or new)
+    if max(len(old_text), len(new_text)) > LONG_STATEMENT:
+        old_text, new_text = _first_line(old), _first_line(new)
+    return line, f"{old_text} → {new_text}"
+
+
+def _statement_at(tree: ast.AST, target: ast.AST) -> ast.stmt | None:
+    """The innermost statement of ``tree`` that holds ``target`` (not the function itself)."""
+    holder: ast.stmt | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt) and node is not tree and any(n is target for n in ast.walk(node)):
+            holder = node
+    return holder
+
+
+def _innermost_difference(old: ast.AST, new: ast.AST) -> tuple[ast.AST, ast.AST] | None:
+    """The deepest pair of nodes that differ, descending while both sides keep their shape."""
+    if ast.dump(old) == ast.dump(new):
+        return None
+    if type(old) is type(new):
+        for field in old._fields:
+            old_value, new_value = getattr(old, field, None), getattr(new, field, None)
+            pairs: list[tuple[Any, Any]] = []
+            if isinstance(old_value, list) and isinstance(new_value, list):
+                if len(old_value) == len(new_value):
+                    pairs = list(zip(old_value, new_value, strict=True))
+            else:
+                pairs = [(old_value, new_value)]
+            for old_child, new_child in pairs:
+                if isinstance(old_child, ast.AST) and isinstance(new_child, ast.AST):
+                    deeper = _innermost_difference(old_child, new_child)
+                    if deeper is not None and hasattr(deeper[0], "lineno"):
+                        return deeper
+    return old, new
+
+
+def _first_line(node: ast.AST) -> str:
+    text = (
+        ast.unparse(node) if not isinstance(node, ast.operator | ast.cmpop | ast.boolop) else _operator(node)
+    )
+    return text.splitlines()[0] if text else repr(node)
+
+
+def _operator(node: ast.AST) -> str:
+    # ast.unparse cannot print a bare operator: show it through a tiny expression.
+    if isinstance(node, ast.cmpop):
+        expr: ast.expr = ast.Compare(left=ast.Name("a"), ops=[node], comparators=[ast.Name("b")])
+    elif isinstance(node, ast.boolop):
+        expr = ast.BoolOp(op=node, values=[ast.Name("a"), ast.Name("b")])
+    else:
+        assert isinstance(node, ast.operator)
+        expr = ast.BinOp(left=ast.Name("a"), op=node, right=ast.Name("b"))
+    return ast.unparse(expr)
+
+
+def _dedent(text: str) -> str:
+    lines = text.splitlines()
+    indent = min((len(line) - len(line.lstrip()) for line in lines if line.strip()), default=0)
+    return "\n".join(line[indent:] for line in lines)
+
+
+def collect(module: str) -> list[Mutant]:
+    codes = exit_codes(module)
+    if not codes:
+        return []
+    source = (PACKAGE / f"{module}.py").read_text()
+    functions = function_sources(ast.parse(source), source)
+    mutants_source = (MUTANTS / "src" / "sethub" / f"{module}.py").read_text()
+    # mutmut's copies of each function, named after the mutant (parsed once: the file is large).
+    mutated = function_sources(ast.parse(mutants_source), mutants_source)
+    found = []
+    for name, code in sorted(codes.items(), key=lambda item: _mutant_order(item[0])):
+        status = STATUS_BY_EXIT_CODE.get(code, "suspicious") if code is not None else "not checked"
+        cls, function = function_of(name)
+        qualified = f"{cls}.{function}" if cls else function
+        line, change = 0, ""
+        if status != "not checked":
+            mangled = name.rpartition(".")[2]
+            original = mutated.get((cls, mangled.partition("__mutmut_")[0] + "__mutmut_orig"))
+            copy = mutated.get((cls, mangled))
+            if original is not None and copy is not None:
+                line, change = one_line_change(
+                    original[1], copy[1], functions.get((cls, function), (0, ""))[0]
+                )
+        found.append(Mutant(name, module, status, qualified, line, change))
+    return found
+
+
+def _mutant_order(name: str) -> tuple[str, int]:
+    head, _, number = name.rpartition("__mutmut_")
+    return head, int(number) if number.isdigit() else 0
+
+
+def load_notes() -> list[dict[str, str]]:
+    if not NOTES.exists():
+        return []
+    notes: list[dict[str, str]] = tomllib.loads(NOTES.read_text()).get("mutant", [])
+    return notes
+
+
+def write_report() -> None:
+    notes = load_notes()
+    note_by_key = {(n["module"], n["function"], n["change"]): n for n in notes}
+    rows = []
+    survivors: list[Mutant] = []
+    totals: Counter[str] = Counter()
+    status_by_key: dict[tuple[str, str, str], Mutant] = {}
+    untested: Counter[str] = Counter()
+    for module in modules():
+        mutants = collect(module)
+        status_by_key.update((m.key, m) for m in mutants)
+        counts = Counter(m.status for m in mutants)
+        totals.update(counts)
+        rows.append((module, len(mutants), counts))
+        survivors += [m for m in mutants if m.status in ("survived", "suspicious", "segfault")]
+        untested.update(f"{module}.{m.function}" for m in mutants if m.status == "no tests")
+    runs = json.loads(RUN_LOG.read_text()) if RUN_LOG.exists() else []
+    out = [
+        "# Mutation testing",
+        "",
+        "`make mutation` runs [mutmut](https://mutmut.readthedocs.io) "
+        f"{version('mutmut')} over the modules where a silent bug costs most, with the fast tests",
+        "that cover them (`[tool.mutmut]` in pyproject.toml), and writes this page.",
+        "A mutant is one small change to the code (a comparison flipped, a constant changed, a call",
+        "argument dropped); it is *killed* when a test fails with it. mutmut runs, for each mutant,",
+        "only the tests that reached the mutated function when it ran the suite once.",
+        "Goal: at least 90 % killed in each module; every survivor is listed below with the test",
+        "that now kills it or the reason no test can.",
+        "",
+        "| module | mutants | killed | survived | timeout | suspicious | no tests | not run | killed % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for module, total, counts in rows:
+        out.append(_row(module, total, counts))
+    out.append(_row("**all**", sum(total for _, total, _ in rows), totals))
+    out += ["", "Killed % counts timeouts as killed (the mutant hangs the code under test).", ""]
+    if runs:
+        out += ["## Runs behind these numbers", ""]
+        out += [
+            f"- {run['finished']}: {', '.join(run['modules'])}; {run['workers']} workers, "
+            f"{_duration(run['seconds'])}"
+            for run in runs
+        ]
+        out += [""]
+    explained = [m for m in survivors if m.key in note_by_key]
+    unexplained = [m for m in survivors if m.key not in note_by_key]
+    out += ["## Survivors", ""]
+    if not survivors:
+        out += ["None.", ""]
+    if explained:
+        out += ["Equivalent or out of reach of a fast test, and why:", ""]
+        out += ["| module | line | change | why it survives |", "| --- | ---: | --- | --- |"]
+        for m in explained:
+            out.append(f"| {m.module} | {m.line} | {_code(m.change)} | {note_by_key[m.key].get('why', '')} |")
+        out += [""]
+    if unexplained:
+        out += ["Not explained yet:", ""]
+        out += ["| module | line | function | change | mutant |", "| --- | ---: | --- | --- | --- |"]
+        for m in unexplained:
+            out.append(f"| {m.module} | {m.line} | {m.function} | {_code(m.change)} | `{m.name}` |")
+        out += [""]
+    out += untested_section(untested)
+    out += killed_later_section(notes, status_by_key)
+    REPORT.write_text("\n".join(out))
+    print(f"wrote {REPORT.relative_to(ROOT)}")
+
+
+def untested_section(untested: Counter[str]) -> list[str]:
+    if not untested:
+        return []
+    return [
+        "## Functions no selected test reaches",
+        "",
+        "Their mutants count as *no tests*: the tests that reach them are slower than the",
+        "selection (or there are none).",
+        "",
+        "| function | mutants |",
+        "| --- | ---: |",
+        *(f"| {function} | {count} |" for function, count in sorted(untested.items())),
+        "",
+    ]
+
+
+def killed_later_section(
+    notes: list[dict[str, str]], status_by_key: dict[tuple[str, str, str], Mutant]
+) -> list[str]:
+    killed_later = [n for n in notes if n.get("killed_by")]
+    if not killed_later:
+        return []
+    out = [
+        "## Former survivors, and the tests that now kill them",
+        "",
+        "Each one checked with `python tools/mutation.py killers`; *now* is this run's verdict.",
+        "",
+        "| module | line | change | killed by | now |",
+        "| --- | ---: | --- | --- | --- |",
+    ]
+    for n in killed_later:
+        now = status_by_key.get((n["module"], n["function"], n["change"]))
+        line = now.line if now else "?"
+        out.append(
+            f"| {n['module']} | {line} | {_code(n['change'])} | `{n['killed_by']}` | "
+            f"{now.status if now else 'not found'} |"
+        )
+    return [*out, ""]
+
+
+def _row(module: str, total: int, counts: Counter[str]) -> str:
+    killed = counts["killed"] + counts["timeout"] + counts["caught by type check"]
+    checked = total - counts["not checked"]
+    percent = f"{100 * killed / checked:.1f}" if checked else "-"
+    return (
+        f"| {module} | {total} | {counts['killed']} | {counts['survived']} | {counts['timeout']} | "
+        f"{counts['suspicious'] + counts['segfault']} | {counts['no tests']} | {counts['not checked']} | "
+        f"{percent} |"
+    )
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60} min {seconds % 60} s"
+
+
+def killers(mutants: list[str], tests: list[str]) -> int:
+    """Print, per mutant, the first of ``tests`` that fails with it (or that none does)."""
+    shutil.copytree(ROOT / "tests", MUTANTS / "tests", dirs_exist_ok=True)  # the tests as they are now
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(MUTANTS / "src"), str(MUTANTS)]),
+        "PY_IGNORE_IMPORTMISMATCH": "1",
+    }
+    for mutant in mutants:
+        env["MUTANT_UNDER_TEST"] = mutant
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-rf", *tests]
+        completed = subprocess.run(  # noqa: S603
+            command, cwd=MUTANTS, env=env, capture_output=True, text=True, check=False
+        )
+        failed = re.findall(r"^FAILED (\S+)", completed.stdout, re.MULTILINE)
+        print(f"{mutant}: {failed[0] if failed else 'survives'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run mutmut, then write docs/mutation.md")
+    run_parser.add_argument("--module", action="append", default=[], choices=modules())
+    run_parser.add_argument("--workers", type=int, default=2)
+    run_parser.add_argument("--keep", action="store_true", help="reuse .mutation/ and its results")
+    commands.add_parser("report", help="write docs/mutation.md from the last results")
+    killers_parser = commands.add_parser("killers", help="which test kills each mutant")
+    killers_parser.add_argument("mutants", nargs="+")
+    killers_parser.add_argument("--tests", nargs="+", default=["tests/unit"])
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run(args.module, workers=args.workers, keep=args.keep)
+    if args.command == "report":
+        write_report()
+        return 0
+    return killers(args.mutants, args.tests)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
