@@ -11,7 +11,7 @@ import multiprocessing
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -67,10 +67,13 @@ class CallCounter:
         calls on helper threads (delivery records) overlap the deliveries, so they are not
         time the handler spent waiting on AWS."""
 
-    def add(self, name: str, seconds: float = 0.0) -> None:
+    def add(self, name: str, seconds: float = 0.0, units: Mapping[str, float] | None = None) -> None:
         blocking = threading.current_thread() is threading.main_thread()
         with self._lock:
             self.calls[name] += 1
+            for unit, amount in (units or {}).items():
+                # Capacity units are counted beside the calls, e.g. "dynamodb WRU".
+                self.calls[unit] += amount  # type: ignore[assignment]
             if blocking:
                 self.seconds += seconds
 
@@ -101,12 +104,33 @@ class CountingClient:
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
+            response: Any = {}
             try:
-                return attribute(*args, **kwargs)
+                response = attribute(*args, **kwargs)
+                return response
+            except Exception as exc:
+                # A refused conditional write still consumed its write units.
+                response = getattr(exc, "response", {}) or {}
+                raise
             finally:
-                self._counter.add(operation, time.perf_counter() - started)
+                self._counter.add(
+                    operation, time.perf_counter() - started, _units(operation, kwargs, response)
+                )
 
         return counted
+
+
+def _units(operation: str, params: Mapping[str, Any], response: Any) -> dict[str, float]:
+    service, _, name = operation.partition(".")
+    if service != "dynamodb":
+        return {}
+    from bench import cost  # noqa: PLC0415
+
+    units = {
+        "dynamodb WRU": cost.write_units(name, params),
+        "dynamodb RRU": cost.read_units(name, params, response if isinstance(response, dict) else {}),
+    }
+    return {unit: amount for unit, amount in units.items() if amount}
 
 
 def counting_clients(counter: CallCounter) -> Callable[[], Any]:

@@ -81,6 +81,10 @@ class Bench:
             overrides={**LOCAL_OVERRIDES, "SETHUB_DELIVERY_CONCURRENCY": str(self.concurrency)},
         )
         os.environ.update(self.provisioned.union_env())
+        from devstack.credentials import seed_local_keys  # noqa: PLC0415
+
+        # Keys live in the hub table (hashed), as the operator command stores them.
+        self.publisher_key = seed_local_keys(self.provisioned, {}).keys["publisher"][0]
         from bench.aws import CallCounter  # noqa: PLC0415
         from bench.phases import instrument  # noqa: PLC0415
         from sethub.clients import AwsClients  # noqa: PLC0415
@@ -165,14 +169,16 @@ class Bench:
         """Delete the delivery records of ``jtis`` (not timed): moto's Query scans the whole
         table, so records piling up would slow every later subscription query."""
         from sethub.records import delivery_key  # noqa: PLC0415
-        from sethub.subscriptions import subscription_id  # noqa: PLC0415
 
-        ids = [subscription_id(topic, self.callback(topic, index)) for index in range(subscribers)]
-        keys = [
-            {"DeleteRequest": {"Key": {"pk": {"S": delivery_key(jti)}, "sk": {"S": f"{sid}#001"}}}}
-            for jti in jtis
-            for sid in ids
-        ]
+        keys = []
+        for jti in jtis:
+            found = self.setup_clients.dynamodb.query(
+                TableName=self.settings.table_name,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": delivery_key(jti)}},
+                ProjectionExpression="pk, sk",
+            )["Items"]
+            keys += [{"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}} for item in found]
         self._batch_write(keys)
 
     def load_dispatch(self) -> Any:
@@ -188,9 +194,10 @@ class Bench:
 
     def bodies(self, events: int) -> list[bytes]:
         """Bodies of the same size as the hub's: the same claims, signed by the same key."""
-        from sethub.signing import KmsSigner  # noqa: PLC0415
+        from sethub.keyring import signer_for  # noqa: PLC0415
 
-        signer = KmsSigner(self.setup_clients.kms, self.settings.signing_key_ids)
+        # The signer of the template's SETHUB_SIGNING_MODE, as the dispatcher builds it.
+        signer = signer_for(self.setup_clients, self.settings)
         return [signer.sign(_claims()).encode("ascii") for _ in range(events)]
 
     # -- the hub ---------------------------------------------------------------------
@@ -335,10 +342,12 @@ class Bench:
             for _ in range(batch):
                 claims = _claims()
                 claims.pop("iat")  # the hub sets iat
+                claims.pop("iss")  # and a publisher key's pinned issuer
                 if not with_jti:
                     claims.pop("jti")
                 items.append({"topic": topic, **claims})
-            headers = {**template["headers"], "x-api-key": self.provisioned.api_key}
+            # A publisher key, as a deployed publisher sends (its jti markers scoped by the key).
+            headers = {**template["headers"], "x-api-key": self.publisher_key}
             return {
                 **template,
                 "headers": headers,
@@ -348,7 +357,7 @@ class Bench:
 
         function.invoke(event())  # warm-up: clients and the API key built
         prepared = [event() for _ in range(requests)]
-        before, logged = self.counter.snapshot(), _logged()
+        before, logged, aws = self.counter.snapshot(), _logged(), self.counter.seconds
         wall = cpu = 0.0
         statuses: Counter[int] = Counter()
         with self.phases.measuring() as phases:
@@ -369,6 +378,8 @@ class Bench:
             "calls": dict(self.counter.since(before)),
             "log_bytes": _logged() - logged,
             "phases": phases,
+            # Waits on AWS calls made on the handler's thread (a single event's are all there).
+            "aws_wall": self.counter.seconds - aws,
         }
 
 

@@ -62,7 +62,7 @@ def instrument() -> Phases:
     phases.wrap(Dispatcher, "_settle", "settle+log")
     # Record batches are written on threads of their own, overlapping the deliveries:
     # "records" sums those writes, "records wait" is what the handler then still waits.
-    phases.wrap(DeliveryRecords, "write_batch", "records")
+    phases.wrap(DeliveryRecords, "write_items", "records")
     phases.wrap(Dispatcher, "_finish_records", "records wait")
     phases.wrap(QueueSender, "send_all", "sqs send")
     phases.wrap(EventMarkers, "claim", "jti claims")

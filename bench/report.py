@@ -48,7 +48,7 @@ def table(lines: list[Line]) -> str:
     return "\n".join([render(rows[0]), separator, *[render(row) for row in rows[1:]]])
 
 
-def markdown(description: str, body: str, notes: list[str]) -> str:
+def markdown(description: str, body: str, notes: list[str], *, sections: list[str] | None = None) -> str:
     return "\n".join(
         [
             "# Benchmarks",
@@ -59,6 +59,7 @@ def markdown(description: str, body: str, notes: list[str]) -> str:
             "",
             body,
             "",
+            *[part for section in sections or [] for part in (section, "")],
             "## Notes",
             "",
             *[f"- {note}" for note in notes],

@@ -37,7 +37,7 @@ def test_total_is_the_sum_of_every_line_at_the_stated_prices() -> None:
     )
     lines = cost.cost_per_events(usage, cost.Prices())
     by_item = {line.item: line.dollars for line in lines}
-    assert by_item["API Gateway REST"] == pytest.approx(3.50)
+    assert by_item["API Gateway REST API"] == pytest.approx(3.50)
     assert by_item["KMS Sign (asymmetric)"] == pytest.approx(15.00)
     assert by_item["DynamoDB writes"] == pytest.approx(6.875)
     assert by_item["CloudWatch Logs"] == pytest.approx(0.25)
@@ -45,9 +45,43 @@ def test_total_is_the_sum_of_every_line_at_the_stated_prices() -> None:
     assert lines[-1].dollars == pytest.approx(sum(line.dollars for line in lines[:-1]))
 
 
-def test_counted_calls_become_request_units() -> None:
-    calls = {"dynamodb.PutItem": 1, "dynamodb.Query": 0.1, "dynamodb.GetItem": 1, "sqs.SendMessageBatch": 0.1}
-    writes, reads = cost.dynamodb_units(calls, batch_items=10)
-    assert writes == pytest.approx(11)
-    assert reads == pytest.approx(1.1)
-    assert cost.sqs_requests(calls) == pytest.approx(0.1)
+def test_capacity_units_come_from_the_items_written_and_read() -> None:
+    small = {"pk": {"S": "DELIVERY#e1"}, "sk": {"S": "1764190000000#ab12cd34#0"}, "o": {"S": "x" * 700}}
+    big = {**small, "o": {"S": "x" * 1500}}
+    # One unit per started KB of each item, for a put and for each item of a batch.
+    assert cost.write_units("PutItem", {"Item": small}) == 1
+    assert cost.write_units("PutItem", {"Item": big}) == 2
+    batch = {"RequestItems": {"hub": [{"PutRequest": {"Item": small}}, {"PutRequest": {"Item": big}}]}}
+    assert cost.write_units("BatchWriteItem", batch) == 3
+    # Reads: 4 KB a unit, half of it when eventually consistent.
+    assert cost.read_units("GetItem", {}, {"Item": small}) == 0.5
+    assert cost.read_units("GetItem", {"ConsistentRead": True}, {"Item": small}) == 1
+    assert cost.read_units("Query", {}, {"Items": [big] * 5}) == 1.0
+    assert cost.sqs_requests({"sqs.SendMessageBatch": 0.1, "dynamodb.Query": 1}) == pytest.approx(0.1)
+
+
+def test_x_ray_records_every_request_at_a_low_rate_and_about_5_percent_at_a_high_one() -> None:
+    assert cost.xray_sampled(0.4) == 1.0
+    assert cost.xray_sampled(100) == pytest.approx((1 + 0.05 * 99) / 100)
+    # A million events a month in batches of one: a trace per request and one per dispatch.
+    assert cost.xray_traces([(1.0, 0.4), (1.0, 0.4)]) == 2.0
+
+
+def test_the_ingress_line_is_priced_by_the_api_type() -> None:
+    usage = cost.Usage(
+        functions=(),
+        api_requests=1,
+        sqs_requests=0,
+        dynamodb_write_units=0,
+        dynamodb_read_units=0,
+        kms_asymmetric_requests=0,
+    )
+    rest = {line.item: line.dollars for line in cost.cost_per_events(usage, cost.Prices())}
+    http = {
+        line.item: line.dollars
+        for line in cost.cost_per_events(cost.with_ingress(usage, "http"), cost.Prices())
+    }
+    assert rest["API Gateway REST API"] == pytest.approx(3.50)
+    assert http["API Gateway HTTP API"] == pytest.approx(1.00)
+    with pytest.raises(ValueError):
+        cost.with_ingress(usage, "carrier-pigeon")

@@ -13,7 +13,7 @@ import pytest
 
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.clients import AwsClients
-from sethub.errors import UpstreamError
+from sethub.errors import BadRequestError, UpstreamError
 from sethub.ingest import Ingestor
 from sethub.queues import Outgoing
 from sethub.settings import Settings
@@ -135,3 +135,48 @@ def test_already_accepted_and_repeated_jtis_are_answered_but_enqueued_once():
 
     assert len(accepted) == 6
     assert sorted(sender.sent) == ["e0", "e2"]
+
+
+class Topics:
+    """A topic directory whose check waits until ``meet`` parties (claims included) are in flight."""
+
+    def __init__(self, known: Collection[str], *, meet: int = 0) -> None:
+        self.known = set(known)
+        self.barrier = threading.Barrier(meet, timeout=WAIT_SECONDS) if meet else None
+
+    def topic_exists(self, topic: str) -> bool:
+        if self.barrier is not None:
+            self.barrier.wait()
+        return topic in self.known
+
+
+def checked_ingestor(markers: Markers, sender: Sender, topics: Topics) -> Ingestor:
+    settings = Settings(events_queue_url="https://sqs.example/events", issuer="https://hub")
+    return Ingestor(AwsClients(), settings, topics=topics, markers=markers, sender=sender)  # type: ignore[arg-type]
+
+
+def test_the_topic_check_and_the_claim_of_a_single_event_are_made_side_by_side():
+    # The topic check and the claim each wait for the other: sequential calls would time out.
+    barrier = threading.Barrier(2, timeout=WAIT_SECONDS)
+    markers, topics = Markers(), Topics({"acme.login"})
+    markers.barrier = topics.barrier = barrier
+    sender = Sender()
+
+    accepted = checked_ingestor(markers, sender, topics).ingest(events(1), base_url="https://hub")
+
+    assert [a["jti"] for a in accepted] == ["e0"]
+    assert sender.sent == ["e0"]
+
+
+def test_an_unknown_topic_refuses_the_request_and_releases_what_was_claimed_meanwhile():
+    markers, sender = Markers(), Sender()
+
+    with pytest.raises(BadRequestError, match="unknown topic"):
+        checked_ingestor(markers, sender, Topics(set())).ingest(events(2), base_url="https://hub")
+
+    assert sender.sent == []
+    assert markers.claimed == set()
+    # Once the topic exists, the same events are accepted: nothing of the refusal remains.
+    retry = Sender()
+    checked_ingestor(markers, retry, Topics({"acme.login"})).ingest(events(2), base_url="https://hub")
+    assert sorted(retry.sent) == ["e0", "e1"]

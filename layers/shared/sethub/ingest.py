@@ -1,7 +1,8 @@
 """The ingest pipeline: validate, check topics, deduplicate on ``jti``, enqueue in batches.
 
 All or nothing per request: any invalid event refuses the whole request (400 with
-the problems of each event) before anything is written. A publisher's ``jti`` is an
+the problems of each event) before anything is enqueued (markers claimed while the
+topics were checked are released). A publisher's ``jti`` is an
 idempotency key for 48 hours: a re-sent event is answered as accepted and not
 enqueued again. If SQS does not take every new event, the markers of this request are
 released and the caller gets ``UpstreamError`` (a 5xx), so a publisher's retry of
@@ -113,7 +114,6 @@ class Ingestor:
         published = events.validate(raw_events, issuer=issuer, now=self._now)
         _check_issuers(published, publisher, issuer)
         scope = publisher.key_id if publisher is not None else ""
-        self._check_topics(published)
         hub_url = api.hub_url(base_url)
         now = self._now()
         # A jti named twice in one request is one event: the first occurrence is the one sent.
@@ -121,6 +121,14 @@ class Ingestor:
         for event in published:
             if event.jti_given:
                 keyed.setdefault(event.jti, event)
+        # The topic check and the jti claims are independent round trips: made side by side, so
+        # an event waits for one of them, not both. A request refused for an unknown topic
+        # releases the markers it claimed meanwhile, so nothing of it remains.
+        topic_check = None
+        if keyed and not self._settings.open_topics:
+            topic_check = self._executor().submit(self._check_topics, published)
+        else:
+            self._check_topics(published)
         claims = self._all(
             lambda event: self._markers.claim(event.jti, event.topic, now=now, publisher=scope),
             list(keyed.values()),
@@ -129,6 +137,8 @@ class Ingestor:
             event.jti for event, outcome in zip(keyed.values(), claims, strict=True) if outcome is True
         ]
         try:
+            if topic_check is not None:
+                topic_check.result()
             failure = next((outcome for outcome in claims if isinstance(outcome, BaseException)), None)
             if failure is not None:
                 raise failure
@@ -178,12 +188,17 @@ class Ingestor:
                 except Exception as exc:
                     results.append(exc)
             return results
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=INGEST_CONCURRENCY, thread_name_prefix="sethub-ingest"
-            )
-        futures: list[Future[Any]] = [self._pool.submit(task, value) for value in inputs]
+        pool = self._executor()
+        futures: list[Future[Any]] = [pool.submit(task, value) for value in inputs]
         return [future.exception() or future.result() for future in futures]
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            # One more worker than the claims of a request: the topic check runs beside them.
+            self._pool = ThreadPoolExecutor(
+                max_workers=INGEST_CONCURRENCY + 1, thread_name_prefix="sethub-ingest"
+            )
+        return self._pool
 
     def enqueue_content(self, topic: str, body: bytes, content_type: str, *, base_url: str) -> str:
         """Enqueue non-SET content for delivery byte for byte; returns its new ``jti``.

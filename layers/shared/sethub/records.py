@@ -67,13 +67,18 @@ retrying: failed, another attempt is scheduled; dead: failed, schedule exhausted
 skipped: the subscription had ended before a retry."""
 
 
+MARKER_MAX_BYTES = 1024
+"""A ``jti`` marker is one write unit (1 KB) whatever the publisher's jti and topic."""
+MARKER_JTI_MAX_LITERAL_BYTES = 768
+"""A marker's ``jti`` up to this many bytes is its own key part (any publisher's UUID-like
+jti); a longer one is hashed, so that key id, jti and TTL stay within one write unit."""
 JTI_KEY_MAX_LITERAL_BYTES = 1024
 """A ``jti`` up to this many UTF-8 bytes is its own key part; a longer one is hashed."""
 
 
-def _jti_part(jti: str) -> str:
+def _jti_part(jti: str, limit: int = JTI_KEY_MAX_LITERAL_BYTES) -> str:
     encoded = jti.encode("utf-8")
-    if len(encoded) <= JTI_KEY_MAX_LITERAL_BYTES:
+    if len(encoded) <= limit:
         return f"#{jti}"
     # "H#" cannot begin a literal part, which always starts with "#".
     return f"H#{hashlib.sha256(encoded).hexdigest()}"
@@ -85,7 +90,7 @@ ANONYMOUS_PUBLISHER = "-"
 
 def event_key(jti: str, publisher: str = "") -> str:
     """``EVENT#<publisher key id>#<jti>``: a jti is unique per publisher, not across the hub."""
-    return f"EVENT#{publisher or ANONYMOUS_PUBLISHER}{_jti_part(jti)}"
+    return f"EVENT#{publisher or ANONYMOUS_PUBLISHER}{_jti_part(jti, MARKER_JTI_MAX_LITERAL_BYTES)}"
 
 
 def delivery_key(jti: str) -> str:
@@ -136,15 +141,19 @@ class EventMarkers:
 
     def claim(self, jti: str, topic: str, *, now: float, publisher: str = "") -> bool:
         """Mark ``publisher``'s ``jti`` as accepted; False when it already was (a duplicate)."""
+        item = {
+            "pk": {"S": event_key(jti, publisher)},
+            "sk": {"S": "EVENT"},
+            "ttl": {"N": str(int(now) + EVENT_MARKER_TTL_SECONDS)},
+        }
+        # The topic is for operators only: kept when the marker stays within one write unit.
+        with_topic = {**item, "topic": {"S": topic}}
+        if item_size(with_topic) <= MARKER_MAX_BYTES:
+            item = with_topic
         try:
             self._db.put_item(
                 TableName=self._table,
-                Item={
-                    "pk": {"S": event_key(jti, publisher)},
-                    "sk": {"S": "EVENT"},
-                    "topic": {"S": topic},
-                    "ttl": {"N": str(int(now) + EVENT_MARKER_TTL_SECONDS)},
-                },
+                Item=item,
                 # TTL deletion is late: an expired marker no longer counts.
                 ConditionExpression="attribute_not_exists(pk) OR #ttl < :now",
                 ExpressionAttributeNames={"#ttl": "ttl"},

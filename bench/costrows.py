@@ -1,0 +1,227 @@
+"""The cost rows of ``make bench``: the measured run priced in each deployment scenario.
+
+A scenario is an ingress (``rest``: the template's REST API with usage-plan keys;
+``http``: an HTTP API, $1.00 per million instead of $3.50) and a batching regime:
+
+- full batches: dispatch invoked with 10 events (100 events/s with ``BatchingWindowSeconds``
+  of 1, or any rate with a window long enough to fill a batch); X-Ray then records about 6 %;
+- batches of one: a million events spread over a month (0.39/s) with the default window
+  of 0, so each event is an invocation of its own and X-Ray records every one of them.
+
+Durations are the handlers' own time measured here with each wait on moto (a local
+Python server, often the slowest part of a run) replaced by ``IN_REGION_CALL_MS`` per AWS
+call; requests and capacity units are the counted ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bench import cost
+from bench.report import Line
+
+IN_REGION_CALL_MS = 10.0
+"""An AWS call from a function in the same region (DynamoDB, SQS: single-digit to ~10 ms)."""
+FULL_BATCH_RATE = 100.0
+"""Events per second in the full-batch scenarios."""
+LOW_RATE = 1_000_000 / cost.SECONDS_PER_MONTH
+"""A million events a month, evenly spread."""
+KMS_KEYS = 1
+"""The template's data key (it also wraps the signing key); SigningMode kms adds a signing key."""
+SQS_MAPPINGS = 3
+"""Events, retry and verify queue mappings."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    usage: cost.Usage
+
+
+def _per_event(calls: dict[str, float], events: int) -> dict[str, float]:
+    return {name: count / events for name, count in calls.items()}
+
+
+def _in_region_ms(wall: float, aws_wall: float, calls: dict[str, float], invocations: int) -> float:
+    """An invocation's duration in AWS: the handler's own time measured here, its waits on moto
+    replaced by ``IN_REGION_CALL_MS`` per AWS call (capacity-unit counters are not calls)."""
+    made = sum(count for name, count in calls.items() if "." in name)
+    return ((wall - aws_wall) * 1000 + made * IN_REGION_CALL_MS) / invocations
+
+
+def usage(
+    ingest: dict[str, Any], dispatch: dict[str, Any], memory: dict[str, int], *, rate: float
+) -> cost.Usage:
+    """Per event: one ``POST /events`` of one event (``ingest``), dispatch as measured in ``dispatch``."""
+    i_calls = _per_event(ingest["calls"], ingest["events"])
+    d_calls = _per_event(dispatch["calls"], dispatch["events"])
+    invocations = dispatch["invocations"] / dispatch["events"]
+    # Lambda's SQS poller: one ReceiveMessage and one DeleteMessageBatch per batch it hands over.
+    poller = 2 * invocations
+    logs = (
+        ingest["log_bytes"] / ingest["events"]
+        + dispatch["log_bytes"] / dispatch["events"]
+        + cost.PLATFORM_LOG_BYTES * (1 + invocations)
+    )
+    return cost.Usage(
+        functions=(
+            cost.LambdaUse(
+                "ingest",
+                1.0,
+                _in_region_ms(
+                    ingest["wall"], ingest.get("aws_wall", 0.0), ingest["calls"], ingest["requests"]
+                ),
+                memory["IngestFunction"],
+            ),
+            cost.LambdaUse(
+                "dispatch",
+                invocations,
+                _in_region_ms(
+                    dispatch["hub_wall"], dispatch["aws_wall"], dispatch["calls"], dispatch["invocations"]
+                ),
+                memory["DispatchFunction"],
+            ),
+        ),
+        api_requests=1.0,
+        sqs_requests=cost.sqs_requests(i_calls) + cost.sqs_requests(d_calls) + poller,
+        dynamodb_write_units=i_calls.get("dynamodb WRU", 0) + d_calls.get("dynamodb WRU", 0),
+        dynamodb_read_units=i_calls.get("dynamodb RRU", 0) + d_calls.get("dynamodb RRU", 0),
+        kms_asymmetric_requests=d_calls.get("kms.Sign", 0),
+        kms_symmetric_requests=sum(
+            calls.get(f"kms.{name}", 0) for calls in (i_calls, d_calls) for name in ("Decrypt", "Encrypt")
+        ),
+        secrets_api_calls=i_calls.get("secretsmanager.GetSecretValue", 0),
+        log_bytes=logs,
+        # A request and its ingest invocation are one trace; each dispatch invocation another.
+        xray_traces=cost.xray_traces([(1.0, rate), (invocations, rate * invocations)]),
+    )
+
+
+def scenarios(result: dict[str, Any]) -> list[Scenario]:
+    memory = result["memory_mb"]
+    single = [item for item in result["ingest"] if item["batch"] == 1]
+    with_jti = next(item for item in single if item["with_jti"])
+    without_jti = next((item for item in single if not item["with_jti"]), None)
+    rows = [row for row in result["rows"] if row["subscribers"] == 10]
+    full = next(row for row in rows if row["events"] > 1)
+    alone = next(row for row in rows if row["events"] == 1)
+    found: list[Scenario] = []
+    for ingress in ("rest", "http"):
+        label = "REST API" if ingress == "rest" else "HTTP API"
+        for regime, row, rate in (
+            ("full batches", full, FULL_BATCH_RATE),
+            ("batches of 1, 1M events a month", alone, LOW_RATE),
+        ):
+            measured = usage(with_jti, row, memory, rate=rate)
+            found.append(Scenario(f"{label}, {regime}", cost.with_ingress(measured, ingress)))
+            if ingress == "rest" and row is full:
+                # The run signs as the template's default (wrapped: in process, one Decrypt per
+                # container); SigningMode=kms instead makes one KMS Sign per event.
+                kms_mode = replace(measured, kms_asymmetric_requests=measured.kms_asymmetric_requests + 1.0)
+                found.append(
+                    Scenario(f"{label}, {regime}, SigningMode kms", cost.with_ingress(kms_mode, ingress))
+                )
+        if without_jti is not None:
+            measured = usage(without_jti, full, memory, rate=FULL_BATCH_RATE)
+            found.append(
+                Scenario(f"{label}, full batches, no publisher jti", cost.with_ingress(measured, ingress))
+            )
+    return found
+
+
+def lines(found: list[Scenario], prices: cost.Prices) -> list[Line]:
+    """One row per scenario: its total, the ratio to the goal, and its three biggest lines."""
+    rows = []
+    for scenario in found:
+        priced = cost.cost_per_events(scenario.usage, prices)
+        total = priced[-1].dollars
+        biggest = sorted(priced[:-1], key=lambda line: line.dollars, reverse=True)[:3]
+        verdict = "goal met" if total <= cost.GOAL_DOLLARS else "over the goal"
+        rows.append(
+            Line(
+                f"cost per 1M events x 10 subscribers: {scenario.name}",
+                f"${total:,.2f}",
+                ratio=f"{total / cost.GOAL_DOLLARS:.2f} of $3.00",
+                note=f"{verdict}; biggest: "
+                + ", ".join(f"{line.item} ${line.dollars:,.2f}" for line in biggest),
+            )
+        )
+    monthly = cost.fixed_monthly(prices, kms_keys=KMS_KEYS, sqs_mappings=SQS_MAPPINGS)
+    rows.append(
+        Line(
+            "cost per month with no events",
+            f"${sum(line.dollars for line in monthly):,.2f}",
+            note="; ".join(
+                f"{line.item} {line.quantity:,.0f} {line.unit} ${line.dollars:,.2f}" for line in monthly
+            )
+            + "; not per event: at 1M events a month it adds as much per million",
+        )
+    )
+    return rows
+
+
+def table(found: list[Scenario], prices: cost.Prices) -> str:
+    """Markdown: every billed line (rows) of every scenario (columns)."""
+    priced = [cost.cost_per_events(scenario.usage, prices) for scenario in found]
+    items = [line.item for line in priced[0][:-1]]
+    # The ingress line is named after each scenario's API type: one row for both.
+    names = ["ingress (API Gateway)" if item.startswith("API Gateway") else item for item in items]
+    header = ["line", *[scenario.name for scenario in found]]
+    body = []
+    for index, name in enumerate(names):
+        body.append([name, *[_cell(lines[index]) for lines in priced]])
+    body.append(["total", *[f"**${lines[-1].dollars:,.2f}**" for lines in priced]])
+    render = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    render += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(render)
+
+
+def _cell(line: cost.CostLine) -> str:
+    quantity = f"{line.quantity:,.3f}" if line.unit == "GB" else f"{line.quantity:,.0f}"
+    return f"${line.dollars:,.2f} ({quantity} {line.unit})"
+
+
+def assumptions(found: list[Scenario], prices: cost.Prices) -> str:
+    functions = "; ".join(
+        f"{scenario.name}: "
+        + ", ".join(
+            f"{f.name} {f.invocations_per_event:g}/event x {f.duration_ms:,.0f} ms x {f.memory_mb} MB"
+            for f in scenario.usage.functions
+        )
+        for scenario in found[:2]
+    )
+    return (
+        f"Cost model ({cost.PRICES_NOTE}): Lambda x86 ${prices.lambda_gb_second:.10f}/GB-s and $0.20/1M "
+        "requests; API Gateway REST $3.50/1M, HTTP $1.00/1M; SQS $0.40/1M (64 KiB chunks); DynamoDB "
+        "on-demand $0.625/1M WRU, $0.125/1M RRU; KMS ECC Sign $0.15/10k, symmetric $0.03/10k, $1 per "
+        "key-month; CloudWatch Logs $0.50/GB; X-Ray $5.00 per million traces recorded. One event per "
+        "POST /events. Requests are the calls the handlers made in this run, counted per call; DynamoDB "
+        "units from the size of every item written (1 KB a unit; a failed conditional put too) and read "
+        "(4 KB a unit, half when eventually consistent); Lambda's poller adds a ReceiveMessage and a "
+        "DeleteMessageBatch per dispatch invocation. X-Ray: Lambda's fixed rule (the first request "
+        f"each second, 5 % of the rest): {FULL_BATCH_RATE:g} events/s in the full-batch scenarios, "
+        f"{LOW_RATE:.2f}/s (every request traced) at a million a month. Logs: what the handlers logged "
+        f"plus {cost.PLATFORM_LOG_BYTES} bytes of START/END/REPORT per invocation. Durations: the "
+        "handlers' own time measured here, their waits on moto replaced by "
+        f"{IN_REGION_CALL_MS:g} ms per AWS call ({functions}). The HTTP API columns "
+        "price the ingress only: the template deploys the REST API (usage-plan keys throttle per key)."
+    )
+
+
+def window_tradeoff(found: list[Scenario], prices: cost.Prices) -> str:
+    """The cost/latency trade-off that BatchingWindowSeconds controls, in this run's figures."""
+    totals = {scenario.name: cost.cost_per_events(scenario.usage, prices)[-1].dollars for scenario in found}
+    full, alone = totals["REST API, full batches"], totals["REST API, batches of 1, 1M events a month"]
+    return (
+        "Batching window (template parameter BatchingWindowSeconds, the MaximumBatchingWindowInSeconds "
+        "of the dispatch mappings): at the default 0 an event is handed to dispatch as soon as a poller "
+        "receives it, so the window adds nothing to the latency; at a low rate each event is then a "
+        f"batch of one (${alone:,.2f} per million with the REST API, every line above). A window of W "
+        "seconds gathers up to 10 events per invocation at any rate (full batches: "
+        f"${full:,.2f}): one dispatch invocation, one ReceiveMessage and DeleteMessageBatch, one "
+        "subscription Query and one X-Ray trace per 10 events instead of per event, for up to W seconds "
+        "more before each delivery (a window of W fills batches of 10 at 10/W events per second and "
+        "more). At 0, a batch is what one receive finds waiting: about one event until the rate "
+        "outruns the pollers, so the full-batch figures need a window, or hundreds of events per second."
+    )
