@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 PYTHON_DIR = $(shell dirname "$$(command -v $(PYTHON))")
 TEST_MYPY_FLAGS := --allow-untyped-defs --allow-incomplete-defs --no-warn-return-any
 
-.PHONY: help local test lint typecheck template unit integration e2e bench mutation build deploy clean
+.PHONY: help local test test-sam lint typecheck template unit integration e2e bench mutation build deploy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,7 +44,7 @@ $(RUNTIME_VENV)/.installed: requirements-runtime.txt
 	$(RUNTIME_VENV)/bin/python -m pip install --quiet --only-binary :all: -r requirements-runtime.txt
 	@touch $@
 
-local: $(BIN)/.installed ## run the whole service on this machine (moto, API on :$${PORT:-3000})
+local: $(BIN)/.installed $(if $(filter sam,$(SETHUB_LOCAL_FUNCTIONS)),$(SAM_VENV)/.installed) ## run the whole service on this machine (moto, API on :$${PORT:-3000})
 	$(BIN)/python -m devstack
 
 lint: $(BIN)/.installed ## ruff
@@ -74,6 +74,15 @@ test: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## eve
 	@# The checks are independent of each other: run them side by side, then the tests.
 	$(MAKE) --no-print-directory -j3 lint typecheck template
 	$(BIN)/python -m pytest -n 2
+
+# The functions in the Lambda emulator need a Docker daemon and the Lambda Python image:
+# .ci/run provides both (README, "With Docker and the SAM CLI").
+test-sam: $(BIN)/.installed $(SAM_VENV)/.installed ## the e2e tests that matter, with the functions in sam local (needs Docker)
+	@docker image inspect public.ecr.aws/lambda/python:3.12 >/dev/null 2>&1 || { \
+	  echo "test-sam needs a Docker daemon and the image public.ecr.aws/lambda/python:3.12 (.ci/lambda-runtime provides both)"; exit 1; }
+	@# One stack after the other: each starts a container per function. The first start may
+	@# build sam's image of the layer, hence the longer timeout.
+	SETHUB_LOCAL_FUNCTIONS=sam $(BIN)/python -m pytest -m sam --timeout 600 tests/e2e
 
 bench: $(BIN)/.installed $(SAM_VENV)/.installed ## the benchmarks, printed as one table (and docs/benchmarks.md)
 	$(BIN)/python -m bench

@@ -3,8 +3,10 @@
 ``sam build`` (cached: unchanged sources are not rebuilt) writes ``.aws-sam/build``; then
 ``sam local start-lambda`` serves ``POST /2015-03-31/functions/<name>/invocations`` for
 every function of the built template, each in a container of the Lambda Python image with
-only its code folder and its layer, as on AWS. The containers are kept warm (created when
-the emulator starts), so an invocation is not a cold start.
+only its code folder and its layer, as on AWS. Containers are kept warm: a function's first
+invocation creates its container (a cold start), the next ones reuse it. (SAM CLI 1.170's
+EAGER mode replaces each container it created at start on the function's first invocation,
+so it only doubles the containers.)
 
 sam local passes a function only the environment variables the template declares, so the
 template declares ``AWS_ENDPOINT_URL`` when its ``LocalAwsEndpoint`` parameter is set (this
@@ -23,6 +25,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -45,7 +48,7 @@ SAM_ENV = "SETHUB_SAM"
 """The ``sam`` executable to use; default the repository's ``.venv-sam``, else ``sam`` on PATH."""
 LOCAL_ENDPOINT_PARAMETER = "LocalAwsEndpoint"
 START_SECONDS = 300.0
-"""A first start builds an image per layer and starts a container per function."""
+"""A first start may build sam's image of the layer."""
 BUILD_SECONDS = 900.0
 STOP_SECONDS = 30.0
 _CONTAINER_ID = re.compile(r"SAM_CONTAINER_ID: ([0-9a-f]{12,64})")
@@ -196,6 +199,33 @@ def _interrupt_when_parent_dies() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
 
 
+def invoke_command(*, env_vars_file: str, aws_endpoint: str, region: str) -> str:
+    """The shell command that runs one function of the built template against a running stack
+    (``FUNCTION`` and ``EVENT`` to fill in), as the banner prints it and the README shows it."""
+    sam = sam_executable()
+    if Path(sam).is_relative_to(ROOT):
+        sam = str(Path(sam).relative_to(ROOT))
+    return (
+        shlex.join(
+            [
+                "AWS_ACCESS_KEY_ID=testing",
+                "AWS_SECRET_ACCESS_KEY=testing",
+                sam,
+                "local",
+                "invoke",
+                "--env-vars",
+                env_vars_file,
+                "--parameter-overrides",
+                f"{LOCAL_ENDPOINT_PARAMETER}={aws_endpoint}",
+                "--skip-pull-image",
+                "--region",
+                region,
+            ]
+        )
+        + " FUNCTION -e EVENT"
+    )
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -221,7 +251,7 @@ class SamLocalLambda:
         port: int = 0,
         log_path: Path | None = None,
         parameter_overrides: Mapping[str, str] | None = None,
-        warm_containers: str = "EAGER",
+        warm_containers: str = "LAZY",
     ) -> None:
         self.built_template = built_template
         self.env_vars = {name: dict(env) for name, env in env_vars.items()}
@@ -285,8 +315,7 @@ class SamLocalLambda:
         return self.endpoint
 
     def _wait_ready(self, timeout: float) -> None:
-        """Until the emulator answers an invocation of no function (404): it serves once its
-        warm containers run."""
+        """Until the emulator answers an invocation of no function (404)."""
         assert self._process is not None
         http = urllib3.PoolManager()
         probe = f"{self.endpoint}/2015-03-31/functions/-/invocations"

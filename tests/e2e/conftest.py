@@ -17,14 +17,20 @@ from pathlib import Path
 
 import pytest
 from e2e_harness import (  # type: ignore[import-not-found]
+    FUNCTIONS_ENV,
+    FUNCTIONS_MODE,
     ROOT,
     START_DEADLINE_SECONDS,
     LocalStackProcess,
     StartLocalStack,
+    callback_host,
     child_environment,
     free_port,
     wait_for,
 )
+
+# Only in sam mode (`make test-sam`): they drive the SAM CLI against a running stack.
+collect_ignore = [] if FUNCTIONS_MODE == "sam" else ["test_sam_local.py"]
 
 
 def _launcher(started: list[LocalStackProcess], logs: Path) -> StartLocalStack:
@@ -33,7 +39,7 @@ def _launcher(started: list[LocalStackProcess], logs: Path) -> StartLocalStack:
     ) -> LocalStackProcess:
         port = free_port()
         prefix = prefix or f"e{uuid.uuid4().hex[:8]}"
-        extra = {"PORT": str(port), **env}
+        extra = {"PORT": str(port), FUNCTIONS_ENV: FUNCTIONS_MODE, **env}
         arguments = [sys.executable, "-m", "devstack", "--quiet", "--prefix", prefix]
         if moto_endpoint:
             arguments += ["--moto-endpoint", moto_endpoint]
@@ -49,7 +55,8 @@ def _launcher(started: list[LocalStackProcess], logs: Path) -> StartLocalStack:
             base_url=f"http://127.0.0.1:{port}",
             api_key=env.get("SETHUB_LOCAL_API_KEY", "local-dev-key"),
             env=extra,
-            moto_endpoint=moto_endpoint or f"http://127.0.0.1:{extra['MOTO_PORT']}",
+            # In sam mode the embedded AWS listens where the functions' containers reach it.
+            moto_endpoint=moto_endpoint or f"http://{callback_host()}:{extra['MOTO_PORT']}",
             prefix=prefix,
             log_path=log_path,
         )

@@ -9,6 +9,7 @@ started with the defaults. Every stack started is stopped at the end of the test
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -27,14 +28,24 @@ import boto3
 import pytest
 
 from devstack.provision import Provisioned, provision
+from devstack.sam import bridge_address
 from devstack.template import load_template
 from sethub.clients import AwsClients
 from sethub.settings import Settings
 from sethub.store import SubscriptionStore
 
 ROOT = Path(__file__).resolve().parents[2]
-START_DEADLINE_SECONDS = 20.0
-STOP_DEADLINE_SECONDS = 15.0
+FUNCTIONS_ENV = "SETHUB_LOCAL_FUNCTIONS"
+FUNCTIONS_MODE = os.environ.get(FUNCTIONS_ENV) or "process"
+"""How the stacks under test run their functions; ``make test-sam`` sets ``sam``."""
+# Deadlines, not waits: a loaded machine starts slowly, and in sam mode a stack builds (when
+# the sources changed) and starts a container per function.
+START_DEADLINE_SECONDS = 300.0 if FUNCTIONS_MODE == "sam" else 90.0
+# In sam mode each function's first invocation is a cold start in its container, and the
+# emulator runs one invocation per function at a time: the same deadlines, stretched.
+TIME_SCALE = 4.0 if FUNCTIONS_MODE == "sam" else 1.0
+# In sam mode stopping includes the emulator's containers.
+STOP_DEADLINE_SECONDS = 60.0 if FUNCTIONS_MODE == "sam" else 15.0
 
 
 def free_port() -> int:
@@ -43,20 +54,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@functools.cache
+def callback_host() -> str:
+    """Where test subscribers listen: an address the stack's functions reach (in sam mode
+    they run in containers on Docker's bridge, so the bridge's address, as the banner says)."""
+    if FUNCTIONS_MODE == "sam":
+        return bridge_address()
+    return "127.0.0.1"
+
+
 def http(
     method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, str], bytes]:
     """One request; any status (4xx/5xx included) is returned, not raised."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10 * TIME_SCALE) as response:
             return response.status, dict(response.headers.items()), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers.items()), exc.read()
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, message: str) -> Any:
-    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    """Poll ``condition`` until it returns something truthy, or fail after ``timeout`` seconds
+    (times ``TIME_SCALE``)."""
+    timeout *= TIME_SCALE
     deadline = time.monotonic() + timeout
     while True:
         value = condition()

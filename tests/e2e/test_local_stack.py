@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from e2e_harness import wait_for  # type: ignore[import-not-found]
+from e2e_harness import callback_host, wait_for  # type: ignore[import-not-found]
 
 from sethub.receiver import Receiver
 
@@ -22,6 +22,7 @@ def _event(topic: str, user: str = "42") -> dict[str, object]:
     return {"topic": topic, "events": {LOGIN: {"user": {"id": user}}}}
 
 
+@pytest.mark.sam
 def test_health_answers_and_the_urls_and_key_are_printed(local_stack):
     status, _, body = local_stack.request("GET", "/health")
 
@@ -32,6 +33,8 @@ def test_health_answers_and_the_urls_and_key_are_printed(local_stack):
     assert f"{local_stack.base_url}/hub" in output
     assert f"{local_stack.base_url}/.well-known/jwks.json" in output
     assert "local-dev-key" in output
+    # Where subscribers must listen for the functions to reach them (Docker's bridge in sam mode).
+    assert f"callback host {callback_host()} " in output
 
 
 def test_api_key_rules_match_the_deployed_api(start_local_stack):
@@ -59,10 +62,14 @@ def test_api_key_rules_match_the_deployed_api(start_local_stack):
     assert stack.publish(_event("acme.login"))
 
 
+@pytest.mark.sam
 def test_a_published_event_reaches_a_subscriber_signed_and_verified(local_stack):
-    receiver = Receiver(hub=local_stack.base_url, secret=b"s3cret-of-the-receiver").start()
+    receiver = Receiver(
+        hub=local_stack.base_url, secret=b"s3cret-of-the-receiver", host=callback_host()
+    ).start()
     try:
         callback = f"{receiver.url}/hook?tenant=acme"
+        receiver.expect("subscribe", "receiver.login")  # it confirms only the intents it expects
         local_stack.subscribe("receiver.login", callback, **{"hub.secret": "s3cret-of-the-receiver"})
 
         (jti,) = local_stack.publish(_event("receiver.login", user="ada"))
