@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from cfn_responses import cfn_responses
 from websub_peer import CallbackServer, websub_peer
 
 from devstack.gateway import proxy_event
@@ -170,6 +171,15 @@ def test_every_functions_flows_run_under_its_role_and_nothing_is_refused(
     published = flows.publish()
     dispatched = flows.poll("EventsQueue", "DispatchFunction")
     jwks = flows.api(flows.websub, "/.well-known/jwks.json", method="GET")
+    # The deploy's custom resource (wrapped signing): a key of another spec, made under its role.
+    settings = flows.hub.settings
+    with cfn_responses() as cfn:
+        ring_properties = {
+            "TableName": settings.table_name,
+            "DataKeyId": settings.data_key_id,
+            "KeySpec": "RSA_2048",
+        }
+        flows.hub.function("KeyRingFunction").invoke(cfn.event("Update", ring_properties, "ring"))
 
     assert verified == {"batchItemFailures": [], "received": 1}
     assert flows.active(callback)
@@ -179,6 +189,7 @@ def test_every_functions_flows_run_under_its_role_and_nothing_is_refused(
     assert callbacks.posts()[0].headers.get("X-Hub-Signature", "").startswith("sha256=")
     assert jwks["statusCode"] == 200
     assert json.loads(jwks["body"])["keys"]
+    assert [answer["Status"] for answer in cfn.received] == ["SUCCESS"]
     # Every function made its calls through its own endpoint, and none was refused.
     assert set(flows.hub.endpoints) == set(flows.hub.provisioned.functions)
     assert flows.refused() == {function: [] for function in flows.hub.provisioned.functions}
@@ -203,10 +214,21 @@ def test_a_verifier_without_condition_check_item_cannot_activate_a_subscription(
     assert {check.action for check in refused if check} == {"dynamodb:ConditionCheckItem"}
 
 
-def test_a_dispatcher_without_kms_sign_delivers_nothing(
+def without_signing_key_decrypt(template: Template) -> Template:
+    """``template`` whose dispatch role may not decrypt the wrapped signing key (wrapped mode,
+    the default; kms mode's kms:Sign is tested in test_signing_modes)."""
+    edited = copy.deepcopy(template)
+    statements = edited["Resources"]["DispatchFunction"]["Properties"]["Policies"][0]["Statement"]
+    kept = [s for s in statements if "DecryptSigningKey" not in json.dumps(s)]
+    assert len(kept) == len(statements) - 1, "DispatchFunction has no DecryptSigningKey statement"
+    edited["Resources"]["DispatchFunction"]["Properties"]["Policies"][0]["Statement"] = kept
+    return edited
+
+
+def test_a_dispatcher_that_may_not_decrypt_the_signing_key_delivers_nothing(
     flows_for: Callable[[Template], HubFlows], template: Template, callbacks: CallbackServer
 ) -> None:
-    flows = flows_for(without(template, "DispatchFunction", "kms:Sign"))
+    flows = flows_for(without_signing_key_decrypt(template))
     flows.post_hub({"hub.mode": "register", "hub.topic": TOPIC})
     flows.subscribe(callbacks.url())
     flows.poll("VerifyQueue", "VerifierFunction")
@@ -216,7 +238,7 @@ def test_a_dispatcher_without_kms_sign_delivers_nothing(
 
     assert result["batchItemFailures"], result
     assert callbacks.posts() == []
-    assert {check.action for check in flows.refused()["DispatchFunction"] if check} == {"kms:Sign"}
+    assert {check.action for check in flows.refused()["DispatchFunction"] if check} == {"kms:Decrypt"}
 
 
 def test_websub_without_its_kms_encrypt_policy_template_cannot_take_a_secret(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
+from cfn_responses import cfn_responses
 from conftest import LOCAL_OVERRIDES, DirectClients, Hub
 from counting import Counting
 
@@ -127,3 +128,42 @@ def test_kms_every_set_is_one_kms_sign_and_verifies_against_the_jwks(kms_hub: Hu
         KmsSigner(kms_hub.clients_for("WebSubFunction").kms, kms_hub.settings.signing_key_ids).sign(
             claims("x")
         )
+
+
+def test_the_custom_resource_function_makes_the_ring_under_its_role_and_always_answers(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in hub.env_for("KeyRingFunction").items():
+        monkeypatch.setenv(name, value)
+    keyring = hub.function("KeyRingFunction")
+    store = RingStore(hub.clients.dynamodb, hub.settings.table_name)
+    deployed = store.load().keys[0]
+    properties = {"TableName": hub.settings.table_name, "DataKeyId": hub.settings.data_key_id}
+
+    with cfn_responses() as cfn:
+        # A re-deploy with the same spec keeps the key; a spec change rotates to the new spec at once.
+        keyring.invoke(cfn.event("Update", {**properties, "KeySpec": "ECC_NIST_P256"}, "ring"))
+        keyring.invoke(cfn.event("Update", {**properties, "KeySpec": "RSA_2048"}, "ring"))
+        # A failure is answered too (CloudFormation would otherwise wait an hour).
+        keyring.invoke(
+            cfn.event("Create", {**properties, "TableName": "no-such-table", "KeySpec": "RSA_2048"})
+        )
+        keyring.invoke(cfn.event("Delete", properties, "ring"))
+
+    same, rotated, failed, deleted = cfn.received
+    assert (same["Status"], same["Data"], same["PhysicalResourceId"]) == (
+        "SUCCESS",
+        {"Kid": deployed.kid},
+        "ring",
+    )
+    ring = store.load()
+    assert (rotated["Status"], rotated["Data"]) == ("SUCCESS", {"Kid": ring.keys[0].kid})
+    assert [(key.kid, key.alg) for key in ring.keys] == [(ring.keys[0].kid, "RS256"), (deployed.kid, "ES256")]
+    assert failed["Status"] == "FAILED"
+    assert "AccessDenied" in failed["Reason"] or "ResourceNotFound" in failed["Reason"]
+    assert deleted["Status"] == "SUCCESS"
+    assert store.load() == ring  # Delete leaves the ring: retired keys stay published
+    # The new key signs for dispatch (decrypted under the dispatch role).
+    token = signer_for(hub.clients_for("DispatchFunction"), hub.settings).sign(claims("rsa"))
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+    assert verify(token, signer_for(hub.clients, hub.settings, refresh_seconds=0).jwks())["jti"] == "rsa"
