@@ -82,6 +82,10 @@ class FunctionWorker:
         )
         self.endpoint = ""
 
+    @property
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
     def wait_ready(self) -> None:
         """Read the worker's ``listening <port>`` line, then pass its output (the function's logs) on."""
         assert self._process.stdout is not None
@@ -108,19 +112,84 @@ class FunctionWorker:
             self._process.stdin.close()
 
 
-def start_workers(
-    specs: Mapping[str, FunctionSpec], root: Path, envs: Mapping[str, Mapping[str, str]]
-) -> dict[str, FunctionWorker]:
-    """One worker per function, started side by side (each imports its handler: a cold start)."""
-    workers = {name: FunctionWorker(spec, root, envs[name]) for name, spec in specs.items()}
-    try:
-        for worker in workers.values():
+class WorkerPool:
+    """A function's containers: each runs one invocation at a time, as on Lambda; when all are
+    busy another one starts (a cold start), up to ``max_workers``, then invocations wait."""
+
+    def __init__(self, spec: FunctionSpec, root: Path, env: Mapping[str, str], max_workers: int) -> None:
+        self.spec = spec
+        self._root = root
+        self._env = dict(env)
+        self._max = max(1, max_workers)
+        self._idle: list[tuple[FunctionWorker, RemoteFunction]] = []
+        self._all: list[FunctionWorker] = [FunctionWorker(spec, root, env)]
+        self._changed = threading.Condition()
+
+    def wait_ready(self) -> None:
+        """Wait for the first worker (started with the pool, so that pools start side by side)."""
+        first = self._all[0]
+        first.wait_ready()
+        self._idle.append((first, RemoteFunction(self.spec, first.endpoint)))
+
+    def invoke(self, event: Mapping[str, Any]) -> Any:
+        worker, function = self._acquire()
+        try:
+            return function.invoke(event)
+        finally:
+            self._release(worker, function)
+
+    def _acquire(self) -> tuple[FunctionWorker, RemoteFunction]:
+        with self._changed:
+            while not self._idle and len(self._all) >= self._max:
+                self._changed.wait()
+            if self._idle:
+                return self._idle.pop()
+            worker = FunctionWorker(self.spec, self._root, self._env)
+            self._all.append(worker)
+        try:
             worker.wait_ready()
-    except BaseException:
-        for worker in workers.values():
+        except FunctionError:
+            self._forget(worker)
+            raise
+        return worker, RemoteFunction(self.spec, worker.endpoint)
+
+    def _release(self, worker: FunctionWorker, function: RemoteFunction) -> None:
+        if not worker.alive:  # it crashed: the next invocation gets a fresh one
+            self._forget(worker)
+            return
+        with self._changed:
+            self._idle.append((worker, function))
+            self._changed.notify()
+
+    def _forget(self, worker: FunctionWorker) -> None:
+        worker.stop()
+        with self._changed:
+            self._all.remove(worker)
+            self._changed.notify()
+
+    def stop(self) -> None:
+        with self._changed:
+            workers, self._all, self._idle = self._all, [], []
+        for worker in workers:
             worker.stop()
+
+
+def start_pools(
+    specs: Mapping[str, FunctionSpec],
+    root: Path,
+    envs: Mapping[str, Mapping[str, str]],
+    max_workers: int,
+) -> dict[str, WorkerPool]:
+    """A pool per function with one warm worker each, started side by side."""
+    pools = {name: WorkerPool(spec, root, envs[name], max_workers) for name, spec in specs.items()}
+    try:
+        for pool in pools.values():
+            pool.wait_ready()
+    except BaseException:
+        for pool in pools.values():
+            pool.stop()
         raise
-    return workers
+    return pools
 
 
 def _readline(stream: IO[bytes], timeout: float) -> str:

@@ -13,8 +13,9 @@ from moto.server import ThreadedMotoServer
 
 from devstack.awsgate import AuthorizingEndpoint, endpoint_for
 from devstack.credentials import LocalKeys, seed_local_keys
+from devstack.functions import Invocable
 from devstack.gateway import ApiGateway
-from devstack.invoke import FunctionWorker, RemoteFunction, start_workers
+from devstack.invoke import RemoteFunction, WorkerPool, start_pools
 from devstack.pollers import QueuePoller
 from devstack.provision import DEFAULT_API_KEY, Provisioned, provision
 from devstack.sam import SamLocalLambda, bridge_address
@@ -48,6 +49,8 @@ AWS_ENDPOINT_ENV = "SETHUB_LOCAL_AWS_ENDPOINT"
 PREFIX_ENV = "SETHUB_LOCAL_PREFIX"
 FUNCTIONS_ENV = "SETHUB_LOCAL_FUNCTIONS"
 FUNCTION_MODES = ("process", "sam")
+MAX_WORKERS_PER_FUNCTION = 8
+"""Concurrent invocations of one function (Lambda would start more containers; a laptop should not)."""
 # What a worker process keeps of the stack's own environment: enough to run Python, nothing
 # of the stack's settings (a function sees only its own environment, as on Lambda).
 _WORKER_BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
@@ -101,7 +104,7 @@ class LocalStack:
         self._moto: ThreadedMotoServer | None = None
         self._pollers: list[QueuePoller] = []
         self._gateway: ApiGateway | None = None
-        self._workers: dict[str, FunctionWorker] = {}
+        self._pools: dict[str, WorkerPool] = {}
         self._gates: list[AuthorizingEndpoint] = []
         self._emulator: SamLocalLambda | None = None
         self.moto_endpoint = config.moto_endpoint or ""
@@ -236,19 +239,20 @@ class LocalStack:
 
     def _start_functions(
         self, provisioned: Provisioned, lambda_envs: Mapping[str, Mapping[str, str]]
-    ) -> dict[str, RemoteFunction]:
+    ) -> Mapping[str, Invocable]:
         """A Lambda Invoke endpoint for every function: worker processes, or the SAM CLI's emulator."""
         specs = provisioned.functions
         if self.config.functions_mode == "sam":
             return self._start_emulator(provisioned, lambda_envs)
         base = {name: value for name, value in os.environ.items() if name in _WORKER_BASE_ENV}
         base |= {name: value for name, value in os.environ.items() if name.startswith("PYTHON")}
-        self._workers = start_workers(
+        self._pools = start_pools(
             specs,
             self.config.template_path.parent,
             {name: {**base, **env} for name, env in lambda_envs.items()},
+            max_workers=MAX_WORKERS_PER_FUNCTION,
         )
-        return {name: RemoteFunction(specs[name], worker.endpoint) for name, worker in self._workers.items()}
+        return self._pools
 
     def _start_emulator(
         self, provisioned: Provisioned, lambda_envs: Mapping[str, Mapping[str, str]]
@@ -285,9 +289,9 @@ class LocalStack:
         if self._gateway is not None:
             self._gateway.stop()
             self._gateway = None
-        for worker in self._workers.values():
-            worker.stop()
-        self._workers.clear()
+        for pool in self._pools.values():
+            pool.stop()
+        self._pools.clear()
         for gate in self._gates:
             gate.stop()
         self._gates.clear()

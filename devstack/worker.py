@@ -6,6 +6,8 @@ function: the process gets exactly the function's environment, imports its handl
 way the runtime does (the code folder first on ``sys.path``) and answers
 ``POST /2015-03-31/functions/<name>/invocations`` like ``sam local start-lambda``, so the
 API and the queue pollers invoke functions the same way in both modes (devstack.invoke).
+Like a Lambda container it runs one invocation at a time (handlers and Powertools keep
+per-invocation state in module globals); devstack.invoke starts more workers when all are busy.
 
 It prints ``listening <port>`` on stdout once it can serve, and exits when its parent goes
 away (its stdin closes), so a killed stack leaves no worker behind.
@@ -20,7 +22,7 @@ import sys
 import threading
 import traceback
 import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +45,9 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
 def _handler_class(function: LocalFunction) -> type[BaseHTTPRequestHandler]:
     path = INVOKE_PATH.format(name=function.spec.logical_id)
 
+    # HTTP/1.0: the connection closes after each answer, so the next invocation (maybe from
+    # another client) is accepted at once by this one-at-a-time server.
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
         def do_POST(self) -> None:
             if self.path.split("?", 1)[0] != path:
                 self._answer(404, {"message": f"Function not found: {self.path}"}, error=None)
@@ -98,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except FunctionLoadError as exc:
         print(f"devstack worker: {exc}", file=sys.stderr, flush=True)
         return 1
-    server = ThreadingHTTPServer((args.host, args.port), _handler_class(function))
-    server.daemon_threads = True
+    server = HTTPServer((args.host, args.port), _handler_class(function))
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
     print(f"{READY_PREFIX}{server.server_address[1]}", flush=True)
     server.serve_forever()

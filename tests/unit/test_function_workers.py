@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from devstack.invoke import FunctionError, FunctionWorker, RemoteFunction
+from devstack.invoke import FunctionError, FunctionWorker, RemoteFunction, WorkerPool
 from devstack.provision import FunctionSpec
 
 HANDLER = """
 import os
+import socket
 
 def handler(event, context):
     if event.get("fail"):
         raise ValueError("asked to fail")
+    if event.get("hold"):
+        # Stay in flight until the test answers on its socket.
+        with socket.create_connection(("127.0.0.1", event["hold"])) as held:
+            held.recv(1)
+        return {"pid": os.getpid()}
+    if event.get("pid"):
+        return {"pid": os.getpid()}
     return {
         "seen": sorted(k for k in os.environ if k.startswith("SETHUB_")),
         "name": context.function_name,
@@ -24,11 +34,10 @@ def handler(event, context):
 """
 
 
-@pytest.fixture
-def worker(tmp_path: Path):
-    (tmp_path / "fn").mkdir()
+def probe_spec(tmp_path: Path) -> FunctionSpec:
+    (tmp_path / "fn").mkdir(exist_ok=True)
     (tmp_path / "fn" / "probe_handler.py").write_text(HANDLER)
-    spec = FunctionSpec(
+    return FunctionSpec(
         logical_id="ProbeFunction",
         code_uri="fn/",
         handler="probe_handler.handler",
@@ -36,6 +45,11 @@ def worker(tmp_path: Path):
         memory_size=128,
         environment={"SETHUB_OWN": "1"},
     )
+
+
+@pytest.fixture
+def worker(tmp_path: Path):
+    spec = probe_spec(tmp_path)
     # GIVEN a worker started with only this function's environment (none of the test process's)
     env = {"PATH": os.environ["PATH"], "SETHUB_OWN": "1"}
     started = FunctionWorker(spec, tmp_path, env)
@@ -69,3 +83,31 @@ def test_a_handler_that_cannot_be_imported_fails_the_start(tmp_path: Path):
     worker = FunctionWorker(spec, tmp_path, {"PATH": os.environ["PATH"]})
     with pytest.raises(FunctionError, match="did not start"):
         worker.wait_ready()
+
+
+@pytest.fixture
+def pool(tmp_path: Path):
+    started = WorkerPool(probe_spec(tmp_path), tmp_path, {"PATH": os.environ["PATH"]}, max_workers=3)
+    started.wait_ready()
+    yield started
+    started.stop()
+
+
+def test_a_pool_reuses_its_idle_container(pool):
+    assert pool.invoke({"pid": True}) == pool.invoke({"pid": True})
+
+
+def test_concurrent_invocations_never_share_a_container(pool):
+    # GIVEN two invocations held in flight at the same time
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        with ThreadPoolExecutor(2) as executor:
+            results = [executor.submit(pool.invoke, {"hold": port}) for _ in range(2)]
+            listener.settimeout(60)
+            held = [listener.accept()[0] for _ in range(2)]
+            # WHEN both are in flight, THEN they are released and answer from two processes
+            for connection in held:
+                connection.sendall(b"x")
+                connection.close()
+            pids = {future.result(timeout=60)["pid"] for future in results}
+    assert len(pids) == 2
