@@ -69,11 +69,12 @@ def usage_plan(moto_endpoint: str) -> tuple[Any, str]:
     return apigateway, plan["id"]
 
 
-def command(hub: Any, usage_plan: tuple[Any, str], *argv: str) -> tuple[int, str, str]:
+def command(hub: Any, usage_plan: tuple[Any, str], *argv: str, stdin: str = "") -> tuple[int, str, str]:
     apigateway, plan_id = usage_plan
     out, err = io.StringIO(), io.StringIO()
     code = run(
         ["--table", hub.settings.table_name, "--usage-plan", plan_id, *argv],
+        stdin=io.StringIO(stdin),
         clients=hub.clients,
         apigateway=lambda: apigateway,
         out=out,
@@ -116,6 +117,21 @@ def test_the_command_creates_a_key_once_adds_it_to_the_usage_plan_and_revokes_it
     assert "revoked" in out
     assert KeyChecker(store).lookup(key) is None
     assert apigateway.get_usage_plan_keys(usagePlanId=plan_id)["items"] == []
+
+
+def test_an_existing_key_is_kept_from_standard_input_and_never_printed(
+    hub: Any, store: DynamoDBCredentialStore, usage_plan: tuple[Any, str]
+) -> None:
+    old_key = "Ol4KeyOfTheSingleKeyEra0123456789abcdef"
+    code, out, _ = command(hub, usage_plan, "create", "--role", "admin", "--from-stdin", stdin=f"{old_key}\n")
+    short = command(hub, usage_plan, "create", "--role", "admin", "--from-stdin", stdin="short\n")
+
+    assert code == 0
+    assert old_key not in out
+    principal = KeyChecker(store).lookup(old_key)
+    assert principal is not None
+    assert principal.role == "admin"
+    assert short[0] == 1
 
 
 def test_the_command_refuses_bad_requests_with_one_line(hub: Any, usage_plan: tuple[Any, str]) -> None:

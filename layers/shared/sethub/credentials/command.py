@@ -30,6 +30,8 @@ from sethub.credentials.store import KeyExistsError, KeyRecord
 from sethub.errors import SethubError
 
 PROG = "python -m sethub.credentials"
+MIN_IMPORTED_CHARS = 20
+"""API Gateway's minimum for an API key value; a key kept from elsewhere must be at least that."""
 
 
 def _topics(value: str | None) -> tuple[str, ...] | None:
@@ -76,6 +78,11 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--topics", help="publisher only: comma-separated topic patterns, * matches anything")
     create.add_argument("--name", default="", help="a label for listings (who holds the key)")
     create.add_argument("--issuer", help="publisher only: the SET iss pinned to this key")
+    create.add_argument(
+        "--from-stdin",
+        action="store_true",
+        help="take the key from standard input instead of generating one (to keep an existing key)",
+    )
     commands.add_parser("list", help="every key: id, role, topics, status (never the key)")
     scope = commands.add_parser("scope", help="change a publisher key's topic patterns or pinned iss")
     scope.add_argument("key_id")
@@ -89,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
 def run(
     argv: Sequence[str] | None,
     *,
+    stdin: TextIO = sys.stdin,
     admin: KeyAdmin | None = None,
     clients: AwsClients | None = None,
     apigateway: Callable[[], APIGatewayClient] | None = None,
@@ -114,19 +122,26 @@ def run(
             gateway = GatewayKeys(client, plan)
         admin = KeyAdmin(DynamoDBCredentialStore(aws, table), gateway=gateway)
     try:
-        return _run(args, admin, out, err)
+        return _run(args, admin, out, err, stdin)
     except (ValueError, KeyNotFoundError, KeyExistsError, SethubError) as exc:
         print(f"{PROG}: {exc}", file=err)
         return 1
 
 
-def _run(args: argparse.Namespace, admin: KeyAdmin, out: TextIO, err: TextIO) -> int:
+def _run(args: argparse.Namespace, admin: KeyAdmin, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     if args.command == "create":
         topics = _topics(args.topics) or ()
-        key, record = admin.create(parse_role(args.role), topics=topics, name=args.name, issuer=args.issuer)
+        value = stdin.readline().strip() if args.from_stdin else None
+        if value is not None and len(value) < MIN_IMPORTED_CHARS:
+            print(f"{PROG}: a key must have at least {MIN_IMPORTED_CHARS} characters", file=err)
+            return 1
+        key, record = admin.create(
+            parse_role(args.role), topics=topics, name=args.name, issuer=args.issuer, value=value
+        )
         print(describe(record), file=out)
-        print(f"key: {key}", file=out)
-        print("Store the key now: it is not kept and cannot be shown again.", file=err)
+        if value is None:
+            print(f"key: {key}", file=out)
+            print("Store the key now: it is not kept and cannot be shown again.", file=err)
         if record.gateway_key_id is None:
             print("(no usage plan given: the key is not an API Gateway key yet)", file=err)
         return 0
