@@ -35,12 +35,18 @@ collect_ignore = [] if FUNCTIONS_MODE == "sam" else ["test_sam_local.py"]
 
 def _launcher(started: list[LocalStackProcess], logs: Path) -> StartLocalStack:
     def start(
-        *, moto_endpoint: str | None = None, prefix: str | None = None, **env: str
+        *,
+        moto_endpoint: str | None = None,
+        prefix: str | None = None,
+        template: Path | None = None,
+        **env: str,
     ) -> LocalStackProcess:
         port = free_port()
         prefix = prefix or f"e{uuid.uuid4().hex[:8]}"
         extra = {"PORT": str(port), FUNCTIONS_ENV: FUNCTIONS_MODE, **env}
         arguments = [sys.executable, "-m", "devstack", "--quiet", "--prefix", prefix]
+        if template is not None:
+            arguments += ["--template", str(template)]
         if moto_endpoint:
             arguments += ["--moto-endpoint", moto_endpoint]
         else:
