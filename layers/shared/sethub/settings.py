@@ -93,8 +93,6 @@ class Settings:
     """KMS asymmetric keys; the first signs, all are published in the JWKS (rotation)."""
     data_key_id: str = ""
     """KMS symmetric key that encrypts subscription secrets at rest."""
-    api_key_secret_id: str = ""
-    """Secrets Manager secret holding the API key that publishers (and subscribers) present."""
 
     # Tuning, with defaults that suit most deployments.
     public_url: str = ""
@@ -157,7 +155,6 @@ class Settings:
             dead_letter_queue_url=get("SETHUB_DEAD_LETTER_QUEUE_URL"),
             signing_key_ids=_list(get("SETHUB_SIGNING_KEY_IDS")),
             data_key_id=get("SETHUB_DATA_KEY_ID"),
-            api_key_secret_id=get("SETHUB_API_KEY_SECRET_ID"),
             public_url=get("SETHUB_PUBLIC_URL").strip().rstrip("/"),
             delivery_concurrency=_int(
                 get("SETHUB_DELIVERY_CONCURRENCY", str(DEFAULT_DELIVERY_CONCURRENCY)),
