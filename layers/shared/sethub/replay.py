@@ -98,6 +98,67 @@ def replay(
     return report
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-lettered message as an operator sees it: never the callback URL or the body."""
+
+    message_id: str
+    kind: str
+    """The message kind (``retry``: a delivery; ``set``, ``content``: an event; ...), else ``other``."""
+    jti: str = ""
+    topic: str = ""
+    callback: str = ""
+    """Host and subscription id: the URL's path or query may carry a token."""
+    attempts: int = 0
+    last_error: str = ""
+
+
+def peek(sqs: SQSClient, queue_url: str, *, limit: int = RECEIVE_BATCH) -> list[DeadLetter]:
+    """Up to ``limit`` messages of a dead-letter queue, left on it (visible again at once)."""
+    found: list[DeadLetter] = []
+    handles: list[str] = []
+    seen: set[str] = set()
+    try:
+        while len(found) < limit:
+            response = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=min(RECEIVE_BATCH, limit - len(found)),
+                VisibilityTimeout=VISIBILITY_SECONDS,
+                WaitTimeSeconds=0,
+            )
+            messages = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+            if not messages:
+                break
+            for message in messages:
+                seen.add(message["MessageId"])
+                handles.append(message["ReceiptHandle"])
+                found.append(_dead_letter(message["MessageId"], message["Body"]))
+    except (ClientError, BotoCoreError) as exc:
+        raise UpstreamError(f"SQS ReceiveMessage failed: {type(exc).__name__}") from exc
+    finally:
+        for receipt_handle in handles:
+            _show_again(sqs, queue_url, receipt_handle)
+    return found
+
+
+def _dead_letter(message_id: str, body: str) -> DeadLetter:
+    try:
+        record = parse_message(body)
+    except MessageFormatError:
+        return DeadLetter(message_id, "other")
+    topic = str(getattr(record, "topic", ""))
+    callback = str(getattr(record, "callback", ""))
+    return DeadLetter(
+        message_id,
+        str(getattr(record, "kind", "other")),
+        jti=str(getattr(record, "jti", "")),
+        topic=topic,
+        callback=callback_label(topic, callback) if callback else "",
+        attempts=int(getattr(record, "attempts", 0)),
+        last_error=" ".join(str(getattr(record, "last_error", "")).split()),
+    )
+
+
 def _show_again(sqs: SQSClient, queue_url: str, receipt_handle: str) -> None:
     """A dry run leaves the queue as it found it: the record is visible again at once."""
     # If this fails, the record becomes visible again after VISIBILITY_SECONDS anyway.
