@@ -17,11 +17,12 @@ import pytest
 from counting import Counting
 from seeding import seed_subscription
 
+from sethub import deliveries
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.dispatch import Dispatcher
 from sethub.messages import SetEvent
 from sethub.outbound import GuardedHttp
-from sethub.records import DeliveryRecords
+from sethub.records import DeliveryRecords, item_size
 from sethub.store import SubscriptionStore
 from sethub.subscriptions import subscription_key, topic_key
 
@@ -154,3 +155,53 @@ def test_one_summary_line_per_event_and_successes_only_at_debug(hub, receiver, c
         assert record.max_duration_ms >= 0  # type: ignore[attr-defined]
     per_delivery = [r.getMessage() for r in caplog.records if r.getMessage().startswith("delivery ")]
     assert per_delivery == ["delivery retrying", "delivery retrying"]
+
+
+class Writes(Counting):
+    """Counts calls and keeps the items of every BatchWriteItem."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.items: list[dict[str, Any]] = []
+
+    def batch_write_item(self, **kwargs: Any) -> Any:
+        for requests in kwargs["RequestItems"].values():
+            self.items += [request["PutRequest"]["Item"] for request in requests]
+        return self.__getattr__("batch_write_item")(**kwargs)
+
+
+def test_an_event_to_ten_subscribers_is_recorded_in_one_write_unit_and_answered_by_the_command(
+    hub, receiver, capsys
+):
+    store = SubscriptionStore(hub.clients, hub.settings)
+    callbacks = [f"{receiver}/{'fail' if n == 0 else 'ok'}/{n}" for n in range(10)]
+    for callback in callbacks:
+        subscribe(store, callback)
+    dynamodb = Writes(boto3.client("dynamodb", endpoint_url=hub.endpoint_for("DispatchFunction").url))
+    settings = replace(hub.settings, retry_schedule=(60,))
+    dispatcher = Dispatcher(
+        hub.clients_for("DispatchFunction", dynamodb=dynamodb),
+        settings,
+        http=GuardedHttp.from_settings(settings),
+    )
+
+    result = dispatcher.dispatch([set_event(), set_event()])
+
+    assert result.failed == set()
+    # One record item per event, each under 1 KB (one write unit), in one BatchWriteItem.
+    assert dynamodb.calls.get("batch_write_item") == 1
+    assert len(dynamodb.items) == 2
+    assert all(item_size(item) <= 1024 for item in dynamodb.items)
+    # "Did subscriber X get event Y, and what did it answer?"
+    for jti in result.jtis:
+        code = deliveries.main(
+            [jti, "--callback", callbacks[0], "--table", hub.settings.table_name], clients=hub.clients
+        )
+        rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()[1:]]
+        assert code == 0
+        assert [(row[3], row[5], row[6]) for row in rows] == [
+            (f"127.0.0.1:{receiver.rsplit(':', 1)[1]}", "retrying", "500")
+        ]
+        code = deliveries.main([jti, "--table", hub.settings.table_name], clients=hub.clients)
+        rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()[1:]]
+        assert sorted(row[5] for row in rows) == ["ok"] * 9 + ["retrying"]
