@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sethub import caep
 from sethub.errors import BadRequestError, PayloadTooLargeError
 from sethub.hygiene import has_control
 from sethub.limits import MAX_JTI_CHARS, MAX_TOPIC_CHARS
@@ -272,6 +273,8 @@ def _events_problems(events: Any) -> list[str]:
             problems.append(f"events key {shown!r} is not an absolute URI")
         if not isinstance(value, dict):
             problems.append(f"events[{shown!r}] must be an object ({{}} for no payload)")
+        else:
+            problems.extend(caep.payload_problems(key, value))
     return problems
 
 
