@@ -1,0 +1,305 @@
+"""``sethub`` (``python -m sethub``) against a hub in moto: what an operator sees and changes.
+
+The CLI finds the hub as it finds ``make local``'s (``--endpoint`` and the stack prefix)
+or a deployed stack (``--stack``: CloudFormation outputs, here a stack in moto whose
+outputs name this hub's resources)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import pytest
+
+from sethub.cli import main
+from sethub.messages import DeliveryRetry
+from sethub.records import Attempt, DeliveryRecords
+from sethub.ssf.model import Stream
+from sethub.ssf.store import SsfStore
+from sethub.store import SubscriptionStore
+from sethub.subscriptions import subscription_id
+
+TOPIC = "acme.login"
+CRM = "https://crm.example/hook?token=crm-t0ken"
+SIEM = "https://siem.example:8443/sets"
+
+
+class Cli:
+    """Runs the CLI in-process against one hub, as an operator's shell would."""
+
+    def __init__(self, hub: Any, moto_endpoint: str) -> None:
+        self.hub = hub
+        self.where = ["--endpoint", moto_endpoint, "--stack", hub.provisioned.prefix]
+
+    def __call__(self, *argv: str, stdin: str = "", where: list[str] | None = None) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(
+            [*argv, *(self.where if where is None else where)],
+            env={},
+            out=out,
+            err=err,
+            stdin=io.StringIO(stdin),
+        )
+        return code, out.getvalue(), err.getvalue()
+
+    def json(self, *argv: str, where: list[str] | None = None) -> Any:
+        code, out, err = self(*argv, "--json", where=where)
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def cli(hub: Any, moto_endpoint: str) -> Cli:
+    return Cli(hub, moto_endpoint)
+
+
+def subscribe(hub: Any, callback: str, *, lease: int = 3600, owner: str | None = None) -> None:
+    store = SubscriptionStore(hub.clients, hub.settings)
+    now = time.time()
+    request_id = store.put_pending(
+        mode="subscribe",
+        topic=TOPIC,
+        callback=callback,
+        format="jwt",
+        secret=None,
+        lease_seconds=lease,
+        requested_at=time.time_ns(),
+        now=now,
+        owner=owner,
+    )
+    pending = store.get_pending(TOPIC, callback, request_id, now=now)
+    assert pending is not None
+    assert store.apply_verified(pending, now=now)
+
+
+def test_topics_register_list_and_deregister(cli: Cli) -> None:
+    code, out, _ = cli("topics", "register", TOPIC)
+    assert code == 0
+    assert "new" in out
+    assert cli.json("topics", "register", TOPIC)["registered"] == "already registered"
+
+    listed = cli.json("topics", "list")
+    assert [(t["topic"], t["subscriptions"]) for t in listed] == [(TOPIC, 0)]
+
+    code, out, _ = cli("topics", "list")
+    header, row = out.splitlines()
+    assert header.split() == ["topic", "created", "subscriptions"]
+    assert row.split()[0] == TOPIC
+
+    assert cli("topics", "deregister", TOPIC)[0] == 0
+    assert cli.json("topics", "list") == []
+    code, _, err = cli("topics", "deregister", TOPIC)
+    assert code == 1
+    assert err == f"sethub: unknown topic: {TOPIC}\n"
+
+
+def test_subscriptions_show_state_owner_and_last_outcome(cli: Cli, hub: Any) -> None:
+    assert cli("topics", "register", TOPIC)[0] == 0
+    subscribe(hub, CRM, owner="k-crm")
+    subscribe(hub, SIEM)
+    now = time.time()
+    DeliveryRecords(hub.clients, hub.settings).write(
+        [
+            Attempt("e1", TOPIC, CRM, 1, "retrying", now - 60, 503, "HTTP 503", 40),
+            Attempt("e1", TOPIC, CRM, 2, "ok", now - 30, 200, "", 12),
+            # Older than the window the command looks at: not a last outcome.
+            Attempt("e0", TOPIC, SIEM, 1, "ok", now - 3 * 86400, 200, "", 9),
+        ]
+    )
+
+    rows = {row["callback_host"]: row for row in cli.json("subscriptions", "list")}
+
+    assert rows["crm.example"] | {"expires": None, "last_at": None} == {
+        "topic": TOPIC,
+        "subscription": subscription_id(TOPIC, CRM),
+        "callback_host": "crm.example",
+        "state": "active",
+        "owner": "k-crm",
+        "format": "jwt",
+        "expires": None,
+        "last": "ok 200",
+        "last_at": None,
+    }
+    assert (rows["siem.example:8443"]["owner"], rows["siem.example:8443"]["last"]) == (None, None)
+    assert cli.json("topics", "list")[0]["subscriptions"] == 2
+    # Names a callback by host and id, never by its URL (it may carry a token).
+    assert "t0ken" not in cli("subscriptions", "list")[1]
+
+
+def test_deliveries_of_an_event_and_not_found(cli: Cli, hub: Any) -> None:
+    DeliveryRecords(hub.clients, hub.settings).write(
+        [
+            Attempt("jti-1", TOPIC, CRM, 1, "retrying", 1764190000.25, 503, "HTTP 503", 41),
+            Attempt("jti-1", TOPIC, CRM, 2, "ok", 1764190031.0, 200, "", 9),
+        ]
+    )
+
+    attempts = cli.json("deliveries", "jti-1")
+    assert [(a["attempt"], a["status"], a["http"]) for a in attempts] == [
+        (1, "retrying", 503),
+        (2, "ok", 200),
+    ]
+    code, out, _ = cli("deliveries", "jti-1", "--callback", CRM)
+    assert code == 0
+    assert out.splitlines()[1].split()[0] == "2025-11-26T20:46:40.250Z"
+
+    code, out, err = cli("deliveries", "no-such-event")
+    assert (code, out) == (1, "")
+    assert err == "sethub: no delivery attempts recorded for no-such-event (records are kept 30 days)\n"
+
+
+def test_keys_create_list_scope_revoke(cli: Cli) -> None:
+    created = cli.json("keys", "create", "--role", "publisher", "--topics", "acme.*", "--name", "acme")
+    assert len(created["key"]) >= 20
+    assert (created["role"], created["topics"], created["status"]) == ("publisher", ["acme.*"], "active")
+
+    listed = {row["key_id"]: row for row in cli.json("keys", "list")}
+    assert listed[created["key_id"]]["name"] == "acme"
+    assert all("key" not in row for row in listed.values())
+
+    scoped = cli.json("keys", "scope", created["key_id"], "--topics", "acme.*,billing.*")
+    assert scoped["topics"] == ["acme.*", "billing.*"]
+    revoked = cli.json("keys", "revoke", created["key_id"])
+    assert revoked["status"].startswith("revoked ")
+
+    code, _, err = cli("keys", "revoke", "nope")
+    assert code == 1
+    assert err == "sethub: no key has the id 'nope'\n"
+    code, _, err = cli("keys", "scope", created["key_id"])
+    assert code == 2
+    assert err == "sethub: keys scope: give --topics and/or --issuer\n"
+
+
+def test_ssf_receivers_and_streams(cli: Cli, hub: Any) -> None:
+    created = cli.json("ssf", "receivers", "create", "crm-receiver", "--name", "CRM")
+    assert created["client_secret"]
+    assert [r["client_id"] for r in cli.json("ssf", "receivers", "list")] == ["crm-receiver"]
+    assert cli("ssf", "receivers", "create", "crm-receiver")[0] == 1
+    SsfStore(hub.clients.dynamodb, hub.settings.table_name).save_stream(
+        Stream(
+            stream_id="s-1",
+            client_id="crm-receiver",
+            iss="https://hub.example",
+            method="urn:ietf:rfc:8935",
+            endpoint_url="https://crm.example/ssf?token=t0ken",
+            status="paused",
+            created_at=1764190000,
+        )
+    )
+
+    streams = cli.json("ssf", "streams", "list")
+    assert [(s["stream_id"], s["status"], s["method"], s["endpoint_host"]) for s in streams] == [
+        ("s-1", "paused", "push", "crm.example")
+    ]
+    assert cli.json("ssf", "streams", "list", "--status", "enabled") == []
+
+    assert cli.json("ssf", "receivers", "delete", "crm-receiver")["deleted"] is True
+    code, _, err = cli("ssf", "receivers", "delete", "crm-receiver")
+    assert (code, err) == (1, "sethub: no receiver crm-receiver\n")
+
+
+def test_dead_letters_list_and_replay(cli: Cli, hub: Any) -> None:
+    sqs = hub.clients.sqs
+    dlq = hub.provisioned.queue_urls["RetryDeadLetterQueue"]
+    retry = hub.provisioned.queue_urls["RetryQueue"]
+    record = DeliveryRetry(
+        topic=TOPIC,
+        callback=CRM,
+        jti="jti-dead",
+        hub_url="https://hub.example/hub",
+        content_type="application/secevent+jwt",
+        body_b64="",
+        attempts=9,
+        not_before=0.0,
+        last_error="HTTP 503",
+    )
+    sqs.send_message(QueueUrl=dlq, MessageBody=record.to_json())
+
+    listed = cli.json("dead-letters", "list")
+    assert [(d["kind"], d["jti"], d["attempts"], d["last_error"]) for d in listed] == [
+        ("retry", "jti-dead", 9, "HTTP 503")
+    ]
+    assert "t0ken" not in json.dumps(listed)
+    # Peeking leaves it there; a dry run too.
+    assert cli.json("dead-letters", "replay", "--dry-run")["moved"] == 1
+    assert len(cli.json("dead-letters", "list")) == 1
+
+    assert cli.json("dead-letters", "replay")["moved"] == 1
+    assert cli.json("dead-letters", "list") == []
+    moved = sqs.receive_message(QueueUrl=retry, MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(m["Body"])["attempts"] for m in moved] == [0]
+
+
+def test_signing_keys_show_and_rotate(cli: Cli) -> None:
+    before = cli.json("signing-keys", "show")
+    rotated = cli.json("signing-keys", "rotate", "--activate-in", "0")
+    assert len(rotated) == len(before) + 1
+    assert [k["state"] for k in rotated].count("signing") == 1
+    assert cli.json("signing-keys", "show") == rotated
+
+
+def test_stats_of_the_last_hour(cli: Cli, hub: Any) -> None:
+    now = time.time()
+    DeliveryRecords(hub.clients, hub.settings).write(
+        [
+            Attempt("a", TOPIC, CRM, 1, "ok", now - 100, 200, "", 10),
+            Attempt("b", TOPIC, CRM, 1, "retrying", now - 90, 503, "HTTP 503", 30),
+            Attempt("b", TOPIC, CRM, 2, "ok", now - 80, 200, "", 20),
+            Attempt("c", TOPIC, SIEM, 9, "dead", now - 70, 500, "HTTP 500", 1000),
+            Attempt("old", TOPIC, SIEM, 1, "ok", now - 7200, 200, "", 5),
+        ]
+    )
+    dlq = hub.provisioned.queue_urls["RetryDeadLetterQueue"]
+    hub.clients.sqs.send_message(QueueUrl=dlq, MessageBody="{}")
+
+    stats = cli.json("stats")
+
+    assert stats["outcomes"] == {"dead": 1, "ok": 2, "retrying": 1}
+    assert (stats["attempts"], stats["retries"], stats["dead_in_window"]) == (4, 2, 1)
+    assert (stats["latency_p50_ms"], stats["latency_p99_ms"]) == (20, 1000)
+    assert stats["queues"]["dead_letters"] == 1
+    assert stats["disabled_subscriptions"] == 0
+    assert set(stats["sources"]) >= {"outcomes", "latency_ms", "queues"}
+    code, out, _ = cli("stats", "--minutes", "60")
+    assert code == 0
+    assert ["latency", "p99", "ms", "1000"] in [line.split() for line in out.splitlines()]
+
+
+def test_a_deployed_stack_is_found_by_its_outputs(cli: Cli, hub: Any) -> None:
+    outputs = {
+        "TableName": hub.settings.table_name,
+        "DeadLetterQueueUrl": hub.provisioned.queue_urls["RetryDeadLetterQueue"],
+        "RetryQueueUrl": hub.provisioned.queue_urls["RetryQueue"],
+    }
+    name = f"{hub.provisioned.prefix}-deployed"
+    hub.clients._client("cloudformation").create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(
+            {
+                "Resources": {"Nothing": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+            }
+        ),
+    )
+    assert cli("topics", "register", TOPIC, where=["--stack", name])[0] == 0
+    assert [t["topic"] for t in cli.json("topics", "list")] == [TOPIC]
+
+    code, _, err = cli("topics", "list", where=["--stack", "no-such-stack"])
+    assert code == 1
+    assert err.startswith("sethub: could not read stack no-such-stack: ")
+    assert err.count("\n") == 1
+
+
+def test_usage_errors_and_help(cli: Cli) -> None:
+    assert cli("--help", where=[])[0] == 0
+    code, _, err = cli("stats", where=[])
+    assert code == 2
+    assert err == (
+        "sethub: no hub table: pass --stack NAME (a deployed stack), --endpoint URL (make local), "
+        "or set SETHUB_TABLE_NAME\n"
+    )
+    for group in ("topics", "subscriptions", "keys", "ssf", "dead-letters", "signing-keys"):
+        assert cli(group, where=[])[0] == 2
+        assert cli(group, "--help", where=[])[0] == 0
