@@ -901,9 +901,8 @@ def test_routes_and_api_key_requirements(template: Template) -> None:
         ("GET", "/.well-known/jwks.json"): ("WebSubFunction", False),
         ("GET", "/health"): ("WebSubFunction", False),
         # SSF: metadata and JWKS are public; the rest checks OAuth bearer tokens itself.
-        **{
-            route: ("SsfFunction", False)
-            for route in (
+        **dict.fromkeys(
+            (
                 ("GET", "/.well-known/ssf-configuration"),
                 ("GET", "/ssf/jwks.json"),
                 ("POST", "/oauth2/token"),
@@ -914,8 +913,9 @@ def test_routes_and_api_key_requirements(template: Template) -> None:
                 ("POST", "/ssf/subjects/remove"),
                 ("POST", "/ssf/verify"),
                 ("POST", "/ssf/poll"),
-            )
-        },
+            ),
+            ("SsfFunction", False),
+        ),
     }
     api = template["Resources"]["HubApi"]["Properties"]
     assert api["StageName"] == "Prod"

@@ -154,7 +154,15 @@ Message = SetEvent | ContentEvent | FanoutShard | DeliveryRetry | VerifyIntent |
 
 _KINDS: dict[str, type[Any]] = {
     cls.kind: cls
-    for cls in (SetEvent, ContentEvent, FanoutShard, DeliveryRetry, VerifyIntent, DenySubscription, StreamTask)
+    for cls in (
+        SetEvent,
+        ContentEvent,
+        FanoutShard,
+        DeliveryRetry,
+        VerifyIntent,
+        DenySubscription,
+        StreamTask,
+    )
 }
 
 
