@@ -1,0 +1,74 @@
+"""What a publisher reads when ``POST /events`` refuses: the reason and every problem, word for word."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sethub.catalog import WSO2_EVENT_TYPES
+from sethub.errors import BadRequestError, PayloadTooLargeError
+from sethub.events import MAX_EVENT_BYTES, validate
+
+LOGIN = WSO2_EVENT_TYPES["loginSuccess"]
+EMAIL = {"format": "email", "email": "ada@example.com"}
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    return {"topic": "acme.login", "events": {LOGIN: {}}, **fields}
+
+
+def refusal(raws: list[Any]) -> BadRequestError:
+    with pytest.raises(BadRequestError) as refused:
+        validate(raws, issuer="https://hub.example", now=lambda: 0.0)
+    return refused.value
+
+
+def sub_id_problems(sub_id: dict[str, Any]) -> list[str]:
+    (item,) = refusal([event(sub_id=sub_id)]).problems
+    problems: list[str] = item["problems"]  # type: ignore[assignment]
+    return problems
+
+
+def test_the_reason_counts_the_invalid_events() -> None:
+    assert refusal([event(), {"topic": "t"}]).reason == "1 event is invalid; nothing was accepted"
+    assert refusal([{"topic": "t"}, "nope"]).reason == "2 events are invalid; nothing was accepted"
+
+
+def test_an_event_over_the_limit_is_413_and_still_lists_the_problems() -> None:
+    big = event()
+    big["events"][LOGIN] = {"blob": "y" * MAX_EVENT_BYTES}
+    with pytest.raises(PayloadTooLargeError) as refused:
+        validate([event(), big], issuer="i", now=lambda: 0.0)
+    assert refused.value.reason == f"an event is over {MAX_EVENT_BYTES} bytes"
+    assert [item["index"] for item in refused.value.problems] == [1]
+
+
+def test_aliases_need_a_non_empty_list() -> None:
+    expected = ["sub_id: identifiers is required for format aliases and must be a non-empty list"]
+    assert sub_id_problems({"format": "aliases", "identifiers": []}) == expected
+    assert sub_id_problems({"format": "aliases", "identifiers": "ada"}) == expected
+
+
+def test_aliases_cannot_hold_aliases_nor_complex_subjects() -> None:
+    nested_aliases = {"format": "aliases", "identifiers": [EMAIL]}
+    nested_complex = {"format": "complex", "user": EMAIL}
+    problems = sub_id_problems({"format": "aliases", "identifiers": [EMAIL, nested_aliases, nested_complex]})
+    assert problems == [
+        "sub_id: identifiers[1]: aliases cannot be nested",
+        "sub_id: identifiers[2]: unknown format 'complex'",
+    ]
+
+
+def test_a_complex_subject_names_its_members_and_cannot_nest() -> None:
+    assert sub_id_problems({"format": "complex"}) == [
+        "sub_id: format complex needs at least one of user, device, session, application, tenant, "
+        "org_unit, group"
+    ]
+    nested = {"format": "complex", "user": {"format": "aliases", "identifiers": [EMAIL]}}
+    assert sub_id_problems(nested) == ["sub_id: user: unknown format 'aliases'"]
+
+
+def test_an_audience_equal_to_the_topic_is_kept() -> None:
+    (published,) = validate([event(aud="acme.login")], issuer="i", now=lambda: 0.0)
+    assert published.claims["aud"] == "acme.login"
