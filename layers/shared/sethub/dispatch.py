@@ -96,6 +96,8 @@ class BatchResult:
     failed: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
     jtis: list[str] = field(default_factory=list)
+    durations_ms: list[int] = field(default_factory=list)
+    """How long each delivery request of the batch took (the DeliveryLatency metric)."""
 
 
 @dataclass
@@ -255,6 +257,8 @@ class Dispatcher:
             if jti:
                 result.jtis.append(jti)
             result.counts.update(attempt.status for attempt in item.attempts)
+            # Skipped attempts sent nothing: no latency to report.
+            result.durations_ms.extend(a.duration_ms for a in item.attempts if a.status != "skipped")
         return result
 
     def _plan_fanout(self, work: list[_Work], now: float) -> None:
