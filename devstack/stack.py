@@ -316,6 +316,9 @@ class LocalStack:
                     else [f"  API key   {self.config.api_key}"]
                 ),
                 f"  moto      {self.moto_endpoint} (prefix {self.config.prefix})",
+                # The operator CLI finds this stack's resources by endpoint and prefix.
+                f"  CLI       export SETHUB_AWS_ENDPOINT={self.moto_endpoint}"
+                f" SETHUB_STACK={self.config.prefix}  (then: .venv/bin/sethub --help)",
                 f"  sam local --env-vars {self.sam_env_vars_path.name}",
                 *self._functions_banner(),
                 "Ctrl-C stops it.",
