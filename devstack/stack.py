@@ -20,6 +20,7 @@ from devstack.pollers import QueuePoller
 from devstack.provision import DEFAULT_API_KEY, Provisioned, provision
 from devstack.sam import SamLocalLambda, bridge_address
 from devstack.sam import build as sam_build
+from devstack.sam import invoke_command as sam_invoke_command
 from devstack.ssf import seed_ssf_clients
 from devstack.template import load_template
 
@@ -55,6 +56,8 @@ MAX_WORKERS_PER_FUNCTION = 8
 # of the stack's settings (a function sees only its own environment, as on Lambda).
 _WORKER_BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
 SAM_ENV_VARS_FILE = "devstack-env.json"
+ENV_VARS_FILE_ENV = "SETHUB_LOCAL_ENV_VARS_FILE"
+"""Write the functions' environments there instead (stacks side by side, as in the e2e tests)."""
 """Written next to the template: each function's environment for `sam local --env-vars`."""
 
 
@@ -272,7 +275,15 @@ class LocalStack:
 
     @property
     def sam_env_vars_path(self) -> Path:
-        return self.config.template_path.parent / SAM_ENV_VARS_FILE
+        given = self.config.environ.get(ENV_VARS_FILE_ENV)
+        return Path(given) if given else self.config.template_path.parent / SAM_ENV_VARS_FILE
+
+    @property
+    def _sam_env_vars_shown(self) -> str:
+        """The file as the banner's commands name it: relative to the template's folder if in it."""
+        path = self.sam_env_vars_path.resolve()
+        root = self.config.template_path.parent.resolve()
+        return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
     def _write_sam_env_vars(self, lambda_envs: Mapping[str, Mapping[str, str]]) -> None:
         """Each function's environment, for ``sam local invoke/start-lambda --env-vars``."""
@@ -319,7 +330,7 @@ class LocalStack:
                 # The operator CLI finds this stack's resources by endpoint and prefix.
                 f"  CLI       export SETHUB_AWS_ENDPOINT={self.moto_endpoint}"
                 f" SETHUB_STACK={self.config.prefix}  (then: .venv/bin/sethub --help)",
-                f"  sam local --env-vars {self.sam_env_vars_path.name}",
+                f"  sam local --env-vars {self._sam_env_vars_shown}",
                 *self._functions_banner(),
                 "Ctrl-C stops it.",
             ]
@@ -330,6 +341,12 @@ class LocalStack:
         if self._emulator is not None:
             emulator = self._emulator
             lines.append(f"  functions sam local start-lambda {emulator.endpoint} (log {emulator.log_path})")
+            command = sam_invoke_command(
+                env_vars_file=self._sam_env_vars_shown,
+                aws_endpoint=self.moto_endpoint,
+                region=emulator.region,
+            )
+            lines.append(f"  invoke    {command}")
         else:
             lines.append("  functions worker processes")
         return lines

@@ -43,7 +43,13 @@ def _launcher(started: list[LocalStackProcess], logs: Path) -> StartLocalStack:
     ) -> LocalStackProcess:
         port = free_port()
         prefix = prefix or f"e{uuid.uuid4().hex[:8]}"
-        extra = {"PORT": str(port), FUNCTIONS_ENV: FUNCTIONS_MODE, **env}
+        extra = {
+            "PORT": str(port),
+            FUNCTIONS_ENV: FUNCTIONS_MODE,
+            # Its own file: stacks run side by side, and the repository's is the developer's.
+            "SETHUB_LOCAL_ENV_VARS_FILE": str(logs / f"{prefix}-env.json"),
+            **env,
+        }
         arguments = [sys.executable, "-m", "devstack", "--quiet", "--prefix", prefix]
         if template is not None:
             arguments += ["--template", str(template)]
