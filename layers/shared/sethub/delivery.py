@@ -19,11 +19,11 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from sethub import sets
+from sethub import sets, webhooks
 from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutError
 from sethub.hygiene import callback_label
 from sethub.messages import PreparedPayload
@@ -104,9 +104,22 @@ def body_for(payload: PreparedPayload, fmt: str) -> tuple[bytes, str]:
 
 
 def headers_for(
-    *, topic: str, hub_url: str, jti: str, content_type: str, body: bytes, secret: bytes | None
+    *,
+    topic: str,
+    hub_url: str,
+    jti: str,
+    content_type: str,
+    body: bytes,
+    secret: bytes | None,
+    signing: webhooks.Signing = "websub",
+    secrets: Sequence[bytes] = (),
+    timestamp: int = 0,
 ) -> dict[str, str]:
-    """The headers of DESIGN.md ("What a subscriber receives")."""
+    """The headers of DESIGN.md ("What a subscriber receives").
+
+    ``signing="standard-webhooks"``: the ``webhook-*`` headers signed with each of
+    ``secrets`` (current first) at ``timestamp`` instead of ``X-Hub-Signature``.
+    """
     headers = {
         "Content-Type": content_type,
         "Link": f'<{hub_url}>; rel="hub", <{topic}>; rel="self"',
@@ -115,7 +128,10 @@ def headers_for(
     }
     if content_type == sets.SET_CONTENT_TYPE:
         headers["Accept"] = "application/json"  # RFC 8935 section 2
-    if secret:
+    if signing == "standard-webhooks":
+        if secrets:
+            headers |= webhooks.headers(msg_id=jti, timestamp=timestamp, body=body, secrets=secrets)
+    elif secret:
         digest = hmac.new(secret, body, hashlib.sha256).hexdigest()
         headers[SIGNATURE_HEADER] = f"sha256={digest}"
     return headers
@@ -129,7 +145,10 @@ def request_for(
     body: bytes,
     content_type: str,
     attempt: int,
+    now: float | None = None,
 ) -> DeliveryRequest:
+    """``now``: this attempt's time (Standard Webhooks signs it); default the clock."""
+    current = time.time() if now is None else now
     return DeliveryRequest(
         topic=subscription.topic,
         callback=subscription.callback,
@@ -144,6 +163,9 @@ def request_for(
             content_type=content_type,
             body=body,
             secret=subscription.secret,
+            signing=subscription.signing,
+            secrets=subscription.secrets(current) if subscription.signing != "websub" else (),
+            timestamp=int(current),
         ),
         attempt=attempt,
         subscribed_at=subscription.requested_at,

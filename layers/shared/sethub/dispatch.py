@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 import queue
 import random
@@ -45,7 +46,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from sethub import delivery, sets
+from sethub import delivery, sets, webhooks
 from sethub.clients import AwsClients
 from sethub.delivery import DeliveryRequest, Http, Outcome
 from sethub.errors import SethubError
@@ -290,6 +291,10 @@ class Dispatcher:
     def _plan_event(self, item: _Work, subscriptions: list[Subscription], cursor: str | None) -> None:
         message = item.message
         assert isinstance(message, SetEvent | ContentEvent | FanoutShard)
+        # Event-type filters (sethub.webhooks) before anything is signed: from the items
+        # already read, so no AWS call; an event nobody wants is not signed at all.
+        types = _event_types(message)
+        subscriptions = [s for s in subscriptions if webhooks.wanted(s.events, types)]
         if not subscriptions and cursor is None:
             return
         payload = (
@@ -569,6 +574,18 @@ def _retry_message(
         last_error=outcome.error,
         subscribed_at=request.subscribed_at,
     )
+
+
+def _event_types(message: SetEvent | ContentEvent | FanoutShard) -> frozenset[str] | None:
+    """The event type URIs of a SET (None: published content, which has no types)."""
+    if isinstance(message, SetEvent):
+        events = message.claims.get("events")
+        return frozenset(events) if isinstance(events, dict) else frozenset()
+    if isinstance(message, FanoutShard) and message.payload.json_b64 is not None:
+        claims = json.loads(base64.b64decode(message.payload.json_b64))
+        events = claims.get("events") if isinstance(claims, dict) else None
+        return frozenset(events) if isinstance(events, dict) else frozenset()
+    return None
 
 
 def _jti(message: Message) -> str:

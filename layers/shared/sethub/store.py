@@ -18,6 +18,7 @@ subscription is read for delivery.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -44,6 +45,7 @@ from sethub.subscriptions import (
     subscription_key,
     topic_key,
 )
+from sethub.webhooks import ROTATION_OVERLAP_SECONDS, Signing
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -61,6 +63,10 @@ _SUBSCRIPTION_NAMES = {
     "#expires": "expires_at",
     "#requested": "requested_at",
     "#owner": "owner",
+    "#signing": "signing",
+    "#events": "events",
+    "#previous": "previous_secret",
+    "#previous_until": "previous_secret_until",
 }
 """The attributes ``_subscription`` reads, by placeholder (some names are DynamoDB reserved words)."""
 _SUBSCRIPTION_PROJECTION = ", ".join(_SUBSCRIPTION_NAMES)
@@ -86,6 +92,23 @@ def _n(value: int) -> dict[str, str]:
 
 def _format(value: str) -> Format:
     return "json" if value == "json" else "jwt"
+
+
+def _signing(item: Item) -> Signing:
+    return "standard-webhooks" if item.get("signing", {}).get("S") == "standard-webhooks" else "websub"
+
+
+def _events(item: Item) -> frozenset[str]:
+    return frozenset(item.get("events", {}).get("SS", ()))
+
+
+def _fingerprint(secret: bytes) -> str:
+    """Tells a changed Standard Webhooks secret from a renewal without decrypting the stored one.
+
+    Only for ``whsec_`` secrets: 24 or more random bytes cannot be found from their hash
+    (a WebSub ``hub.secret`` may be a guessable word, and gets none).
+    """
+    return hashlib.sha256(secret).hexdigest()
 
 
 class SubscriptionStore:
@@ -215,6 +238,8 @@ class SubscriptionStore:
         requester: str | None = None,
         owner: str | None = None,
         override: bool = False,
+        signing: Signing = "websub",
+        events: frozenset[str] = frozenset(),
     ) -> str:
         """Store a request until its verification of intent; returns its id.
 
@@ -241,6 +266,12 @@ class SubscriptionStore:
         }
         if secret:
             item["secret"] = {"B": self.secretbox.encrypt(secret, encryption_context(topic, callback))}
+            if signing == "standard-webhooks":
+                item["secret_sha256"] = _s(_fingerprint(secret))
+        if signing != "websub":
+            item["signing"] = _s(signing)
+        if events:
+            item["events"] = {"SS": sorted(events)}
         if requester:
             item["requester"] = _s(requester)
         if owner:
@@ -303,6 +334,9 @@ class SubscriptionStore:
             requester=item["requester"]["S"] if "requester" in item else None,
             owner=item["owner"]["S"] if "owner" in item else None,
             override=bool(item.get("override", {}).get("BOOL", False)),
+            signing=_signing(item),
+            events=_events(item),
+            secret_fingerprint=item["secret_sha256"]["S"] if "secret_sha256" in item else None,
         )
 
     def discard_pending(self, topic: str, callback: str, request_id: str) -> None:
@@ -356,6 +390,7 @@ class SubscriptionStore:
                 item["secret"] = {"B": request.secret_ciphertext}
             if request.owner:
                 item["owner"] = _s(request.owner)
+            item |= self._webhook_attributes(request, current)
         else:
             item |= {"state": _s("unsubscribed"), "ttl": _n(state_ttl(0, current))}
         actions: list[Any] = [
@@ -396,6 +431,55 @@ class SubscriptionStore:
         except BotoCoreError as exc:
             raise _upstream("apply a verified subscription request", exc) from exc
         return True
+
+    def _webhook_attributes(self, request: PendingRequest, now: float) -> dict[str, Any]:
+        """Signing scheme, event filter and Standard Webhooks secret rotation (``sethub.webhooks``)."""
+        item: dict[str, Any] = {}
+        if request.signing != "websub":
+            item["signing"] = _s(request.signing)
+        if request.events:
+            item["events"] = {"SS": sorted(request.events)}
+        if request.secret_fingerprint:
+            item["secret_sha256"] = _s(request.secret_fingerprint)
+            item |= self._previous_secret(request, now)
+        return item
+
+    def _previous_secret(self, request: PendingRequest, now: float) -> dict[str, Any]:
+        """The attributes that keep a replaced Standard Webhooks secret signing for a day.
+
+        A new secret makes the current one the previous; a renewal with the same secret
+        keeps the previous one that is still in its overlap.
+        """
+        try:
+            result = self._db.get_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(request.topic)), "sk": _s(subscription_key(request.callback))},
+                ProjectionExpression="#state, #signing, #secret, secret_sha256, #previous, #previous_until",
+                ExpressionAttributeNames={
+                    "#state": "state",
+                    "#signing": "signing",
+                    "#secret": "secret",
+                    "#previous": "previous_secret",
+                    "#previous_until": "previous_secret_until",
+                },
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("read a subscription", exc) from exc
+        current = result.get("Item")
+        if current is None or current.get("state", {}).get("S") != "active":
+            return {}
+        if current.get("secret_sha256", {}).get("S") == request.secret_fingerprint:
+            until = int(current.get("previous_secret_until", {}).get("N", "0"))
+            if "previous_secret" in current and now < until:
+                return {"previous_secret": current["previous_secret"], "previous_secret_until": _n(until)}
+            return {}
+        if _signing(current) != "standard-webhooks" or "secret" not in current:
+            return {}  # a WebSub hub.secret is no whsec_ key
+        return {
+            "previous_secret": current["secret"],
+            "previous_secret_until": _n(int(now) + ROTATION_OVERLAP_SECONDS),
+        }
 
     # Subscriptions
 
@@ -498,8 +582,13 @@ class SubscriptionStore:
     def _subscription(self, topic: str, item: Item) -> Subscription:
         callback = item["callback"]["S"]
         secret: bytes | None = None
+        context = encryption_context(topic, callback)
         if "secret" in item:
-            secret = self.secretbox.decrypt(item["secret"]["B"], encryption_context(topic, callback))
+            secret = self.secretbox.decrypt(item["secret"]["B"], context)
+        previous: bytes | None = None
+        previous_until = int(item.get("previous_secret_until", {}).get("N", "0"))
+        if "previous_secret" in item and time.time() < previous_until:
+            previous = self.secretbox.decrypt(item["previous_secret"]["B"], context)
         return Subscription(
             topic=topic,
             callback=callback,
@@ -510,6 +599,10 @@ class SubscriptionStore:
             requested_at=int(item["requested_at"]["N"]),
             sort_key=item["sk"]["S"],
             owner=item["owner"]["S"] if "owner" in item else None,
+            signing=_signing(item),
+            events=_events(item),
+            previous_secret=previous,
+            previous_secret_until=previous_until if previous else 0,
         )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sethub.messages import Format
+from sethub.webhooks import Signing
 
 Mode = Literal["subscribe", "unsubscribe"]
 State = Literal["active", "unsubscribed"]
@@ -80,6 +81,19 @@ class Subscription:
     """The item's sort key, ``SUB#<sha256 of the callback>``: the cursor for paginated fan-out."""
     owner: str | None = None
     """The key id of the API key that created it (``sethub.credentials``); None: created without a key."""
+    signing: Signing = "websub"
+    events: frozenset[str] = frozenset()
+    """Event types it receives (``sethub.webhooks.wanted``); empty: every event."""
+    previous_secret: bytes | None = None
+    """The secret it had before a re-subscription changed it; signs too until ``previous_secret_until``."""
+    previous_secret_until: int = 0
+
+    def secrets(self, now: float) -> list[bytes]:
+        """The secrets that sign a delivery now: the current one, and the previous one in its overlap."""
+        found = [self.secret] if self.secret else []
+        if self.previous_secret and now < self.previous_secret_until:
+            found.append(self.previous_secret)
+        return found
 
     def is_active(self, now: float) -> bool:
         return is_live(self.expires_at, now)
@@ -115,6 +129,10 @@ class PendingRequest:
     """The owner the subscription will have once applied."""
     override: bool = False
     """An admin's request: it may replace state whoever owns it."""
+    signing: Signing = "websub"
+    events: frozenset[str] = frozenset()
+    secret_fingerprint: str | None = None
+    """SHA-256 of a Standard Webhooks secret: tells a new secret from a renewal (``sethub.store``)."""
 
     def __repr__(self) -> str:
         return (

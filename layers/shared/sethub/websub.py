@@ -49,6 +49,7 @@ from sethub.settings import Settings
 from sethub.store import SubscriptionStore
 from sethub.subscriptions import Mode
 from sethub.verification import UNKNOWN_TOPIC
+from sethub.webhooks import Signing, check_subscription, parse_events, parse_signing
 
 if TYPE_CHECKING:
     from sethub.ingest import Ingestor
@@ -207,10 +208,16 @@ class Hub:
         secret: bytes | None = None
         fmt: Format = "jwt"
         lease = self._settings.default_lease_seconds
+        signing: Signing = "websub"
+        events: frozenset[str] = frozenset()
         if mode == "subscribe":
             secret = _secret(params)
             fmt = _format(params)
             lease = self._settings.clamp_lease(_lease(params))
+            # Standard Webhooks and event filters (sethub.webhooks): refused here, never half-stored.
+            signing = parse_signing(params)
+            events = parse_events(params)
+            check_subscription(signing, secret)
         if not self._settings.open_topics and not self._store.topic_exists(topic):
             if mode == "subscribe":
                 # W3C WebSub 5.2: the refusal goes to the callback; the 202 does not tell.
@@ -233,6 +240,8 @@ class Hub:
             requester=caller,
             owner=owner if live and owner else caller,
             override=principal is not None and principal.is_admin,
+            signing=signing,
+            events=events,
         )
         self._enqueue(VerifyIntent(topic=topic, callback=callback, request_id=request_id))
         return HubReply(status=202)

@@ -1,0 +1,300 @@
+"""What webhook users expect (issue 14), through the local stack over HTTP: Standard Webhooks
+signatures checked with the ``standardwebhooks`` package a receiver would use, secret
+rotation with a day of overlap, and event-type filters."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from e2e_harness import callback_host, wait_for  # type: ignore[import-not-found]
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from sethub.records import DeliveryRecords
+from sethub.settings import Settings
+from sethub.store import SubscriptionStore
+from sethub.subscriptions import subscription_id
+
+pytestmark = pytest.mark.e2e
+
+LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"
+LOGOUT = "https://schemas.identity.wso2.org/events/session/event-type/sessionRevoked"
+RESET = "https://schemas.identity.wso2.org/events/credential/event-type/credentialUpdated"
+
+
+def new_secret(size: int = 32) -> str:
+    return "whsec_" + base64.b64encode(os.urandom(size)).decode()
+
+
+@dataclass
+class Callback:
+    """A subscriber: confirms intent, records deliveries and denials, fails the first ``failures``."""
+
+    url: str
+    failures: int = 0
+    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def bodies_with(self, header: str, value: str) -> list[tuple[dict[str, str], bytes]]:
+        with self.lock:
+            return [(h, b) for h, b in self.posts if h.get(header) == value]
+
+
+@pytest.fixture
+def callbacks() -> Iterator[Any]:
+    """A factory of subscribers, each on its own port; all stopped at the end."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def make() -> Callback:
+        holder: dict[str, Callback] = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                challenge = parse_qs(urlsplit(self.path).query).get("hub.challenge", [""])[0].encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(challenge)))
+                self.end_headers()
+                self.wfile.write(challenge)
+
+            def do_POST(self) -> None:
+                cb = holder["cb"]
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with cb.lock:
+                    cb.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    status = 503 if len(cb.posts) <= cb.failures else 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer((callback_host(), 0), Handler)
+        servers.append(server)
+        holder["cb"] = Callback(url=f"http://{callback_host()}:{server.server_address[1]}/hook?t=1")
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return holder["cb"]
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _delivery(callback: Callback, jti: str) -> tuple[dict[str, str], bytes]:
+    found = wait_for(
+        lambda: callback.bodies_with("webhook-id", jti), timeout=20, message=f"delivery of {jti}"
+    )
+    return found[0]  # type: ignore[no-any-return]
+
+
+def _verify(secret: str, headers: dict[str, str], body: bytes) -> None:
+    """What a receiver does: the package checks id, timestamp (within 5 minutes) and signature."""
+    Webhook(secret).verify(body, headers, json_parse=False)
+
+
+# Standard Webhooks signing
+
+
+@pytest.mark.parametrize("fmt", ["jwt", "json"])
+def test_a_set_delivery_verifies_with_the_standardwebhooks_package(local_stack, callbacks, fmt):
+    # GIVEN a subscription with signing=standard-webhooks and a whsec_ secret
+    callback, secret = callbacks(), new_secret()
+    topic = f"sw.{fmt}"
+    local_stack.subscribe(
+        topic, callback.url, format=fmt, signing="standard-webhooks", **{"hub.secret": secret}
+    )
+
+    # WHEN an event is published
+    (jti,) = local_stack.publish({"topic": topic, "events": {LOGIN: {"user": {"id": "ada"}}}})
+
+    # THEN it arrives with webhook-id = jti, a current timestamp and a signature that verifies
+    headers, body = _delivery(callback, jti)
+    _verify(secret, headers, body)
+    assert headers["webhook-id"] == headers["x-hub-messageid"] == jti
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 300
+    assert headers["webhook-signature"].startswith("v1,")
+    assert "x-hub-signature" not in headers  # one scheme per subscription
+    with pytest.raises(WebhookVerificationError):
+        _verify(new_secret(), headers, body)
+    with pytest.raises(WebhookVerificationError):
+        _verify(secret, headers, body + b" ")
+    if fmt == "json":
+        assert json.loads(body)["jti"] == jti
+
+
+def test_published_content_is_signed_the_same_way(local_stack, callbacks):
+    callback, secret = callbacks(), new_secret(64)
+    local_stack.subscribe("sw.raw", callback.url, signing="standard-webhooks", **{"hub.secret": secret})
+
+    status, _, _ = local_stack.request(
+        "POST",
+        "/hub?hub.mode=publish&hub.topic=sw.raw",
+        body=b"<feed>raw content</feed>",
+        headers={"x-api-key": local_stack.api_key, "Content-Type": "application/atom+xml"},
+    )
+
+    assert status == 202
+    headers, body = wait_for(lambda: callback.posts, timeout=20, message="content delivery")[0]
+    assert body == b"<feed>raw content</feed>"
+    assert headers["content-type"] == "application/atom+xml"
+    _verify(secret, headers, body)
+
+
+def test_every_retry_carries_the_same_id_and_a_signature_of_its_own_attempt(start_local_stack, callbacks):
+    stack = start_local_stack(SETHUB_RETRY_SCHEDULE="0,0,0")
+    callback, secret = callbacks(), new_secret()
+    callback.failures = 2
+    stack.subscribe("sw.retry", callback.url, signing="standard-webhooks", **{"hub.secret": secret})
+
+    (jti,) = stack.publish({"topic": "sw.retry", "events": {LOGIN: {}}})
+
+    attempts = wait_for(
+        lambda: len(callback.posts) >= 3 and callback.bodies_with("webhook-id", jti),
+        timeout=40,
+        message="three attempts",
+    )
+    assert len(attempts) == 3
+    assert len({body for _, body in attempts}) == 1
+    for headers, body in attempts:
+        _verify(secret, headers, body)
+
+
+def test_after_a_new_secret_both_sign_and_a_renewal_keeps_the_overlap(local_stack, callbacks):
+    # GIVEN a subscription whose secret is then replaced by a re-subscription
+    callback, old, new = callbacks(), new_secret(), new_secret(24)
+    topic = "sw.rotate"
+    local_stack.subscribe(topic, callback.url, signing="standard-webhooks", **{"hub.secret": old})
+    (first,) = local_stack.publish({"topic": topic, "events": {LOGIN: {}}})
+    one_headers, one_body = _delivery(callback, first)
+    _resubscribe(local_stack, topic, callback, signing="standard-webhooks", **{"hub.secret": new})
+    (second_jti,) = local_stack.publish({"topic": topic, "events": {LOGIN: {}}})
+    second = _delivery(callback, second_jti)
+
+    # THEN before the rotation one signature; after it, one per secret, and each verifies alone
+    assert len(one_headers["webhook-signature"].split(" ")) == 1
+    _verify(old, one_headers, one_body)
+    headers, body = second
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    _verify(new, headers, body)
+    _verify(old, headers, body)
+
+    # WHEN the subscriber renews with the new secret (a lease renewal), the old one still signs
+    _resubscribe(local_stack, topic, callback, signing="standard-webhooks", **{"hub.secret": new})
+    (third,) = local_stack.publish({"topic": topic, "events": {LOGIN: {}}})
+    headers, body = _delivery(callback, third)
+    _verify(old, headers, body)
+    _verify(new, headers, body)
+
+
+def _resubscribe(stack: Any, topic: str, callback: Callback, **params: str) -> None:
+    """Subscribe again and wait until the hub applied it (the subscription's request time changes)."""
+    store = SubscriptionStore(stack.clients, Settings.from_env(stack.provisioned.env_for("DispatchFunction")))
+
+    def requested_at() -> int:
+        return next(
+            s.requested_at for s in store.list_active(topic, now=time.time())[0] if s.callback == callback.url
+        )
+
+    before = requested_at()
+    status, body = stack.hub(
+        **{"hub.mode": "subscribe", "hub.topic": topic, "hub.callback": callback.url}, **params
+    )
+    assert (status, body) == (202, b"hub.mode=accepted")
+    wait_for(lambda: requested_at() != before, timeout=20, message="the re-subscription verified")
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({}, b"needs a hub.secret"),
+        ({"hub.secret": "not-a-whsec-secret"}, b"whsec_"),
+        ({"hub.secret": "whsec_" + base64.b64encode(os.urandom(23)).decode()}, b"24 to 64"),
+        ({"hub.secret": "whsec_" + base64.b64encode(os.urandom(65)).decode()}, b"24 to 64"),
+        ({"hub.secret": "whsec_not*base64*at*all*not*base64*at*all*"}, b"whsec_"),
+    ],
+)
+def test_a_standard_webhooks_subscription_without_a_proper_secret_is_refused(
+    local_stack, callbacks, extra, reason
+):
+    callback = callbacks()
+    assert local_stack.hub(**{"hub.mode": "register", "hub.topic": "sw.refused"})[0] == 200
+
+    status, body = local_stack.hub(
+        **{"hub.mode": "subscribe", "hub.topic": "sw.refused", "hub.callback": callback.url},
+        signing="standard-webhooks",
+        **extra,
+    )
+
+    assert 400 <= status < 500
+    assert reason in body
+    if "hub.secret" in extra:
+        assert extra["hub.secret"].encode() not in body
+    assert callback.posts == []
+
+
+# Event-type filters
+
+
+def test_only_the_listed_event_types_are_delivered(local_stack, callbacks):
+    # GIVEN a subscriber filtering on two types (comma and space separated) and one taking all
+    filtered, everything = callbacks(), callbacks()
+    topic = "filters.login"
+    local_stack.subscribe(topic, filtered.url, events=f"{LOGIN}, {LOGOUT}")
+    local_stack.subscribe(topic, everything.url, register=False)
+
+    # WHEN events of a listed type, of another type, and raw content are published
+    (reset, login, logout) = local_stack.publish(
+        {"topic": topic, "events": {RESET: {}}},
+        {"topic": topic, "events": {LOGIN: {}}},
+        {"topic": topic, "events": {LOGOUT: {}}},
+    )
+    status, _, _ = local_stack.request(
+        "POST",
+        f"/hub?hub.mode=publish&hub.topic={topic}",
+        body=b"untyped",
+        headers={"x-api-key": local_stack.api_key, "Content-Type": "text/plain"},
+    )
+    assert status == 202
+
+    # THEN the unfiltered subscriber gets all four, the filtered one only the listed types
+    wait_for(lambda: len(everything.posts) >= 4, timeout=20, message="four deliveries")
+    wait_for(
+        lambda: {filtered_jti(h) for h, _ in filtered.posts} >= {login, logout},
+        timeout=20,
+        message="the listed types",
+    )
+    records = DeliveryRecords(
+        local_stack.clients, Settings.from_env(local_stack.provisioned.env_for("DispatchFunction"))
+    )
+    # The credential event's deliveries are settled (recorded) and none went to the filter.
+    attempts = wait_for(lambda: records.for_event(reset), timeout=20, message="records of the reset")
+    assert [a.subscription_id for a in attempts] == [subscription_id(topic, everything.url)]
+    assert {filtered_jti(h) for h, _ in filtered.posts} == {login, logout}
+    assert all(body != b"untyped" for _, body in filtered.posts)
+
+
+def filtered_jti(headers: dict[str, str]) -> str:
+    return headers["x-hub-messageid"]
+
+
+def test_a_filter_with_a_control_character_is_refused(local_stack, callbacks):
+    callback = callbacks()
+    assert local_stack.hub(**{"hub.mode": "register", "hub.topic": "filters.bad"})[0] == 200
+
+    status, _ = local_stack.hub(
+        **{"hub.mode": "subscribe", "hub.topic": "filters.bad", "hub.callback": callback.url},
+        events=f"{LOGIN}\x07",
+    )
+
+    assert status == 400
+    assert callback.posts == []
