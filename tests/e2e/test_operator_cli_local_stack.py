@@ -1,0 +1,133 @@
+"""The README's "Operating sethub" commands, each run as written against ``make local``.
+
+The CLI is the installed ``sethub`` script in a child process, pointed at the stack with
+the two variables the banner prints. The stack delivers a real event to a subscriber that
+always answers 503 (a one-step retry schedule), so that the deliveries, dead letters,
+replay and stats commands have something to show."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from e2e_harness import ROOT, callback_host, child_environment, wait_for
+
+pytestmark = pytest.mark.e2e
+
+LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"
+SETHUB = Path(sys.executable).with_name("sethub")
+
+
+def readme_commands() -> list[str]:
+    """The ``sethub`` lines of the README's "Operating sethub" block, comments dropped."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Operating sethub") :]
+    block = section[section.index("```sh\n") + 6 : section.index("```\n", section.index("```sh\n") + 6)]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.startswith("sethub ")]
+
+
+@pytest.fixture
+def failing_subscriber() -> Iterator[str]:
+    """A callback that confirms intent and answers every delivery 503."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            challenge = parse_qs(urlsplit(self.path).query).get("hub.challenge", [""])[0].encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(challenge)))
+            self.end_headers()
+            self.wfile.write(challenge)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((callback_host(), 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{callback_host()}:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def banner_environment(stack: Any) -> dict[str, str]:
+    """What the banner's ``CLI`` line says to export, read from the stack's own banner."""
+    line = wait_for(
+        lambda: re.search(r"CLI\s+export (SETHUB_AWS_ENDPOINT=\S+) (SETHUB_STACK=\S+)", stack.output),
+        timeout=10,
+        message="the banner's CLI line",
+    )
+    return dict(part.split("=", 1) for part in line.groups())
+
+
+def test_every_readme_command_runs_against_the_local_stack(start_local_stack, failing_subscriber):
+    stack = start_local_stack(SETHUB_RETRY_SCHEDULE="1")
+    env = child_environment(banner_environment(stack))
+    # The operator's shell has no AWS credentials: the CLI must not need any for make local.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        env.pop(name, None)
+
+    def sethub(command: str) -> str:
+        argv = command.split()[1:]
+        done = subprocess.run(
+            [str(SETHUB), *[a.strip("'") for a in argv]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+        return done.stdout
+
+    stack.subscribe("acme.login", failing_subscriber)
+    (jti,) = stack.publish({"topic": "acme.login", "events": {LOGIN: {"user": {"id": "42"}}}})
+    wait_for(
+        lambda: json.loads(sethub("sethub dead-letters list --json")),
+        timeout=60,
+        message="the delivery dead-lettered after its one retry",
+    )
+
+    commands = readme_commands()
+    assert len(commands) >= 16
+    outputs: dict[str, str] = {}
+    key_id = ""
+    for written in commands:
+        command = written.replace("<jti>", jti).replace("<key id>", key_id)
+        outputs[command] = out = sethub(command)
+        if command.startswith("sethub keys create"):
+            key_id = re.search(r"^key_id\s+(\S+)", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
+
+    def output(prefix: str) -> str:
+        return next(out for command, out in outputs.items() if command.startswith(prefix))
+
+    assert "acme.login" in output("sethub topics list")
+    subscription = output("sethub subscriptions list").splitlines()[1].split()
+    assert subscription[0] == "acme.login"
+    assert "dead" in subscription
+    assert "revoked" in output("sethub keys revoke")
+    assert "crm-receiver" in output("sethub ssf receivers list")
+    statuses = [line.split()[5] for line in output("sethub deliveries").splitlines()[1:]]
+    assert statuses == ["retrying", "dead"]
+    assert jti in output("sethub dead-letters list")
+    assert "would move" in output("sethub dead-letters replay --dry-run")
+    assert re.search(r"^moved\s+1$", output("sethub dead-letters replay"), re.MULTILINE)
+    assert "signing" in output("sethub signing-keys show")
+    stats = {" ".join(line.split()[:-1]): line.split()[-1] for line in output("sethub stats").splitlines()}
+    # At least the first round; the replayed delivery may have failed again meanwhile.
+    assert min(int(stats["retrying"]), int(stats["dead"]), int(stats["retries"])) >= 1
+    assert stats["latency p99 ms"].isdigit()
