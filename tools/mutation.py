@@ -99,10 +99,21 @@ def mutmut_command() -> list[str]:
     return [str(Path(sys.executable).with_name("mutmut"))]
 
 
-def run(selected: list[str], *, workers: int, keep: bool) -> int:
-    stage(keep=keep or bool(selected))
-    # Named, mutmut tests every mutant of those modules again (others keep their results).
+def run(selected: list[str], *, workers: int, keep: bool, survivors: bool = False) -> int:
+    stage(keep=keep or bool(selected) or survivors)
+    # Named, mutmut tests those mutants again (others keep their results); new tests are
+    # added to its map of tests per function first.
     names = [f"sethub.{module}.*" for module in selected]
+    if survivors:
+        names = [
+            name
+            for module in selected or modules()
+            for name, code in exit_codes(module).items()
+            if code is not None and STATUS_BY_EXIT_CODE.get(code, "suspicious") in ("survived", "suspicious")
+        ]
+        if not names:
+            print("no survivors to test again")
+            return 0
     started = time.monotonic()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     command = [*mutmut_command(), "run", "--max-children", str(workers), *names]
@@ -112,6 +123,7 @@ def run(selected: list[str], *, workers: int, keep: bool) -> int:
     runs.append(
         {
             "modules": selected or modules(),
+            "what": f"the {len(names)} survivors of the runs before" if survivors else "every mutant",
             "workers": workers,
             "seconds": round(elapsed),
             "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -293,6 +305,14 @@ def load_notes() -> list[dict[str, str]]:
     return notes
 
 
+def remarks() -> list[str]:
+    """Remarks on the runs (tools/mutation_notes.toml ``remarks``), one paragraph each."""
+    if not NOTES.exists():
+        return []
+    found: list[str] = tomllib.loads(NOTES.read_text()).get("remarks", [])
+    return [line for remark in found for line in (" ".join(remark.split()), "")][:-1]
+
+
 def write_report() -> None:
     notes = load_notes()
     note_by_key = {(n["module"], n["function"], n["change"]): n for n in notes}
@@ -332,11 +352,12 @@ def write_report() -> None:
     if runs:
         out += ["## Runs behind these numbers", ""]
         out += [
-            f"- {run['finished']}: {', '.join(run['modules'])}; {run['workers']} workers, "
-            f"{_duration(run['seconds'])}"
+            f"- {run['finished']}: {run.get('what', 'every mutant')} of {', '.join(run['modules'])}; "
+            f"{run['workers']} workers, {_duration(run['seconds'])}"
+            + ("" if run["exit_code"] == 0 else f", stopped (exit code {run['exit_code']})")
             for run in runs
         ]
-        out += [""]
+        out += ["", *remarks(), ""]
     explained = [m for m in survivors if m.key in note_by_key]
     unexplained = [m for m in survivors if m.key not in note_by_key]
     out += ["## Survivors", ""]
@@ -447,13 +468,14 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--module", action="append", default=[], choices=modules())
     run_parser.add_argument("--workers", type=int, default=2)
     run_parser.add_argument("--keep", action="store_true", help="reuse .mutation/ and its results")
+    run_parser.add_argument("--survivors", action="store_true", help="test the last survivors again")
     commands.add_parser("report", help="write docs/mutation.md from the last results")
     killers_parser = commands.add_parser("killers", help="which test kills each mutant")
     killers_parser.add_argument("mutants", nargs="+")
     killers_parser.add_argument("--tests", nargs="+", default=["tests/unit"])
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run(args.module, workers=args.workers, keep=args.keep)
+        return run(args.module, workers=args.workers, keep=args.keep, survivors=args.survivors)
     if args.command == "report":
         write_report()
         return 0
