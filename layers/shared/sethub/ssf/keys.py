@@ -18,15 +18,16 @@ from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from jwt.algorithms import RSAAlgorithm
 
 from sethub import sets
 from sethub.errors import ConfigurationError, UpstreamError
 from sethub.signing import thumbprint
 
+# cryptography and PyJWT are imported where a key is made, published or used: metadata,
+# tokens and stream management (most of the SSF function's requests) never load them,
+# and they are a third of the function's cold start.
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_kms import KMSClient
 
@@ -45,6 +46,8 @@ class SsfKey:
 
 def public_jwk(private: rsa.RSAPrivateKey) -> dict[str, str]:
     """The published JWK: RFC 7638 ``kid``, ``alg: RS256``, ``use: sig`` (no ``key_ops`` beside ``use``)."""
+    from jwt.algorithms import RSAAlgorithm  # noqa: PLC0415 - see the imports
+
     jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
     members = {name: jwk[name] for name in ("kty", "n", "e")}
     return {**members, "kid": thumbprint(members), "alg": "RS256", "use": "sig"}
@@ -52,6 +55,9 @@ def public_jwk(private: rsa.RSAPrivateKey) -> dict[str, str]:
 
 def sign_rs256(private: rsa.RSAPrivateKey, kid: str, claims: Mapping[str, Any]) -> str:
     """The compact JWS of ``claims`` (header ``alg: RS256``, ``typ: secevent+jwt``, ``kid``)."""
+    from cryptography.hazmat.primitives import hashes  # noqa: PLC0415 - see the imports
+    from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+
     signing_input = sets.signing_input(claims, alg="RS256", kid=kid)
     return sets.compact(signing_input, private.sign(signing_input, padding.PKCS1v15(), hashes.SHA256()))
 
@@ -118,6 +124,9 @@ class SsfKeys:
     def _create(self) -> SsfKey:
         if not self._data_key_id:
             raise ConfigurationError("SETHUB_DATA_KEY_ID is not set: the SSF signing key is wrapped under it")
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - see the imports
+        from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
         private = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
         jwk = public_jwk(private)
         der = private.private_bytes(
@@ -151,6 +160,9 @@ class SsfKeys:
         return SsfKey(kid=jwk["kid"], jwk=jwk, wrapped=wrapped)
 
     def _unwrap(self, key: SsfKey) -> rsa.RSAPrivateKey:
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - see the imports
+        from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
         try:
             plaintext = self._kms.decrypt(
                 CiphertextBlob=key.wrapped, EncryptionContext=_context(key.kid), KeyId=self._data_key_id
