@@ -21,7 +21,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub import sets
 from sethub.errors import ConfigurationError, UpstreamError
-from sethub.signing import thumbprint
 
 # cryptography and PyJWT are imported where a key is made, published or used: metadata,
 # tokens and stream management (most of the SSF function's requests) never load them,
@@ -47,6 +46,8 @@ class SsfKey:
 def public_jwk(private: rsa.RSAPrivateKey) -> dict[str, str]:
     """The published JWK: RFC 7638 ``kid``, ``alg: RS256``, ``use: sig`` (no ``key_ops`` beside ``use``)."""
     from jwt.algorithms import RSAAlgorithm  # noqa: PLC0415 - see the imports
+
+    from sethub.signing import thumbprint  # noqa: PLC0415 - it imports cryptography
 
     jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
     members = {name: jwk[name] for name in ("kty", "n", "e")}
