@@ -2,9 +2,9 @@
 
 mutmut names a mutant after its file's path (with ``src/`` stripped), and the trampolines it
 puts in each function record the module name the tests imported. The layer's package lives at
-``layers/shared/sethub`` but is imported as ``sethub``, so mutmut runs in ``.mutation/``: a
-tree of links in which the package sits at ``src/sethub`` and the tests, the template and the
-sample events sit where the tests look for them. mutmut copies that tree into
+``layers/shared/sethub`` but is imported as ``sethub``, so mutmut runs in ``.mutation/``: the
+last commit's tests, template, sample events, functions and layer (``--worktree``: links to the
+checkout's), with the package linked at ``src/sethub``. mutmut copies that tree into
 ``.mutation/mutants/`` and mutates the copy; the checkout is never changed.
 ``[tool.mutmut]`` in pyproject.toml says what is mutated and which tests run.
 
@@ -39,7 +39,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutation"
 MUTANTS = WORK / "mutants"
-PACKAGE = ROOT / "layers" / "shared" / "sethub"
 NOTES = ROOT / "tools" / "mutation_notes.toml"
 REPORT = ROOT / "docs" / "mutation.md"
 RUN_LOG = WORK / "runs.json"
@@ -78,29 +77,52 @@ def modules() -> list[str]:
     return [Path(pattern).stem for pattern in mutmut_config()["only_mutate"]]
 
 
-def stage(*, keep: bool) -> None:
-    """Lay out .mutation/ (links), afresh unless ``keep``: then mutmut reuses its results."""
+def stage(*, keep: bool, worktree: bool = False) -> None:
+    """Lay out .mutation/, afresh unless ``keep`` (then mutmut reuses its results).
+
+    By default the tree is the last commit (``git archive HEAD``): what is measured is what
+    was committed, not a file someone is halfway through. ``worktree`` links the checkout's
+    files instead, uncommitted changes included.
+    """
     if not keep and WORK.exists():
         shutil.rmtree(WORK)
-    (WORK / "src").mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
     for name in LINKS:
         link = WORK / name
-        if not link.is_symlink():
-            link.symlink_to(ROOT / name)
+        if link.is_symlink():
+            link.unlink()
+        elif link.is_dir():
+            shutil.rmtree(link)
+        elif link.exists():
+            link.unlink()
+    if worktree:
+        for name in LINKS:
+            (WORK / name).symlink_to(ROOT / name)
+    else:
+        archive = subprocess.run(  # noqa: S603
+            ["git", "archive", "--format=tar", "HEAD", *LINKS],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        subprocess.run(["tar", "-x", "-C", str(WORK)], input=archive.stdout, check=True)  # noqa: S603, S607
     package = WORK / "src" / "sethub"
+    package.parent.mkdir(exist_ok=True)
     if not package.is_symlink():
-        package.symlink_to(PACKAGE)
+        package.symlink_to(WORK / "layers" / "shared" / "sethub")
     if keep and MUTANTS.exists():
         # mutmut copies the tests only when it starts; refresh them so new tests take part.
-        shutil.copytree(ROOT / "tests", MUTANTS / "tests", dirs_exist_ok=True)
+        shutil.copytree(WORK / "tests", MUTANTS / "tests", dirs_exist_ok=True)
 
 
 def mutmut_command() -> list[str]:
     return [str(Path(sys.executable).with_name("mutmut"))]
 
 
-def run(selected: list[str], *, workers: int, keep: bool, survivors: bool = False) -> int:
-    stage(keep=keep or bool(selected) or survivors)
+def run(
+    selected: list[str], *, workers: int, keep: bool, survivors: bool = False, worktree: bool = False
+) -> int:
+    stage(keep=keep or bool(selected) or survivors, worktree=worktree)
     # Named, mutmut tests those mutants again (others keep their results); new tests are
     # added to its map of tests per function first.
     names = [f"sethub.{module}.*" for module in selected]
@@ -270,7 +292,7 @@ def collect(module: str) -> list[Mutant]:
     codes = exit_codes(module)
     if not codes:
         return []
-    source = (PACKAGE / f"{module}.py").read_text()
+    source = (WORK / "src" / "sethub" / f"{module}.py").read_text()
     functions = function_sources(ast.parse(source), source)
     mutants_source = (MUTANTS / "src" / "sethub" / f"{module}.py").read_text()
     # mutmut's copies of each function, named after the mutant (parsed once: the file is large).
@@ -469,13 +491,22 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--workers", type=int, default=2)
     run_parser.add_argument("--keep", action="store_true", help="reuse .mutation/ and its results")
     run_parser.add_argument("--survivors", action="store_true", help="test the last survivors again")
+    run_parser.add_argument(
+        "--worktree", action="store_true", help="the checkout as it is, not the last commit"
+    )
     commands.add_parser("report", help="write docs/mutation.md from the last results")
     killers_parser = commands.add_parser("killers", help="which test kills each mutant")
     killers_parser.add_argument("mutants", nargs="+")
     killers_parser.add_argument("--tests", nargs="+", default=["tests/unit"])
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run(args.module, workers=args.workers, keep=args.keep, survivors=args.survivors)
+        return run(
+            args.module,
+            workers=args.workers,
+            keep=args.keep,
+            survivors=args.survivors,
+            worktree=args.worktree,
+        )
     if args.command == "report":
         write_report()
         return 0
