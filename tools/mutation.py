@@ -428,7 +428,9 @@ def killed_later_section(
     out = [
         "## Former survivors, and the tests that now kill them",
         "",
-        "Each one checked with `python tools/mutation.py killers`; *now* is this run's verdict.",
+        "Found by the first full run; each with the test written for it (the first failing test",
+        "as `python tools/mutation.py killers` found it, where it was run). *now* is the verdict of",
+        "the latest run that reached the mutant, with those tests; *not checked* where none did.",
         "",
         "| module | line | change | killed by | now |",
         "| --- | ---: | --- | --- | --- |",

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from sethub.clients import AwsClients
 from sethub.errors import UpstreamError
-from sethub.records import Attempt, DeliveryRecords, delivery_key
+from sethub.records import Attempt, DeliveryRecords, delivery_key, pack
 from sethub.settings import Settings
 from sethub.subscriptions import subscription_id
 
@@ -95,3 +95,13 @@ def test_a_failed_read_names_what_dynamodb_answered(error: Exception, code: str)
     with pytest.raises(UpstreamError) as failed:
         read(OneItemTable(error=error))
     assert str(failed.value) == f"DynamoDB could not read delivery records: {code}"
+
+
+def test_two_invocations_recording_the_same_moment_add_items_instead_of_overwriting() -> None:
+    # Two dispatchers settling the same event's outcomes at the same millisecond.
+    same = [Attempt("e1", "acme.login", "https://rp.example/hook", 1, "ok", 1764190000.0, 202)]
+
+    first, second = pack(same)[0], pack(same)[0]
+
+    assert first["pk"] == second["pk"]
+    assert first["sk"] != second["sk"]
