@@ -178,7 +178,28 @@ def test_one_attempt_made_twice_in_a_batch_is_written_once():
     assert len(records(db).for_event("e1")) == 1
 
 
-def test_full_items_are_written_before_the_rest_of_the_outcomes_arrive():
+class HoldingExecutor(Executor):
+    """Keeps every task pending until ``run_all`` (writes still in flight); inline after it."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[Future[Any], Any, tuple[Any, ...]]] = []
+        self.holding = True
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.tasks.append((future, fn, args))
+        if not self.holding:
+            self.run_all()
+        return future
+
+    def run_all(self) -> None:
+        self.holding = False
+        for future, fn, args in self.tasks:
+            if not future.done():
+                future.set_result(fn(*args))
+
+
+def test_a_full_item_is_written_at_once_while_the_rest_of_the_outcomes_arrive():
     db = FakeDynamoDB()
     executor = InlineExecutor()
     batcher = RecordBatcher(records(db), executor)
@@ -188,9 +209,9 @@ def test_full_items_are_written_before_the_rest_of_the_outcomes_arrive():
     while executor.submitted == 0:
         batcher.add(outcomes[added])
         added += 1
-    # 25 items filled while (in the dispatcher) the other deliveries are still in flight.
-    assert len(db.stored) == 25
-    assert added < len(outcomes)
+    # The first item filled is written while (in the dispatcher) deliveries are still in flight.
+    assert len(db.stored) == 1
+    assert added < 100
 
     for attempt in outcomes[added:]:
         batcher.add(attempt)
@@ -198,6 +219,21 @@ def test_full_items_are_written_before_the_rest_of_the_outcomes_arrive():
 
     assert sum(len(call) for call in db.calls) == len(db.stored)
     assert len(records(db).for_event("e1")) == 2000
+
+
+def test_while_a_write_is_in_flight_full_items_wait_for_a_batch_of_25():
+    db = FakeDynamoDB()
+    executor = HoldingExecutor()
+    batcher = RecordBatcher(records(db), executor)
+
+    for attempt in attempts(3000):
+        batcher.add(attempt)
+    executor.run_all()
+    batcher.finish()
+
+    # The first full item alone, then (its write never done meanwhile) 25 items per call.
+    assert [len(call) for call in db.calls][:2] == [1, 25]
+    assert len(records(db).for_event("e1")) == 3000
 
 
 def test_finish_names_how_many_records_were_lost_and_still_writes_the_others():

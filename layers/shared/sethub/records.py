@@ -310,8 +310,9 @@ class RecordBatcher:
     Each event's outcomes of the invocation go into one item (more only past
     ``RECORD_ITEM_BYTES``: a big fan-out), so the success path costs about one write unit
     per event per 15 subscriptions. Items that fill up during the deliveries are written on
-    ``executor`` while the rest are in flight; ``finish`` writes the others and waits for
-    all of them. Used by one thread at a time (the one settling outcomes).
+    ``executor`` while the rest are in flight (25 per call, fewer when no write is in
+    flight); ``finish`` writes the others and waits for all of them. Used by one thread at
+    a time (the one settling outcomes).
     """
 
     def __init__(self, records: DeliveryRecords, executor: Executor) -> None:
@@ -333,7 +334,10 @@ class RecordBatcher:
             if full is None:
                 return
             self._ready.append(full)
-            if len(self._ready) < BATCH_WRITE_MAX:
+            # A full batch goes at once; fewer go when no write is in flight, so the writes of a
+            # big fan-out overlap its deliveries instead of all waiting for the end.
+            busy = any(not future.done() for _, future in self._futures)
+            if len(self._ready) < BATCH_WRITE_MAX and busy:
                 return
             batch, self._ready = self._ready, []
         self._submit(batch)
