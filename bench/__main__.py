@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def _spread(seconds: list[float]) -> str:
     """Median (min-max) of several runs, in ms."""
     ms = [value * 1000 for value in seconds]
     return f"{statistics.median(ms):,.0f} ms ({min(ms):,.0f}-{max(ms):,.0f})"
+
+
+def _load(averages: tuple[float, float, float]) -> str:
+    return "/".join(f"{value:.1f}" for value in averages)
 
 
 def _rate(count: float, seconds: float) -> str:
@@ -188,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     description = machine()
+    load_before = os.getloadavg()
     print(f"bench: {description}", file=sys.stderr)
     farm = start_farm(FARM_PROCESSES)
     moto = start_moto()
@@ -273,7 +279,17 @@ def main(argv: list[str] | None = None) -> int:
 
     body = table(lines)
     ratio = headline["urllib3_wall"] / headline["hub_wall"] if headline["hub_wall"] else 0.0
+    load_after = os.getloadavg()
     notes = [
+        f"Machine load: 1/5/15-minute load averages {_load(load_before)} at the start and "
+        f"{_load(load_after)} at the end, on {os.cpu_count()} cores"
+        + (
+            ": the machine was shared and loaded during this run (other processes than the bench's "
+            "were runnable), so wall times and rates are pessimistic and noisier than on an idle "
+            "machine; ratios within a row are taken in the same run."
+            if max(load_before[0], load_after[0]) > (os.cpu_count() or 1)
+            else "."
+        ),
         f"Headline: sethub / bare urllib3 at 1 x {headline['subscribers']} (one invocation) = "
         f"**{ratio:.2f}** (goal 0.85); without the time spent waiting on AWS (moto) calls: "
         f"**{headline['urllib3_wall'] / own if own > 0 else 0:.2f}**.",
