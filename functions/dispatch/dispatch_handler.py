@@ -68,6 +68,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dic
 def _publish_metrics(result: BatchResult) -> None:
     for status, count in result.counts.items():
         metrics.add_metric(name=f"Deliveries{status.capitalize()}", unit=MetricUnit.Count, value=count)
+    if result.disabled:
+        # Alarm on it: a subscriber endpoint dead for SETHUB_DISABLE_AFTER_SECONDS.
+        metrics.add_metric(name="SubscriptionsDisabled", unit=MetricUnit.Count, value=result.disabled)
     if result.failed:
         metrics.add_metric(name="MessagesNotSettled", unit=MetricUnit.Count, value=len(result.failed))
     # Every request's duration, for the dashboard's p50/p99; EMF takes at most 100 values

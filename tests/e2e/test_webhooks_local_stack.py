@@ -42,6 +42,7 @@ class Callback:
     url: str
     failures: int = 0
     posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    gets: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def bodies_with(self, header: str, value: str) -> list[tuple[dict[str, str], bytes]]:
@@ -59,7 +60,10 @@ def callbacks() -> Iterator[Any]:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                challenge = parse_qs(urlsplit(self.path).query).get("hub.challenge", [""])[0].encode()
+                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                with holder["cb"].lock:
+                    holder["cb"].gets.append(query)
+                challenge = query.get("hub.challenge", "").encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(challenge)))
                 self.end_headers()
@@ -298,3 +302,72 @@ def test_a_filter_with_a_control_character_is_refused(local_stack, callbacks):
 
     assert status == 400
     assert callback.posts == []
+
+
+# Disabling dead endpoints
+
+
+def test_a_dead_endpoint_is_disabled_told_and_enabled_again_by_subscribing(start_local_stack, callbacks):
+    # GIVEN a hub that disables after 1 s of failures, and a subscriber that always fails
+    stack = start_local_stack(SETHUB_DISABLE_AFTER_SECONDS="1", SETHUB_RETRY_SCHEDULE="1,1,1,1,1,1,1,1")
+    dead, healthy = callbacks(), callbacks()
+    dead.failures = 10**6
+    topic = "disable.login"
+    stack.subscribe(topic, dead.url)
+    stack.subscribe(topic, healthy.url, register=False)
+
+    # WHEN events are published and its deliveries keep failing
+    jtis = stack.publish({"topic": topic, "events": {LOGIN: {}}}, {"topic": topic, "events": {LOGIN: {}}})
+
+    # THEN it gets a denial GET with a reason, and is no longer subscribed
+    denial = wait_for(
+        lambda: [g for g in dead.gets if g.get("hub.mode") == "denied"], timeout=30, message="the denial"
+    )[0]
+    assert denial["hub.topic"] == topic
+    assert "no successful delivery" in denial["hub.reason"]
+    assert dead.url not in stack.active_callbacks(topic)
+    # its pending retries become dead letters, with the reason: every event it was sent (an
+    # event dispatched after the disabling is not sent to it at all)
+    env = stack.provisioned.env_for("DispatchFunction")
+    letters: dict[str, dict[str, Any]] = {}
+
+    def failed() -> set[str]:
+        with dead.lock:
+            return {headers["x-hub-messageid"] for headers, _ in dead.posts}
+
+    assert failed()
+
+    def dead_letters() -> bool:
+        answer = stack.clients.sqs.receive_message(
+            QueueUrl=env["SETHUB_DEAD_LETTER_QUEUE_URL"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
+        for message in answer.get("Messages", []):
+            body = json.loads(message["Body"])
+            letters[body["jti"]] = body
+        return set(letters) >= failed()
+
+    wait_for(dead_letters, timeout=30, message="the failed events dead-lettered")
+    assert set(letters) == failed()
+    assert all("disabled" in letter["last_error"] for letter in letters.values())
+    # the healthy subscriber was never held up: it got both
+    wait_for(
+        lambda: {h["x-hub-messageid"] for h, _ in healthy.posts} >= set(jtis), timeout=20, message="both"
+    )
+    # and nothing more is sent to the disabled endpoint
+    posts_before = len(dead.posts)
+    (later,) = stack.publish({"topic": topic, "events": {LOGIN: {}}})
+    wait_for(lambda: healthy.bodies_with("x-hub-messageid", later), timeout=20, message="the later event")
+    records = DeliveryRecords(stack.clients, Settings.from_env(env))
+    attempts = wait_for(lambda: records.for_event(later), timeout=20, message="records of the later event")
+    assert [a.subscription_id for a in attempts] == [subscription_id(topic, healthy.url)]
+    assert len(dead.posts) == posts_before
+
+    # WHEN it recovers and subscribes again, THEN it receives events again
+    dead.failures = 0
+    stack.subscribe(topic, dead.url, register=False)
+    (again,) = stack.publish({"topic": topic, "events": {LOGIN: {}}})
+    wait_for(
+        lambda: dead.bodies_with("x-hub-messageid", again),
+        timeout=20,
+        message="delivery after re-subscribing",
+    )

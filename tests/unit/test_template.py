@@ -54,6 +54,7 @@ CONTRACT_SETTINGS = (
     "SETHUB_LEASE_SECONDS_MAX",
     "SETHUB_DELIVERY_TIMEOUT_SECONDS",
     "SETHUB_SIGNING_MODE",
+    "SETHUB_DISABLE_AFTER_SECONDS",
 )
 
 # docs/architecture.md: which queue feeds which function.
@@ -83,6 +84,7 @@ EXPECTED_WIRING: dict[str, dict[str, str]] = {
         "SETHUB_EVENTS_QUEUE_URL": "EventsQueue",
         "SETHUB_RETRY_QUEUE_URL": "RetryQueue",
         "SETHUB_DEAD_LETTER_QUEUE_URL": "RetryDeadLetterQueue",
+        "SETHUB_VERIFY_QUEUE_URL": "VerifyQueue",
         "SETHUB_SIGNING_KEY_IDS": "SigningKey",
         "SETHUB_DATA_KEY_ID": "DataKey",
     },
@@ -146,6 +148,7 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
                 "dynamodb:GetItem",
                 "dynamodb:DeleteItem",
                 "dynamodb:BatchWriteItem",
+                "dynamodb:UpdateItem",
             )
         ),
         # kms mode only: wrapped mode decrypts its key once per container (Decrypt below).
@@ -156,6 +159,7 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ("sqs:SendMessage*", "EventsQueue"),
         ("sqs:SendMessage*", "RetryQueue"),
         ("sqs:SendMessage*", "RetryDeadLetterQueue"),
+        ("sqs:SendMessage*", "VerifyQueue"),
         *((action, queue) for action in POLLER_ACTIONS for queue in ("EventsQueue", "RetryQueue")),
     },
 }

@@ -70,6 +70,8 @@ class DeliveryRequest:
     attempt: int
     """1 for the first attempt."""
     subscribed_at: int
+    failing_since: int = 0
+    """The subscription's first failure since its last success, as read (0: not failing)."""
 
     def __repr__(self) -> str:
         # The signature header is derived from the secret, and the callback's path or query
@@ -169,6 +171,7 @@ def request_for(
         ),
         attempt=attempt,
         subscribed_at=subscription.requested_at,
+        failing_since=subscription.failing_since,
     )
 
 

@@ -50,9 +50,11 @@ from sethub import delivery, sets, webhooks
 from sethub.clients import AwsClients
 from sethub.delivery import DeliveryRequest, Http, Outcome
 from sethub.errors import SethubError
+from sethub.hygiene import callback_host
 from sethub.messages import (
     ContentEvent,
     DeliveryRetry,
+    DenySubscription,
     FanoutShard,
     Message,
     MessageFormatError,
@@ -66,13 +68,14 @@ from sethub.records import Attempt, DeliveryRecords, RecordBatcher
 from sethub.retry import RetryPolicy, sqs_delay
 from sethub.settings import Settings
 from sethub.ssf.routing import StreamRouter, is_stream_topic
-from sethub.subscriptions import Subscription
+from sethub.subscriptions import Subscription, subscription_id
 
 logger = logging.getLogger(__name__)
 
 FOLLOWUP_RESERVE_SECONDS = 5.0
 """Time kept back, after the last delivery could finish, to queue retries and write records."""
 RECORD_WRITERS = 4
+DISABLED_ERROR = "subscription disabled: no successful delivery for SETHUB_DISABLE_AFTER_SECONDS"
 """Threads writing delivery records (one ``BatchWriteItem`` of 25 items each) while deliveries run."""
 
 
@@ -84,6 +87,10 @@ class Subscriptions(Protocol):
     ) -> tuple[list[Subscription], str | None]: ...
     def get_active(self, topic: str, callback: str, *, now: float) -> Subscription | None: ...
     def remove(self, topic: str, callback: str) -> None: ...
+    def mark_failing(self, topic: str, callback: str, *, requested_at: int, now: float) -> int: ...
+    def clear_failing(self, topic: str, callback: str, *, requested_at: int) -> None: ...
+    def disable(self, topic: str, callback: str, *, requested_at: int) -> bool: ...
+    def is_disabled(self, topic: str, callback: str) -> bool: ...
 
 
 class Signer(Protocol):
@@ -97,6 +104,8 @@ class BatchResult:
     failed: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
     jtis: list[str] = field(default_factory=list)
+    disabled: int = 0
+    """Subscriptions this batch disabled (no success for SETHUB_DISABLE_AFTER_SECONDS)."""
     durations_ms: list[int] = field(default_factory=list)
     """How long each delivery request of the batch took (the DeliveryLatency metric)."""
 
@@ -112,6 +121,7 @@ class _Work:
     attempts: list[Attempt] = field(default_factory=list)
     deferred: int = 0
     failed: bool = False
+    disabled: int = 0
 
 
 class Dispatcher:
@@ -258,6 +268,7 @@ class Dispatcher:
             if jti:
                 result.jtis.append(jti)
             result.counts.update(attempt.status for attempt in item.attempts)
+            result.disabled += item.disabled
             # Skipped attempts sent nothing: no latency to report.
             result.durations_ms.extend(a.duration_ms for a in item.attempts if a.status != "skipped")
         return result
@@ -367,6 +378,16 @@ class Dispatcher:
             item.failed = True
             return
         attempt = message.attempts + 1
+        if subscription is None and self._disabled(message.topic, message.callback, item):
+            # DESIGN.md: a disabled subscription's pending retries become dead letters.
+            dead = replace(message, attempts=attempt, last_error=DISABLED_ERROR)
+            item.followups.append((self._settings.dead_letter_queue_url, Outgoing(dead.to_json())))
+            item.attempts.append(
+                Attempt(
+                    message.jti, message.topic, message.callback, attempt, "dead", now, error=DISABLED_ERROR
+                )
+            )
+            return
         if subscription is None:
             # Unsubscribed, removed or expired since: a retry must not resurrect it.
             item.attempts.append(
@@ -442,13 +463,21 @@ class Dispatcher:
             except SethubError as exc:
                 logger.warning("could not remove a gone subscription: %s", exc)
         elif outcome.status == "failed":
-            status = self._schedule(item, request, outcome, now)
+            if not is_stream_topic(request.topic) and self._failing(item, request, now):
+                status = self._dead_letter(item, request, replace(outcome, error=DISABLED_ERROR))
+            else:
+                status = self._schedule(item, request, outcome, now)
         elif outcome.status == "deferred":
             # Not an attempt: nothing is recorded under the attempt number it will still use.
             self._defer(item, request, outcome)
             item.deferred += 1
             logger.info("delivery deferred", extra={"jti": request.jti, "topic": request.topic})
             return None
+        if outcome.status == "ok" and request.failing_since and not is_stream_topic(request.topic):
+            try:
+                self.store.clear_failing(request.topic, request.callback, requested_at=request.subscribed_at)
+            except SethubError as exc:
+                logger.warning("could not clear a subscription's failures: %s", exc)
         # A line per success costs the settling thread more than the delivery's own
         # bookkeeping: successes are DEBUG (the summary counts them), the rest INFO/WARNING.
         level = logging.DEBUG if status == "ok" else logging.WARNING if status == "dead" else logging.INFO
@@ -492,6 +521,54 @@ class Dispatcher:
         retry = replace(retry, not_before=now + delay)
         item.followups.append((self._settings.retry_queue_url, Outgoing(retry.to_json(), sqs_delay(delay))))
         return "retrying"
+
+    def _disabled(self, topic: str, callback: str, item: _Work) -> bool:
+        try:
+            return self.store.is_disabled(topic, callback)
+        except SethubError as exc:
+            logger.error("could not read a subscription: %s", exc)
+            item.failed = True
+            return False
+
+    def _failing(self, item: _Work, request: DeliveryRequest, now: float) -> bool:
+        """Track a failed delivery; True when its subscription is (now) disabled.
+
+        One write when a subscription starts failing (the first failure since a success);
+        while it keeps failing the time is in the item the dispatcher reads anyway.
+        """
+        try:
+            since = request.failing_since or self.store.mark_failing(
+                request.topic, request.callback, requested_at=request.subscribed_at, now=now
+            )
+            if not since or now - since < self._settings.disable_after_seconds:
+                return False
+            if not self.store.disable(request.topic, request.callback, requested_at=request.subscribed_at):
+                # Another invocation disabled it (or it changed meanwhile): nothing to tell twice.
+                return self.store.is_disabled(request.topic, request.callback)
+        except SethubError as exc:
+            logger.warning("could not track a failing subscription: %s", exc)
+            return False
+        item.disabled += 1
+        reason = f"disabled: no successful delivery for {int(now - since)} seconds"
+        # The alarm-able line: a metric filter on "subscription disabled" (and SubscriptionsDisabled).
+        logger.warning(
+            "subscription disabled",
+            extra={
+                "topic": request.topic,
+                "subscription_id": subscription_id(request.topic, request.callback),
+                "callback_host": callback_host(request.callback),
+                "failing_since": since,
+            },
+        )
+        # The callback is told as W3C WebSub tells a refusal: a GET with hub.mode=denied.
+        deny = DenySubscription(topic=request.topic, callback=request.callback, reason=reason)
+        item.followups.append((self._settings.verify_queue_url, Outgoing(deny.to_json())))
+        return True
+
+    def _dead_letter(self, item: _Work, request: DeliveryRequest, outcome: Outcome) -> str:
+        retry = _retry_message(request, outcome, attempts=request.attempt, not_before=0.0)
+        item.followups.append((self._settings.dead_letter_queue_url, Outgoing(retry.to_json())))
+        return "dead"
 
     def _defer(self, item: _Work, request: DeliveryRequest, outcome: Outcome) -> None:
         """Hand a delivery that was never sent to the retry queue, due at once, attempts unchanged."""

@@ -22,6 +22,7 @@ DEFAULT_LEASE_SECONDS_MAX = 30 * 24 * 3600
 DEFAULT_DELIVERY_TIMEOUT_SECONDS = 10.0
 DEFAULT_DELIVERY_CONCURRENCY = 32
 DEFAULT_SHARD_SIZE = 200
+DEFAULT_DISABLE_AFTER_SECONDS = 5 * 24 * 3600
 SIGNING_MODES = ("wrapped", "kms")
 """``wrapped``: keys stored encrypted under KMS, SETs signed in process; ``kms``: KMS Sign per SET."""
 
@@ -81,6 +82,8 @@ class Settings:
     lease_seconds_max: int = DEFAULT_LEASE_SECONDS_MAX
     delivery_timeout_seconds: float = DEFAULT_DELIVERY_TIMEOUT_SECONDS
     signing_mode: str = SIGNING_MODES[0]
+    disable_after_seconds: int = DEFAULT_DISABLE_AFTER_SECONDS
+    """A subscription whose deliveries failed this long with no success is disabled."""
 
     # Resources, wired by template.yaml (or devstack).
     table_name: str = ""
@@ -148,6 +151,11 @@ class Settings:
                 "SETHUB_DELIVERY_TIMEOUT_SECONDS",
             ),
             signing_mode=get("SETHUB_SIGNING_MODE").strip().lower() or SIGNING_MODES[0],
+            disable_after_seconds=_int(
+                get("SETHUB_DISABLE_AFTER_SECONDS", str(DEFAULT_DISABLE_AFTER_SECONDS)),
+                "SETHUB_DISABLE_AFTER_SECONDS",
+                1,
+            ),
             table_name=get("SETHUB_TABLE_NAME"),
             events_queue_url=get("SETHUB_EVENTS_QUEUE_URL"),
             retry_queue_url=get("SETHUB_RETRY_QUEUE_URL"),

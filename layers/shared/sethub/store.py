@@ -67,6 +67,7 @@ _SUBSCRIPTION_NAMES = {
     "#events": "events",
     "#previous": "previous_secret",
     "#previous_until": "previous_secret_until",
+    "#failing": "failing_since",
 }
 """The attributes ``_subscription`` reads, by placeholder (some names are DynamoDB reserved words)."""
 _SUBSCRIPTION_PROJECTION = ", ".join(_SUBSCRIPTION_NAMES)
@@ -569,6 +570,87 @@ class SubscriptionStore:
             return False, None
         return True, item["owner"]["S"] if "owner" in item else None
 
+    # Failing endpoints (DESIGN.md "Delivery semantics"): every update is conditioned on the
+    # subscription state the dispatcher read (its requested_at), so a re-subscription made
+    # meanwhile is never marked, cleared or disabled by news about the one it replaced.
+
+    def mark_failing(self, topic: str, callback: str, *, requested_at: int, now: float) -> int:
+        """Note a failed delivery; the time of the first failure since the last success (0: gone)."""
+        try:
+            result = self._db.update_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(topic)), "sk": _s(subscription_key(callback))},
+                UpdateExpression="SET failing_since = if_not_exists(failing_since, :now)",
+                ConditionExpression="#state = :active AND requested_at = :requested_at",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":now": _n(int(now)),
+                    ":active": _s("active"),
+                    ":requested_at": _n(requested_at),
+                },
+                # ALL_NEW: UPDATED_NEW may leave out a value if_not_exists kept (moto does).
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return 0
+            raise _upstream("mark a subscription failing", exc) from exc
+        except BotoCoreError as exc:
+            raise _upstream("mark a subscription failing", exc) from exc
+        return int(result["Attributes"]["failing_since"]["N"])
+
+    def clear_failing(self, topic: str, callback: str, *, requested_at: int) -> None:
+        """A delivery succeeded: the subscription is no longer failing."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(topic)), "sk": _s(subscription_key(callback))},
+                UpdateExpression="REMOVE failing_since",
+                ConditionExpression="requested_at = :requested_at",
+                ExpressionAttributeValues={":requested_at": _n(requested_at)},
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise _upstream("clear a subscription's failures", exc) from exc
+        except BotoCoreError as exc:
+            raise _upstream("clear a subscription's failures", exc) from exc
+
+    def disable(self, topic: str, callback: str, *, requested_at: int) -> bool:
+        """Disable a failing subscription; True if this call disabled it (once, whoever races)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(topic)), "sk": _s(subscription_key(callback))},
+                UpdateExpression="SET #state = :disabled",
+                ConditionExpression="#state = :active AND requested_at = :requested_at",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={
+                    ":disabled": _s("disabled"),
+                    ":active": _s("active"),
+                    ":requested_at": _n(requested_at),
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise _upstream("disable a subscription", exc) from exc
+        except BotoCoreError as exc:
+            raise _upstream("disable a subscription", exc) from exc
+        return True
+
+    def is_disabled(self, topic: str, callback: str) -> bool:
+        try:
+            result = self._db.get_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(topic)), "sk": _s(subscription_key(callback))},
+                ProjectionExpression="#state",
+                ExpressionAttributeNames={"#state": "state"},
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("read a subscription", exc) from exc
+        return bool(result.get("Item", {}).get("state", {}).get("S") == "disabled")
+
     def remove(self, topic: str, callback: str) -> None:
         """Delete a subscription (its callback answered ``410 Gone``)."""
         try:
@@ -603,6 +685,7 @@ class SubscriptionStore:
             events=_events(item),
             previous_secret=previous,
             previous_secret_until=previous_until if previous else 0,
+            failing_since=int(item.get("failing_since", {}).get("N", "0")),
         )
 
 

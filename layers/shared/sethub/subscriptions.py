@@ -19,7 +19,7 @@ from sethub.messages import Format
 from sethub.webhooks import Signing
 
 Mode = Literal["subscribe", "unsubscribe"]
-State = Literal["active", "unsubscribed"]
+State = Literal["active", "unsubscribed", "disabled"]
 
 SUBSCRIPTION_PREFIX = "SUB#"
 REQUEST_PREFIX = "REQ#"
@@ -87,6 +87,8 @@ class Subscription:
     previous_secret: bytes | None = None
     """The secret it had before a re-subscription changed it; signs too until ``previous_secret_until``."""
     previous_secret_until: int = 0
+    failing_since: int = 0
+    """Epoch seconds of the first failed delivery since the last success; 0: not failing."""
 
     def secrets(self, now: float) -> list[bytes]:
         """The secrets that sign a delivery now: the current one, and the previous one in its overlap."""
