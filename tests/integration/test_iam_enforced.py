@@ -9,6 +9,7 @@ needs removed from a role in the loaded template, that flow fails with AccessDen
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import time
@@ -25,6 +26,7 @@ from websub_peer import CallbackServer, websub_peer
 
 from devstack.gateway import proxy_event
 from devstack.iam import Check
+from devstack.ssf import seed_ssf_clients
 from sethub.store import SubscriptionStore
 
 TOPIC = "acme.login"
@@ -50,6 +52,33 @@ class HubFlows:
             headers.append(("Content-Type", kind))
         event = proxy_event(resource=path, method=method, query=query, headers=headers, body=body.encode())
         return function.invoke(event)
+
+    def ssf_stream(self) -> Any:
+        """A receiver gets a token and creates a poll stream: the SSF function's table calls."""
+        seed_ssf_clients(self.hub.provisioned, {})
+        ssf = self.hub.function("SsfFunction")
+        basic = base64.b64encode(b"local-ssf-receiver:local-ssf-secret").decode()
+        token = ssf.invoke(
+            proxy_event(
+                resource="/oauth2/token",
+                method="POST",
+                headers=[
+                    ("Authorization", f"Basic {basic}"),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                body=b"grant_type=client_credentials&scope=ssf.manage",
+            )
+        )
+        assert token["statusCode"] == 200, token["body"]
+        access = json.loads(token["body"])["access_token"]
+        return ssf.invoke(
+            proxy_event(
+                resource="/ssf/stream",
+                method="POST",
+                headers=[("Authorization", f"Bearer {access}"), ("Content-Type", "application/json")],
+                body=json.dumps({"events_requested": []}).encode(),
+            )
+        )
 
     def post_hub(self, params: dict[str, str]) -> Any:
         return self.api(self.websub, "/hub", body=urlencode(params))
@@ -171,6 +200,7 @@ def test_every_functions_flows_run_under_its_role_and_nothing_is_refused(
     published = flows.publish()
     dispatched = flows.poll("EventsQueue", "DispatchFunction")
     jwks = flows.api(flows.websub, "/.well-known/jwks.json", method="GET")
+    stream = flows.ssf_stream()
     # The deploy's custom resource (wrapped signing): a key of another spec, made under its role.
     settings = flows.hub.settings
     with cfn_responses() as cfn:
@@ -190,6 +220,7 @@ def test_every_functions_flows_run_under_its_role_and_nothing_is_refused(
     assert jwks["statusCode"] == 200
     assert json.loads(jwks["body"])["keys"]
     assert [answer["Status"] for answer in cfn.received] == ["SUCCESS"]
+    assert stream["statusCode"] == 201, stream["body"]
     # Every function made its calls through its own endpoint, and none was refused.
     assert set(flows.hub.endpoints) == set(flows.hub.provisioned.functions)
     assert flows.refused() == {function: [] for function in flows.hub.provisioned.functions}
