@@ -10,8 +10,11 @@ import pytest
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.errors import BadRequestError, PayloadTooLargeError
 from sethub.events import (
+    MAX_CLAIM_STRING_LENGTH,
     MAX_EVENTS_PER_REQUEST,
+    MAX_JTI_LENGTH,
     MAX_REQUEST_BYTES,
+    MAX_TOPIC_LENGTH,
     MalformedJsonError,
     parse_request_body,
     validate,
@@ -112,3 +115,29 @@ def test_an_empty_audience_list_is_refused() -> None:
 )
 def test_an_invalid_event_says_why(raw: Any, expected: list[str]) -> None:
     assert problems(raw) == expected
+
+
+def test_claims_may_be_as_long_as_their_limit_and_not_a_character_longer() -> None:
+    at_limit = event(
+        topic="t" * MAX_TOPIC_LENGTH, jti="j" * MAX_JTI_LENGTH, txn="x" * MAX_CLAIM_STRING_LENGTH
+    )
+    (published,) = validate([at_limit], issuer="i", now=lambda: 0.0)
+    assert published.jti == "j" * MAX_JTI_LENGTH
+
+    assert problems(event(jti="j" * (MAX_JTI_LENGTH + 1))) == ["jti must be at most 256 characters"]
+    assert problems(event(txn="x" * (MAX_CLAIM_STRING_LENGTH + 1))) == ["txn must be at most 2048 characters"]
+    assert problems(event(topic="t" * (MAX_TOPIC_LENGTH + 1))) == ["topic must be at most 2048 characters"]
+
+
+def test_an_event_without_events_or_topic_says_what_is_missing() -> None:
+    missing_events = ["events is required and must be a non-empty object of event type URI to object"]
+    assert problems({"topic": "t", "events": {}}) == missing_events
+    assert problems({"topic": "t", "events": [LOGIN]}) == missing_events
+    assert problems({"events": {LOGIN: {}}}) == ["topic is required and must be a non-empty string"]
+
+
+def test_a_long_event_type_is_shown_cut_to_128_characters() -> None:
+    key = "x" * 200
+    assert problems({"topic": "t", "events": {key: {}}}) == [
+        f"events key {key[:128]!r} is not an absolute URI"
+    ]
