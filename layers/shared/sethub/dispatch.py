@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sethub import delivery, sets, webhooks
+from sethub.archive import EventArchive
 from sethub.clients import AwsClients
 from sethub.delivery import DeliveryRequest, Http, Outcome
 from sethub.errors import SethubError
@@ -139,6 +140,7 @@ class Dispatcher:
         records: DeliveryRecords | None = None,
         sender: QueueSender | None = None,
         policy: RetryPolicy | None = None,
+        archive: EventArchive | None = None,
         now: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -151,6 +153,7 @@ class Dispatcher:
         self._records = records
         self._sender = sender
         self._policy = policy or RetryPolicy.from_settings(settings)
+        self._archive = archive
         self._now = now
         self._rand = rand
         self._pool = ThreadPoolExecutor(
@@ -212,6 +215,17 @@ class Dispatcher:
         return self._records
 
     @property
+    def archive(self) -> EventArchive:
+        """Accepted events kept for recovery (``sethub.archive``): one item per topic and batch."""
+        if self._archive is None:
+            self._archive = EventArchive(
+                self._clients.dynamodb,
+                self._settings.table_name,
+                retention_days=self._settings.event_retention_days,
+            )
+        return self._archive
+
+    @property
     def sender(self) -> QueueSender:
         if self._sender is None:
             self._sender = QueueSender(self._clients.sqs)
@@ -243,6 +257,7 @@ class Dispatcher:
                 # Left to SQS: after maxReceiveCount it lands in the queue's dead-letter queue.
                 logger.error("unreadable message %s: %s", message_id, exc)
                 result.failed.add(message_id)
+        kept = self._keep(work, now)
         self._plan_fanout(
             [w for w in work if isinstance(w.message, SetEvent | ContentEvent | FanoutShard)], now
         )
@@ -260,6 +275,7 @@ class Dispatcher:
         self._send_followups(work)
         if recorder is not None:
             self._finish_records(recorder)
+        _kept(kept)
         _log_summaries(work)
         for item in work:
             if item.failed:
@@ -272,6 +288,11 @@ class Dispatcher:
             # Skipped attempts sent nothing: no latency to report.
             result.durations_ms.extend(a.duration_ms for a in item.attempts if a.status != "skipped")
         return result
+
+    def _keep(self, work: list[_Work], now: float) -> Future[None] | None:
+        """Keep the batch's events for recovery, on a record thread while the batch is delivered."""
+        events = [w.message for w in work if isinstance(w.message, SetEvent | ContentEvent)]
+        return self._record_pool.submit(self.archive.keep, events, now=now) if events else None
 
     def _plan_fanout(self, work: list[_Work], now: float) -> None:
         # One query per distinct (topic, page) of the batch, however many events share it.
@@ -596,6 +617,16 @@ class Dispatcher:
         except SethubError as exc:
             # Records are for operators; losing some is no reason to deliver again.
             logger.warning("could not record delivery attempts: %s", exc)
+
+
+def _kept(kept: Future[None] | None) -> None:
+    if kept is None:
+        return
+    try:
+        kept.result()
+    except Exception as exc:
+        # Keeping never fails a delivery: delivering again to every subscriber would be worse.
+        logger.error("could not keep events for recovery: %s", exc)
 
 
 def _send_unless_late(http: Http, request: DeliveryRequest, start_by: float | None) -> Outcome:

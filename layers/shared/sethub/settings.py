@@ -23,6 +23,7 @@ DEFAULT_DELIVERY_TIMEOUT_SECONDS = 10.0
 DEFAULT_DELIVERY_CONCURRENCY = 32
 DEFAULT_SHARD_SIZE = 200
 DEFAULT_DISABLE_AFTER_SECONDS = 5 * 24 * 3600
+DEFAULT_EVENT_RETENTION_DAYS = 14
 SIGNING_MODES = ("wrapped", "kms")
 """``wrapped``: keys stored encrypted under KMS, SETs signed in process; ``kms``: KMS Sign per SET."""
 
@@ -84,6 +85,8 @@ class Settings:
     signing_mode: str = SIGNING_MODES[0]
     disable_after_seconds: int = DEFAULT_DISABLE_AFTER_SECONDS
     """A subscription whose deliveries failed this long with no success is disabled."""
+    event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
+    """How long accepted events are kept for recovery (``sethub.archive``)."""
 
     # Resources, wired by template.yaml (or devstack).
     table_name: str = ""
@@ -154,6 +157,11 @@ class Settings:
             disable_after_seconds=_int(
                 get("SETHUB_DISABLE_AFTER_SECONDS", str(DEFAULT_DISABLE_AFTER_SECONDS)),
                 "SETHUB_DISABLE_AFTER_SECONDS",
+                1,
+            ),
+            event_retention_days=_int(
+                get("SETHUB_EVENT_RETENTION_DAYS", str(DEFAULT_EVENT_RETENTION_DAYS)),
+                "SETHUB_EVENT_RETENTION_DAYS",
                 1,
             ),
             table_name=get("SETHUB_TABLE_NAME"),
