@@ -18,6 +18,7 @@ from websub_peer import CallbackServer, websub_peer
 
 from sethub.credentials.dynamodb import PARTITION as CREDENTIALS_PARTITION
 from sethub.events import event_problems
+from sethub.keyring import RING_PARTITION
 from sethub.limits import MAX_CALLBACK_CHARS, MAX_JTI_CHARS, MAX_TOPIC_CHARS
 from sethub.messages import VerifyIntent, parse_message
 from sethub.outbound import GuardedHttp, OutboundResponse
@@ -78,9 +79,10 @@ class HubUnderTest:
         return outcomes
 
     def table_items(self) -> list[dict[str, Any]]:
-        """The topics' items: everything but the API keys' records (their own partition)."""
+        """The topics' items: everything but the API keys' and signing keys' records (their own
+        partitions)."""
         items = self.fixture.clients.dynamodb.scan(TableName=self.settings.table_name)["Items"]
-        return [item for item in items if item["pk"]["S"] != CREDENTIALS_PARTITION]
+        return [item for item in items if item["pk"]["S"] not in (CREDENTIALS_PARTITION, RING_PARTITION)]
 
 
 # Subscriptions at the length limits
