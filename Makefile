@@ -87,6 +87,14 @@ test-sam: $(BIN)/.installed $(SAM_VENV)/.installed ## the e2e tests that matter,
 bench: $(BIN)/.installed $(SAM_VENV)/.installed ## the benchmarks, printed as one table (and docs/benchmarks.md)
 	$(BIN)/python -m bench
 
+$(BIN)/.mutation-installed: $(BIN)/.installed requirements-mutation.txt
+	$(BIN)/python -m pip install --quiet -r requirements-mutation.txt
+	@touch $@
+
+# Not part of `make test` nor CI: about half an hour on two cores. WORKERS=1 leaves a core free.
+mutation: $(BIN)/.mutation-installed ## mutation testing of the core modules with mutmut (docs/mutation.md)
+	$(BIN)/python tools/mutation.py run --workers $${WORKERS:-2}
+
 build: $(SAM_VENV)/.installed ## sam build (no Docker needed)
 	PATH="$(PYTHON_DIR):$$PATH" $(SAM) build --template template.yaml
 
@@ -96,14 +104,6 @@ DEPLOYED_MARK := .aws-sam/.deployed
 
 deploy: build ## sam deploy with samconfig.toml's defaults (--guided on first use, or GUIDED=1)
 	@if [ -f $(DEPLOYED_MARK) ] && [ -z "$(GUIDED)" ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
-$(BIN)/.mutation-installed: $(BIN)/.installed requirements-mutation.txt
-	$(BIN)/python -m pip install --quiet -r requirements-mutation.txt
-	@touch $@
-
-# Not part of `make test` nor CI: about half an hour on two cores. WORKERS=1 leaves a core free.
-mutation: $(BIN)/.mutation-installed ## mutation testing of the core modules with mutmut (docs/mutation.md)
-	$(BIN)/python tools/mutation.py run --workers $${WORKERS:-2}
-
 	@touch $(DEPLOYED_MARK)
 
 clean: ## remove build output and virtualenvs
