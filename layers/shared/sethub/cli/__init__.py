@@ -18,14 +18,23 @@ from typing import NoReturn, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sethub.cli import deadletters, deliveries, keys, signing, ssf, stats, subscriptions, topics
+from sethub.cli import (
+    deadletters,
+    deliveries,
+    keys,
+    recover,
+    signing,
+    ssf,
+    stats,
+    subscriptions,
+    topics,
+)
 from sethub.cli.context import CommandFailedError, Context
 from sethub.cli.target import ENDPOINT_ENV, STACK_ENV, CliClients, UsageError, endpoint_and_region
 from sethub.errors import SethubError
 
 PROG = "sethub"
-# recover (sethub.recovery) joins when that module lands.
-GROUPS = (topics, subscriptions, keys, ssf, deliveries, deadletters, signing, stats)
+GROUPS = (topics, subscriptions, keys, ssf, deliveries, deadletters, recover, signing, stats)
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     root = Parser(
         prog=PROG,
         description="Operate a sethub hub: topics, subscriptions, keys, SSF receivers, deliveries, "
-        "dead letters, signing keys and the last hour's numbers.",
+        "dead letters, recovery of missed events, signing keys and the last hour's numbers.",
         parents=[common_options(defaults=True)],
         epilog="Exit codes: 0 done, 1 failed or not found, 2 bad usage.",
     )
