@@ -107,7 +107,11 @@ def test_every_readme_command_runs_against_the_local_stack(start_local_stack, fa
     outputs: dict[str, str] = {}
     key_id = ""
     for written in commands:
-        command = written.replace("<jti>", jti).replace("<key id>", key_id)
+        command = (
+            written.replace("<jti>", jti)
+            .replace("<key id>", key_id)
+            .replace("<callback>", failing_subscriber)
+        )
         outputs[command] = out = sethub(command)
         if command.startswith("sethub keys create"):
             key_id = re.search(r"^key_id\s+(\S+)", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
@@ -126,6 +130,8 @@ def test_every_readme_command_runs_against_the_local_stack(start_local_stack, fa
     assert jti in output("sethub dead-letters list")
     assert "would move" in output("sethub dead-letters replay --dry-run")
     assert re.search(r"^moved\s+1$", output("sethub dead-letters replay"), re.MULTILINE)
+    # The event was kept: recovery sent it again, failed (503) and queued it for a retry.
+    assert re.search(rf"^{jti}\s+-\s+retrying\s+503$", output("sethub recover"), re.MULTILINE)
     assert "signing" in output("sethub signing-keys show")
     stats = {" ".join(line.split()[:-1]): line.split()[-1] for line in output("sethub stats").splitlines()}
     # At least the first round; the replayed delivery may have failed again meanwhile.

@@ -1,0 +1,133 @@
+"""Recovery through ``make local`` (issue 14, part 4): a subscriber that was down misses
+events; the operator runs ``sethub recover`` for the window; the subscriber gets them in
+``toe`` order, signed as it is subscribed now; the topic's other subscriber gets nothing more."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from e2e_harness import callback_host, child_environment, wait_for  # type: ignore[import-not-found]
+from standardwebhooks import Webhook
+
+pytestmark = pytest.mark.e2e
+
+LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"
+SETHUB = Path(sys.executable).with_name("sethub")
+TOPIC = "recover.login"
+
+
+@dataclass
+class Subscriber:
+    """Confirms intent; answers the first ``down_for`` deliveries 503 (down), then 204."""
+
+    url: str
+    down_for: int = 0
+    posts: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def received(self) -> list[tuple[dict[str, str], bytes]]:
+        """What it took in (answered 204), in arrival order."""
+        with self.lock:
+            return [(headers, body) for status, headers, body in self.posts if status == 204]
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.posts)
+
+
+@pytest.fixture
+def subscribers() -> Iterator[Any]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def make(down_for: int = 0) -> Subscriber:
+        holder: dict[str, Subscriber] = {}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                challenge = parse_qs(urlsplit(self.path).query).get("hub.challenge", [""])[0].encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(challenge)))
+                self.end_headers()
+                self.wfile.write(challenge)
+
+            def do_POST(self) -> None:
+                me = holder["s"]
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with me.lock:
+                    status = 503 if len(me.posts) < me.down_for else 204
+                    me.posts.append((status, {k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer((callback_host(), 0), Handler)
+        servers.append(server)
+        holder["s"] = Subscriber(f"http://{callback_host()}:{server.server_address[1]}/hook", down_for)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return holder["s"]
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_subscriber_that_was_down_recovers_the_window_in_order(start_local_stack, subscribers):
+    # A retry an hour away: what the subscriber gets during the test comes from the recovery.
+    stack = start_local_stack(SETHUB_RETRY_SCHEDULE="3600")
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    crm, siem = subscribers(), subscribers()
+    stack.subscribe(TOPIC, crm.url, format="json", signing="standard-webhooks", **{"hub.secret": secret})
+    stack.subscribe(TOPIC, siem.url, register=False)
+    (before,) = stack.publish({"topic": TOPIC, "events": {LOGIN: {"n": 0}}, "toe": 1})
+    wait_for(lambda: crm.count() == siem.count() == 1, timeout=30, message="the first event delivered")
+    since = f"{time.time():.6f}"
+    crm.down_for = 4  # its next three deliveries
+
+    # GIVEN the CRM is down while three events come, published out of toe order
+    published = stack.publish(
+        *({"topic": TOPIC, "events": {LOGIN: {"n": toe}}, "toe": toe} for toe in (30, 10, 20))
+    )
+    wait_for(
+        lambda: crm.count() == 4 and siem.count() == 4, timeout=30, message="the window's first attempts"
+    )
+    assert [json.loads(body)["jti"] for _, body in crm.received()] == [before]
+
+    # WHEN the operator recovers the window for the CRM, as the README says
+    done = subprocess.run(
+        [str(SETHUB), "recover", "--topic", TOPIC, "--callback", crm.url, "--since", since],
+        env=child_environment({"SETHUB_AWS_ENDPOINT": stack.moto_endpoint, "SETHUB_STACK": stack.prefix}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    # THEN the CRM gets the window in toe order, each verifying with the receiver's package
+    assert done.returncode == 0, done.stderr
+    assert "3 event(s) kept for the window" in done.stderr
+    recovered = crm.received()[1:]
+    assert [json.loads(body)["toe"] for _, body in recovered] == [10, 20, 30]
+    assert sorted(json.loads(body)["jti"] for _, body in recovered) == sorted(published)
+    for headers, body in recovered:
+        Webhook(secret).verify(body, headers, json_parse=False)
+        assert headers["webhook-id"] == json.loads(body)["jti"]
+    assert [line.split()[2] for line in done.stdout.splitlines()[1:]] == ["ok", "ok", "ok"]
+    # and the other subscriber got nothing more than its own deliveries
+    assert siem.count() == 4
