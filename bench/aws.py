@@ -126,9 +126,13 @@ def _units(operation: str, params: Mapping[str, Any], response: Any) -> dict[str
         return {}
     from bench import cost  # noqa: PLC0415
 
+    # The event archive's items are priced on lines of their own (bench.cost).
+    archive_wru, archive_bytes = cost.archive_units(name, params)
     units = {
-        "dynamodb WRU": cost.write_units(name, params),
+        "dynamodb WRU": cost.write_units(name, params) - archive_wru,
         "dynamodb RRU": cost.read_units(name, params, response if isinstance(response, dict) else {}),
+        "dynamodb archive WRU": archive_wru,
+        "dynamodb archive bytes": archive_bytes,
     }
     return {unit: amount for unit, amount in units.items() if amount}
 

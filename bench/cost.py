@@ -15,6 +15,9 @@ What is counted, and how (the assumptions the bench states beside its rows):
   of each second and 5 % of the rest (its rule cannot be changed); a request through
   API Gateway and its ingest invocation are one trace, each dispatch invocation another.
 - CloudWatch Logs: what the handlers logged plus Lambda's own START/END/REPORT lines.
+- The event archive (``sethub.archive``: accepted events kept for recovery) on lines of its
+  own: the write units of its items, and the bytes they keep for the retention period
+  (DynamoDB storage and, the table having point-in-time recovery on, its backup storage).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ XRAY_FIXED_RATE = 0.05
 IDLE_POLLERS = 5
 """Lambda starts with five pollers per SQS mapping, each long-polling 20 s when idle."""
 LONG_POLL_SECONDS = 20
+ARCHIVE_PREFIX = "ARCHIVE#"
+"""The partition keys of the event archive's items (``sethub.archive.ARCHIVE_PREFIX``)."""
+DAYS_PER_MONTH = 30
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,10 @@ class Prices:
     kms_symmetric_request: float = 0.03 / 1e4
     kms_key_month: float = 1.00
     secrets_api_call: float = 0.05 / 1e4
+    dynamodb_storage_gb_month: float = 0.25
+    """Standard table class, per GB-month stored."""
+    dynamodb_pitr_gb_month: float = 0.20
+    """Point-in-time recovery (on for the hub table), per GB-month of table size."""
     logs_ingested_gb: float = 0.50
     xray_trace_recorded: float = 5.00 / 1e6
 
@@ -93,6 +103,11 @@ class Usage:
     log_bytes: float = 0.0
     xray_traces: float = 0.0
     ingress: str = "rest"
+    archive_write_units: float = 0.0
+    """Write units of the event archive's items (not in ``dynamodb_write_units``)."""
+    archive_bytes: float = 0.0
+    """Bytes of archive items per event, kept ``archive_days``."""
+    archive_days: float = 14
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,14 @@ def cost_per_events(usage: Usage, prices: Prices, events: int = 1_000_000) -> li
         line("Secrets Manager", usage.secrets_api_calls, "API calls", prices.secrets_api_call),
         line("CloudWatch Logs", usage.log_bytes, "GB", prices.logs_ingested_gb, scale=1e9),
         line("X-Ray traces recorded", usage.xray_traces, "traces", prices.xray_trace_recorded),
+        line("Event archive writes (DynamoDB)", usage.archive_write_units, "WRU", prices.dynamodb_write_unit),
+        line(
+            f"Event archive storage ({usage.archive_days:g} days, with PITR)",
+            usage.archive_bytes * usage.archive_days / DAYS_PER_MONTH,
+            "GB-months",
+            prices.dynamodb_storage_gb_month + prices.dynamodb_pitr_gb_month,
+            scale=1e9,
+        ),
     ]
     lines.append(CostLine("total", events, "events", sum(item.dollars for item in lines)))
     return lines
@@ -230,6 +253,20 @@ def read_units(operation: str, params: Mapping[str, Any], response: Mapping[str,
         items = [item for found in (response.get("Responses") or {}).values() for item in found]
         return factor * sum(max(1, math.ceil(item_bytes(item) / 4096)) for item in items)
     return 0.0
+
+
+def archive_units(operation: str, params: Mapping[str, Any]) -> tuple[float, float]:
+    """The write units and bytes of the event archive's items in a call (both 0 for others)."""
+    if operation != "BatchWriteItem":
+        return 0.0, 0.0
+    sizes = [
+        item_bytes(put["Item"])
+        for requests in params["RequestItems"].values()
+        for request in requests
+        if (put := request.get("PutRequest"))
+        and put["Item"].get("pk", {}).get("S", "").startswith(ARCHIVE_PREFIX)
+    ]
+    return float(sum(math.ceil(size / 1024) for size in sizes)), float(sum(sizes))
 
 
 def sqs_requests(calls: Mapping[str, float]) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 
 from bench import cost
 from bench.report import Line
+from sethub.settings import DEFAULT_EVENT_RETENTION_DAYS
 
 IN_REGION_CALL_MS = 10.0
 """An AWS call from a function in the same region (DynamoDB, SQS: single-digit to ~10 ms)."""
@@ -87,6 +88,9 @@ def usage(
         sqs_requests=cost.sqs_requests(i_calls) + cost.sqs_requests(d_calls) + poller,
         dynamodb_write_units=i_calls.get("dynamodb WRU", 0) + d_calls.get("dynamodb WRU", 0),
         dynamodb_read_units=i_calls.get("dynamodb RRU", 0) + d_calls.get("dynamodb RRU", 0),
+        archive_write_units=d_calls.get("dynamodb archive WRU", 0),
+        archive_bytes=d_calls.get("dynamodb archive bytes", 0),
+        archive_days=DEFAULT_EVENT_RETENTION_DAYS,
         kms_asymmetric_requests=d_calls.get("kms.Sign", 0),
         kms_symmetric_requests=sum(
             calls.get(f"kms.{name}", 0) for calls in (i_calls, d_calls) for name in ("Decrypt", "Encrypt")
@@ -178,7 +182,7 @@ def table(found: list[Scenario], prices: cost.Prices) -> str:
 
 
 def _cell(line: cost.CostLine) -> str:
-    quantity = f"{line.quantity:,.3f}" if line.unit == "GB" else f"{line.quantity:,.0f}"
+    quantity = f"{line.quantity:,.3f}" if line.unit in ("GB", "GB-months") else f"{line.quantity:,.0f}"
     return f"${line.dollars:,.2f} ({quantity} {line.unit})"
 
 
@@ -199,7 +203,11 @@ def assumptions(found: list[Scenario], prices: cost.Prices) -> str:
         "POST /events. Requests are the calls the handlers made in this run, counted per call; DynamoDB "
         "units from the size of every item written (1 KB a unit; a failed conditional put too) and read "
         "(4 KB a unit, half when eventually consistent); Lambda's poller adds a ReceiveMessage and a "
-        "DeleteMessageBatch per dispatch invocation. X-Ray: Lambda's fixed rule (the first request "
+        "DeleteMessageBatch per dispatch invocation. Event archive (accepted events kept for recovery, "
+        "sethub.archive): the write units of its items (one per batch and topic, compressed) and their "
+        f"bytes kept {DEFAULT_EVENT_RETENTION_DAYS} days at $0.25/GB-month of DynamoDB storage plus $0.20 "
+        "of point-in-time recovery; S3 would bill $5 per million PUTs, an object per batch. "
+        "X-Ray: Lambda's fixed rule (the first request "
         f"each second, 5 % of the rest): {FULL_BATCH_RATE:g} events/s in the full-batch scenarios, "
         f"{LOW_RATE:.2f}/s (every request traced) at a million a month. Logs: what the handlers logged "
         f"plus {cost.PLATFORM_LOG_BYTES} bytes of START/END/REPORT per invocation. Durations: the "

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
+from bench import cost
+from bench.aws import _units as aws_units
 from sethub import archive as archive_module
-from sethub.archive import ArchivedEvent, decode, encode, in_order, items_for
+from sethub.archive import ARCHIVE_PREFIX, ArchivedEvent, decode, encode, in_order, items_for
 from sethub.messages import ContentEvent, DeliveryRetry, SetEvent, parse_message
 from sethub.queues import Outgoing
 from sethub.recovery import BACKLOG_ERROR, NoSubscriptionError, parse_time, recover
@@ -390,3 +392,42 @@ def test_no_live_subscription_for_that_callback_sends_nothing():
     with pytest.raises(NoSubscriptionError, match=r"crm\.example"):
         run(FakeStore(subscription(callback="http://other.example/")), WINDOW, http)
     assert http.sent == []
+
+
+# -- what keeping costs (make bench prices it on lines of its own) -----------------------
+
+
+def test_the_bench_counts_archive_items_apart_from_the_other_writes():
+    kept_items = items_for([set_event(f"e{n}", iat=n) for n in range(10)], now=NOW, retention_days=14)
+    record = {"pk": {"S": "DELIVERY#e1"}, "sk": {"S": "1#a#0"}, "o": {"S": "x" * 700}}
+    requests = [{"PutRequest": {"Item": item}} for item in [*kept_items, record]]
+
+    units = aws_units("dynamodb.BatchWriteItem", {"RequestItems": {"hub": requests}}, {})
+
+    # Ten SETs compress into one item of one write unit; the record is one more, counted as before.
+    assert units["dynamodb archive WRU"] == 1
+    assert units["dynamodb archive bytes"] == sum(cost.item_bytes(item) for item in kept_items)
+    assert units["dynamodb WRU"] == 1
+    assert cost.ARCHIVE_PREFIX == ARCHIVE_PREFIX
+
+
+def test_archive_lines_price_the_writes_and_the_bytes_kept_for_the_retention():
+    usage = cost.Usage(
+        functions=(),
+        api_requests=0,
+        sqs_requests=0,
+        dynamodb_write_units=0,
+        dynamodb_read_units=0,
+        kms_asymmetric_requests=0,
+        archive_write_units=0.1,
+        archive_bytes=600,
+        archive_days=15,
+    )
+
+    lines = {line.item: line for line in cost.cost_per_events(usage, cost.Prices())}
+
+    assert lines["Event archive writes (DynamoDB)"].dollars == pytest.approx(0.0625)
+    storage = lines["Event archive storage (15 days, with PITR)"]
+    # 600 MB for half a month: 0.3 GB-months at $0.25 + $0.20
+    assert storage.quantity == pytest.approx(0.3)
+    assert storage.dollars == pytest.approx(0.135)
