@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from seeding import seed_subscription
 
+from sethub import recovery
 from sethub.archive import EventArchive
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.cli import main
@@ -190,3 +191,20 @@ def test_no_subscription_for_that_callback_is_a_one_line_failure(hub, moto_endpo
     assert code == 1
     assert err.startswith("sethub: no live subscription of 127.0.0.1")
     assert len(err.splitlines()) == 1
+
+
+def test_python_m_sethub_recovery_finds_the_hub_in_the_functions_variables(
+    hub, subscribers, monkeypatch, capsys
+):
+    # The operator's shell with a function's SETHUB_* variables (and the moto endpoint).
+    for name, value in hub.provisioned.env_for("DispatchFunction").items():
+        monkeypatch.setenv(name, value)
+    seed_subscription(SubscriptionStore(hub.clients, hub.settings), TOPIC, subscribers.url("crm"), fmt="json")
+    archive = EventArchive(hub.clients.dynamodb, hub.settings.table_name, retention_days=14)
+    archive.keep([kept_set("late", toe=2), kept_set("early", toe=1)], now=time.time() - 60)
+
+    code = recovery.main(["--topic", TOPIC, "--callback", subscribers.url("crm"), "--since", "2m"])
+
+    assert code == 0
+    assert subscribers.jtis("crm") == ["early", "late"]
+    assert "2 event(s) kept, 2 wanted by the subscription; sent 2, 2 ok" in capsys.readouterr().out
