@@ -302,15 +302,13 @@ def collect(module: str) -> list[Mutant]:
         status = STATUS_BY_EXIT_CODE.get(code, "suspicious") if code is not None else "not checked"
         cls, function = function_of(name)
         qualified = f"{cls}.{function}" if cls else function
+        # Every mutant, not run ones too: notes name them by their change.
         line, change = 0, ""
-        if status != "not checked":
-            mangled = name.rpartition(".")[2]
-            original = mutated.get((cls, mangled.partition("__mutmut_")[0] + "__mutmut_orig"))
-            copy = mutated.get((cls, mangled))
-            if original is not None and copy is not None:
-                line, change = one_line_change(
-                    original[1], copy[1], functions.get((cls, function), (0, ""))[0]
-                )
+        mangled = name.rpartition(".")[2]
+        original = mutated.get((cls, mangled.partition("__mutmut_")[0] + "__mutmut_orig"))
+        copy = mutated.get((cls, mangled))
+        if original is not None and copy is not None:
+            line, change = one_line_change(original[1], copy[1], functions.get((cls, function), (0, ""))[0])
         found.append(Mutant(name, module, status, qualified, line, change))
     return found
 
@@ -361,8 +359,8 @@ def write_report() -> None:
         "A mutant is one small change to the code (a comparison flipped, a constant changed, a call",
         "argument dropped); it is *killed* when a test fails with it. mutmut runs, for each mutant,",
         "only the tests that reached the mutated function when it ran the suite once.",
-        "Goal: at least 90 % killed in each module; every survivor is listed below with the test",
-        "that now kills it or the reason no test can.",
+        "Goal: at least 90 % killed in each module. Every survivor is listed below: with the reason",
+        "no test can kill it, with the test written for it since, or as not explained yet.",
         "",
         "| module | mutants | killed | survived | timeout | suspicious | no tests | not run | killed % |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -375,12 +373,12 @@ def write_report() -> None:
         out += ["## Runs behind these numbers", ""]
         out += [
             f"- {run['finished']}: {run.get('what', 'every mutant')} of {', '.join(run['modules'])}; "
-            f"{run['workers']} workers, {_duration(run['seconds'])}"
-            + ("" if run["exit_code"] == 0 else f", stopped (exit code {run['exit_code']})")
+            f"{run['workers']} workers, {_duration(run['seconds'])}" + _ending(run["exit_code"])
             for run in runs
         ]
         out += ["", *remarks(), ""]
-    explained = [m for m in survivors if m.key in note_by_key]
+    # A survivor with a test written after the run that found it is listed with that test below.
+    explained = [m for m in survivors if m.key in note_by_key and "why" in note_by_key[m.key]]
     unexplained = [m for m in survivors if m.key not in note_by_key]
     out += ["## Survivors", ""]
     if not survivors:
@@ -428,9 +426,11 @@ def killed_later_section(
     out = [
         "## Former survivors, and the tests that now kill them",
         "",
-        "Found by the first full run; each with the test written for it (the first failing test",
-        "as `python tools/mutation.py killers` found it, where it was run). *now* is the verdict of",
-        "the latest run that reached the mutant, with those tests; *not checked* where none did.",
+        "Survivors of the first full run, and of the runs after it, each with the test written for",
+        "it. *now* is the verdict of the latest run that reached the mutant: *killed* there with the",
+        "test; *survived* where the test came after that run (each of those was checked with",
+        "`python tools/mutation.py killers`, which runs the test against the mutant); *not checked*",
+        "where no run since reached it.",
         "",
         "| module | line | change | killed by | now |",
         "| --- | ---: | --- | --- | --- |",
@@ -458,6 +458,14 @@ def _row(module: str, total: int, counts: Counter[str]) -> str:
 
 def _code(text: str) -> str:
     return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+
+def _ending(exit_code: int) -> str:
+    if exit_code == 0:
+        return ""
+    if exit_code < 0:
+        return f", stopped (signal {-exit_code}) before the end"
+    return f", failed (exit code {exit_code}): the unmutated tests did not pass"
 
 
 def _duration(seconds: int) -> str:
