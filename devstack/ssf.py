@@ -1,7 +1,7 @@
 """The local stack's SSF receivers (``SETHUB_LOCAL_SSF_CLIENTS``), seeded into the hub table.
 
 ``id:secret`` pairs, comma-separated; default ``local-ssf-receiver:local-ssf-secret``.
-They are stored exactly as ``python -m sethub.ssf.clients create`` stores deployed
+They are stored exactly as ``sethub ssf receivers create`` stores deployed
 receivers (the secret hashed, scopes ``ssf.read ssf.manage``), so ``POST /oauth2/token``
 checks them as it checks deployed ones.
 """

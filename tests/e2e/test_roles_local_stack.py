@@ -3,7 +3,7 @@ rights with nothing changed, a scoped publisher, a revoked key, and subscription
 to the key that made them (the takeover of finding 2, replayed against sethub.receiver).
 
 Keys other than the local ones are made with the operator command, as an operator would:
-``python -m sethub.credentials`` against the stack's embedded AWS.
+``sethub keys`` (``python -m sethub``) against the stack's embedded AWS.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def events(stack: Any, key: str, *topics: str, user: str = "42") -> tuple[int, d
 
 
 def operator(stack: Any, *argv: str) -> str:
-    """``python -m sethub.credentials ...`` against the stack's table; its output."""
+    """``sethub keys ...`` against the stack's table; its output."""
     env = child_environment(
         {
             "AWS_ENDPOINT_URL": stack.moto_endpoint,
@@ -63,7 +63,7 @@ def operator(stack: Any, *argv: str) -> str:
         }
     )
     done = subprocess.run(
-        [sys.executable, "-m", "sethub.credentials", *argv],
+        [sys.executable, "-m", "sethub", "keys", *argv],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -78,8 +78,8 @@ def operator(stack: Any, *argv: str) -> str:
 def create_key(stack: Any, *argv: str) -> tuple[str, str]:
     """A new key made by the operator command: (key, key id)."""
     out = operator(stack, "create", *argv)
-    [key] = [line.removeprefix("key: ") for line in out.splitlines() if line.startswith("key: ")]
-    return key, out.split()[0]
+    fields = dict(line.split(maxsplit=1) for line in out.splitlines())
+    return fields["key"], fields["key_id"]
 
 
 def topic_exists(stack: Any, name: str) -> bool:

@@ -5,7 +5,6 @@ against ``python -m sethub.receiver``."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,11 +12,12 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
+from operator_cli import run_cli
 from websub_peer import CallbackServer, websub_peer
 
+from sethub.cli.target import CliClients
 from sethub.credentials import KeyChecker
 from sethub.credentials.admin import KeyAdmin
-from sethub.credentials.command import run
 from sethub.credentials.dynamodb import PARTITION, DynamoDBCredentialStore
 from sethub.credentials.keys import key_hash
 from sethub.credentials.store import KeyExistsError
@@ -70,17 +70,13 @@ def usage_plan(moto_endpoint: str) -> tuple[Any, str]:
 
 
 def command(hub: Any, usage_plan: tuple[Any, str], *argv: str, stdin: str = "") -> tuple[int, str, str]:
-    apigateway, plan_id = usage_plan
-    out, err = io.StringIO(), io.StringIO()
-    code = run(
-        ["--table", hub.settings.table_name, "--usage-plan", plan_id, *argv],
-        stdin=io.StringIO(stdin),
-        clients=hub.clients,
-        apigateway=lambda: apigateway,
-        out=out,
-        err=err,
+    """``sethub keys ARGV`` on the hub's table and the usage plan."""
+    _, plan_id = usage_plan
+    return run_cli(
+        ["keys", "--usage-plan", plan_id, *argv, "--table", hub.settings.table_name],
+        clients=CliClients(),  # the fixture points boto3 at moto (AWS_ENDPOINT_URL)
+        stdin=stdin,
     )
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_the_command_creates_a_key_once_adds_it_to_the_usage_plan_and_revokes_it(
@@ -91,7 +87,7 @@ def test_the_command_creates_a_key_once_adds_it_to_the_usage_plan_and_revokes_it
         hub, usage_plan, "create", "--role", "publisher", "--topics", "acme.*", "--name", "acme"
     )
     assert code == 0
-    [key] = [line.removeprefix("key: ") for line in out.splitlines() if line.startswith("key: ")]
+    [key] = [line.split()[1] for line in out.splitlines() if line.split()[:1] == ["key"]]
     assert "not kept" in err
 
     # The key works and is the publisher it was made as, in the table and at the gateway.

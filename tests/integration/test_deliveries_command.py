@@ -1,4 +1,4 @@
-"""``python -m sethub.deliveries`` against the moto hub table: what an operator sees.
+"""``sethub deliveries`` against the moto hub table: what an operator sees.
 
 Callbacks are named by subscription id and host: the table never holds a callback URL,
 whose path or query may carry a token."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from operator_cli import run_cli, table_rows
 
-from sethub import deliveries
 from sethub.records import Attempt, DeliveryRecords
 from sethub.subscriptions import subscription_id
 
@@ -32,16 +32,13 @@ def recorded(hub: Any) -> list[Attempt]:
     return attempts
 
 
-def run(hub: Any, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[list[str]], str]:
-    code = deliveries.main(list(argv), clients=hub.clients)
-    captured = capsys.readouterr()
-    return code, [row.split("\t") for row in captured.out.splitlines()], captured.err
+def run(hub: Any, *argv: str, env: dict[str, str] | None = None) -> tuple[int, list[list[str]], str]:
+    code, out, err = run_cli(["deliveries", *argv], clients=hub.clients, env=env)
+    return code, table_rows(out), err
 
 
-def test_every_attempt_of_an_event_is_listed_oldest_first(
-    hub: Any, recorded: list[Attempt], capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, rows, _ = run(hub, capsys, JTI, "--table", hub.settings.table_name)
+def test_every_attempt_of_an_event_is_listed_oldest_first(hub: Any, recorded: list[Attempt]) -> None:
+    code, rows, _ = run(hub, JTI, "--table", hub.settings.table_name)
 
     assert code == 0
     assert rows == [
@@ -82,11 +79,9 @@ def test_the_table_keeps_no_callback_path_or_query(hub: Any, recorded: list[Atte
 
 
 def test_callback_narrows_to_one_subscriber_and_the_table_comes_from_the_environment(
-    hub: Any, recorded: list[Attempt], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    hub: Any, recorded: list[Attempt]
 ) -> None:
-    monkeypatch.setenv("SETHUB_TABLE_NAME", hub.settings.table_name)
-
-    code, rows, _ = run(hub, capsys, JTI, "--callback", CRM)
+    code, rows, _ = run(hub, JTI, "--callback", CRM, env={"SETHUB_TABLE_NAME": hub.settings.table_name})
 
     assert code == 0
     assert [(row[2], row[3], row[4], row[5], row[6]) for row in rows[1:]] == [
@@ -95,18 +90,18 @@ def test_callback_narrows_to_one_subscriber_and_the_table_comes_from_the_environ
     ]
 
 
-def test_an_event_nobody_was_sent_says_so_and_exits_1(
-    hub: Any, recorded: list[Attempt], capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, rows, err = run(hub, capsys, "never-published", "--table", hub.settings.table_name)
+def test_an_event_nobody_was_sent_says_so_and_exits_1(hub: Any, recorded: list[Attempt]) -> None:
+    code, rows, err = run(hub, "never-published", "--table", hub.settings.table_name)
 
     assert code == 1
     assert rows == []
-    assert err.strip() == "no delivery attempts recorded for never-published (records are kept 30 days)"
+    assert (
+        err.strip() == "sethub: no delivery attempts recorded for never-published (records are kept 30 days)"
+    )
 
 
-def test_a_missing_table_is_an_error_with_a_reason(hub: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(hub, capsys, JTI, "--table", "no-such-table")
+def test_a_missing_table_is_an_error_with_a_reason(hub: Any) -> None:
+    code, _, err = run(hub, JTI, "--table", "no-such-table")
 
     assert code == 1
-    assert err.strip() == "deliveries: DynamoDB could not read delivery records: ResourceNotFoundException"
+    assert err.strip() == "sethub: DynamoDB could not read delivery records: ResourceNotFoundException"

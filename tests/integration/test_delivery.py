@@ -19,11 +19,11 @@ import jwt
 import pytest
 from counting import Counting
 from jwcrypto import jwk, jws
+from operator_cli import run_cli
 from seeding import seed_subscription
 
 from devstack.functions import load_function
 from devstack.gateway import proxy_event
-from sethub import replay
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.clients import AwsClients
 from sethub.dispatch import Dispatcher
@@ -456,7 +456,7 @@ def test_exhausted_retries_become_a_dead_letter_without_the_secret(hub, subscrib
     assert len(subscribers.of("down")) == 2
 
 
-def test_replay_moves_dead_letters_back_with_attempts_reset(hub, subscribers, capsys):
+def test_replay_moves_dead_letters_back_with_attempts_reset(hub, subscribers):
     subscribe(hub, "acme.login", subscribers.url("back"))
     outcomes = iter([500, 500])
     subscribers.behaviours["back"] = lambda _: (next(outcomes, 202), b"")
@@ -464,13 +464,18 @@ def test_replay_moves_dead_letters_back_with_attempts_reset(hub, subscribers, ca
     dispatcher = dispatcher_for(hub, retry_schedule=(0,))
     dispatcher.dispatch(bodies(drain(hub.clients.sqs, hub.settings.events_queue_url)))
     dispatcher.dispatch(bodies(drain(hub.clients.sqs, hub.settings.retry_queue_url)))
-    queues = ["--from", hub.settings.dead_letter_queue_url, "--to", hub.settings.retry_queue_url]
+    queues = {
+        "SETHUB_DEAD_LETTER_QUEUE_URL": hub.settings.dead_letter_queue_url,
+        "SETHUB_RETRY_QUEUE_URL": hub.settings.retry_queue_url,
+    }
+    replay = ["dead-letters", "replay", "--json"]
 
-    assert replay.main([*queues, "--dry-run"], clients=hub.clients) == 0
+    assert run_cli([*replay, "--dry-run"], clients=hub.clients, env=queues)[0] == 0
     assert drain(hub.clients.sqs, hub.settings.retry_queue_url) == []
-    assert replay.main(queues, clients=hub.clients) == 0
+    code, out, _ = run_cli(replay, clients=hub.clients, env=queues)
 
-    assert "moved 1 record(s)" in capsys.readouterr().out
+    assert code == 0
+    assert json.loads(out)["moved"] == 1
     assert drain(hub.clients.sqs, hub.settings.dead_letter_queue_url) == []
     (moved,) = drain(hub.clients.sqs, hub.settings.retry_queue_url)
     assert json.loads(moved["body"])["attempts"] == 0

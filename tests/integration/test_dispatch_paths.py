@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import pytest
 from counting import Counting
+from operator_cli import run_cli, table_rows
 from seeding import seed_subscription
 
-from sethub import deliveries
 from sethub.archive import ARCHIVE_PREFIX
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.dispatch import Dispatcher
@@ -172,9 +172,7 @@ class Writes(Counting):
         return self.__getattr__("batch_write_item")(**kwargs)
 
 
-def test_an_event_to_ten_subscribers_is_recorded_in_one_write_unit_and_answered_by_the_command(
-    hub, receiver, capsys
-):
+def test_an_event_to_ten_subscribers_is_recorded_in_one_write_unit_and_answered_by_the_command(hub, receiver):
     store = SubscriptionStore(hub.clients, hub.settings)
     callbacks = [f"{receiver}/{'fail' if n == 0 else 'ok'}/{n}" for n in range(10)]
     for callback in callbacks:
@@ -200,14 +198,15 @@ def test_an_event_to_ten_subscribers_is_recorded_in_one_write_unit_and_answered_
     assert [item["n"]["N"] for item in kept] == ["2"]
     # "Did subscriber X get event Y, and what did it answer?"
     for jti in result.jtis:
-        code = deliveries.main(
-            [jti, "--callback", callbacks[0], "--table", hub.settings.table_name], clients=hub.clients
+        code, out, _ = run_cli(
+            ["deliveries", jti, "--callback", callbacks[0], "--table", hub.settings.table_name],
+            clients=hub.clients,
         )
-        rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()[1:]]
+        rows = table_rows(out)[1:]
         assert code == 0
         assert [(row[3], row[5], row[6]) for row in rows] == [
             (f"127.0.0.1:{receiver.rsplit(':', 1)[1]}", "retrying", "500")
         ]
-        code = deliveries.main([jti, "--table", hub.settings.table_name], clients=hub.clients)
-        rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()[1:]]
+        code, out, _ = run_cli(["deliveries", jti, "--table", hub.settings.table_name], clients=hub.clients)
+        rows = table_rows(out)[1:]
         assert sorted(row[5] for row in rows) == ["ok"] * 9 + ["retrying"]

@@ -20,10 +20,13 @@ from conftest import LOCAL_OVERRIDES, DirectClients, Hub
 
 from devstack.gateway import proxy_event
 from devstack.provision import provision
+from sethub.cli import parser
+from sethub.cli.context import Context
+from sethub.cli.target import CliClients
 from sethub.keyring import DEFAULT_ACTIVATE_SECONDS, RingStore, WrappedSigner, signer_for
 from sethub.settings import Settings
 from sethub.signing import KmsSigner
-from sethub.signingkeys import kms_rotation_parameters, main
+from sethub.signingkeys import kms_rotation_parameters
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -162,13 +165,19 @@ class Clock:
 
 
 def rotate_command(hub: Hub, *args: str, clock: Clock) -> str:
-    """``python -m sethub.signingkeys rotate`` as an operator runs it (admin credentials)."""
+    """``sethub signing-keys rotate`` as an operator runs it (admin credentials), at the clock's time."""
     out = io.StringIO()
-    env = {"SETHUB_TABLE_NAME": hub.settings.table_name, "SETHUB_DATA_KEY_ID": hub.settings.data_key_id}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        assert main(["rotate", *args], clients=hub.clients, out=out, now=clock) == 0
+    arguments = parser().parse_args(["signing-keys", "rotate", *args])
+    context = Context(
+        args=arguments,
+        clients=CliClients(),  # at moto, as every boto3 client of the fixture (AWS_ENDPOINT_URL)
+        env={"SETHUB_TABLE_NAME": hub.settings.table_name, "SETHUB_DATA_KEY_ID": hub.settings.data_key_id},
+        out=out,
+        err=io.StringIO(),
+        stdin=io.StringIO(),
+        now=clock,
+    )
+    assert arguments.run(context) == 0
     return out.getvalue()
 
 

@@ -1,15 +1,14 @@
-"""python -m sethub.ssf.clients on moto: a created receiver gets tokens from the SSF
-function's code (called with SsfFunction's role), and deleting it revokes them at once."""
+"""``sethub ssf receivers`` on moto: a created receiver gets tokens from the SSF function's
+code (called with SsfFunction's role), and deleting it revokes them at once."""
 
 from __future__ import annotations
 
 import base64
-import io
 
 import pytest
+from operator_cli import run_cli, table_rows
 
 from sethub.ssf.auth import Authority, InvalidTokenError, TokenError
-from sethub.ssf.clients import main
 from sethub.ssf.store import SsfStore
 
 
@@ -18,11 +17,13 @@ def _basic(client_id: str, secret: str) -> dict[str, str]:
 
 
 def test_created_receiver_gets_tokens_until_deleted(hub) -> None:
-    out = io.StringIO()
-    table = ["--table", hub.settings.table_name]
-    assert main(["create", "acme-siem", "--scope", "ssf.read", *table], clients=hub.clients, out=out) == 0
-    secret = out.getvalue().split("client_secret", 1)[1].split()[0]
-    assert main(["create", "acme-siem", *table], clients=hub.clients, out=io.StringIO()) == 1  # taken
+    def receivers(*argv: str) -> tuple[int, str, str]:
+        return run_cli(["ssf", "receivers", *argv, "--table", hub.settings.table_name], clients=hub.clients)
+
+    code, out, _ = receivers("create", "acme-siem", "--scope", "ssf.read")
+    assert code == 0
+    secret = out.split("client_secret", 1)[1].split()[0]
+    assert receivers("create", "acme-siem")[0] == 1  # taken
 
     authority = Authority(SsfStore(hub.clients_for("SsfFunction").dynamodb, hub.settings.table_name))
     answer = authority.issue(_basic("acme-siem", secret), b"grant_type=client_credentials", now=1000)
@@ -36,10 +37,10 @@ def test_created_receiver_gets_tokens_until_deleted(hub) -> None:
             _basic("acme-siem", secret), b"grant_type=client_credentials&scope=ssf.manage", now=1000
         )
 
-    listed = io.StringIO()
-    assert main(["list", *table], clients=hub.clients, out=listed) == 0
-    assert "acme-siem\tssf.read" in listed.getvalue()
-    assert secret not in listed.getvalue()
-    assert main(["delete", "acme-siem", *table], clients=hub.clients, out=io.StringIO()) == 0
+    code, listed, _ = receivers("list")
+    assert code == 0
+    assert [row[:2] for row in table_rows(listed)[1:]] == [["acme-siem", "ssf.read"]]
+    assert secret not in listed
+    assert receivers("delete", "acme-siem")[0] == 0
     with pytest.raises(InvalidTokenError):
         authority.authenticate(bearer, now=1001)

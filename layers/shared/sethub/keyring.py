@@ -17,8 +17,8 @@ after the JWKS's ``max-age``, so receivers that cache the JWKS see it before it 
 the key it replaces keeps being published until ``publish_until`` (retried and replayed
 deliveries carry SETs it signed), and its ciphertext is dropped once it can no longer
 sign. The deploy creates the first key (the template's custom resource runs
-``ensure_ring``; the local stack runs the same at provision time); ``python -m
-sethub.signingkeys rotate`` makes the next one.
+``ensure_ring``; the local stack runs the same at provision time); ``sethub
+signing-keys rotate`` makes the next one.
 """
 
 from __future__ import annotations
@@ -440,7 +440,7 @@ class WrappedSigner:
         key = self.ring().signing_key(self._now())
         if key is None:
             raise ConfigurationError(
-                "no signing key in the key ring: the deploy creates one (python -m sethub.signingkeys rotate)"
+                "no signing key in the key ring: the deploy creates one (sethub signing-keys rotate)"
             )
         return key
 

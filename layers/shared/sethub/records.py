@@ -19,7 +19,7 @@ and callback, the topic kept as an attribute), and a ``jti`` too long for a key
 one) is hashed. A record names its callback by host and subscription id only: callback
 URLs may carry tokens in their path or query. An operator answers "did subscriber X get
 event Y, and what did it answer?" with one Query on ``DELIVERY#<jti>``
-(``python -m sethub.deliveries``).
+(``sethub deliveries JTI``).
 """
 
 from __future__ import annotations

@@ -1,28 +1,20 @@
-"""``python -m sethub.replay``: move dead-lettered deliveries back onto the retry queue.
+"""Dead-lettered deliveries back onto the retry queue (``sethub dead-letters replay``), and a
+look at what a dead-letter queue holds (``sethub dead-letters list``).
 
-Reads the dead-letter queue (``SETHUB_DEAD_LETTER_QUEUE_URL`` or ``--from``), and sends
-each record to the retry queue (``SETHUB_RETRY_QUEUE_URL`` or ``--to``) with its
-attempts reset, so it gets the whole retry schedule again. A record is deleted from
-the dead-letter queue only after its re-send succeeded; a message that is not a
-delivery record is left where it is. ``--dry-run`` lists what would move, changing
-nothing.
-
-    python -m sethub.replay --limit 100 --dry-run
+``replay`` reads the dead-letter queue and sends each record to the retry queue with its
+attempts reset, so it gets the whole retry schedule again. A record is deleted from the
+dead-letter queue only after its re-send succeeded; a message that is not a delivery
+record is left where it is. ``dry_run`` lists what would move, changing nothing.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import os
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sethub.clients import AwsClients
 from sethub.errors import UpstreamError
 from sethub.hygiene import callback_label
 from sethub.messages import DeliveryRetry, MessageFormatError, parse_message
@@ -164,34 +156,3 @@ def _show_again(sqs: SQSClient, queue_url: str, receipt_handle: str) -> None:
     # If this fails, the record becomes visible again after VISIBILITY_SECONDS anyway.
     with contextlib.suppress(ClientError, BotoCoreError):
         sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=0)
-
-
-def main(argv: Sequence[str] | None = None, *, clients: AwsClients | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sethub.replay", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--from", dest="source", default=os.environ.get("SETHUB_DEAD_LETTER_QUEUE_URL", ""))
-    parser.add_argument("--to", dest="target", default=os.environ.get("SETHUB_RETRY_QUEUE_URL", ""))
-    parser.add_argument("--limit", type=int, default=None, help="move at most this many records")
-    parser.add_argument("--dry-run", action="store_true", help="list what would move, change nothing")
-    args = parser.parse_args(argv)
-    if not args.source or not args.target:
-        parser.error("set SETHUB_DEAD_LETTER_QUEUE_URL and SETHUB_RETRY_QUEUE_URL, or pass --from and --to")
-    sqs = (clients or AwsClients()).sqs
-    try:
-        report = replay(
-            sqs,
-            source_url=args.source,
-            target_url=args.target,
-            limit=args.limit,
-            dry_run=args.dry_run,
-            out=sys.stdout,
-        )
-    except UpstreamError as exc:
-        print(f"replay stopped: {exc}", file=sys.stderr)
-        return 1
-    verb = "would move" if args.dry_run else "moved"
-    print(f"{verb} {report.moved} record(s); {report.skipped} other message(s) left in place")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

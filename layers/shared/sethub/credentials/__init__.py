@@ -7,8 +7,7 @@
     apigateway.py  API Gateway keys in the stack's usage plan (per-key throttling)
     checker.py     the functions' check of a presented key, cached at most 60 s, and
                    what each operation requires
-    admin.py       create, list, scope, revoke
-    command.py     the operator command (``python -m sethub.credentials``)
+    admin.py       create, list, scope, revoke (the operator's ``sethub keys``)
 
 Only a SHA-256 hash of each key is stored; the key itself is shown once, when created.
 """

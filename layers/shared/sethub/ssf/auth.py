@@ -6,7 +6,7 @@ fields) answers an access token valid for ``TOKEN_SECONDS`` (at most 60 minutes,
 interoperability profile 2.7.1). Tokens are 256 random bits, stored only as their
 SHA-256 with their client, scopes and expiry: checking one is a read, and deleting the
 receiver revokes its tokens at once (every check also reads the receiver). Client
-secrets are stored the same way (``python -m sethub.ssf.clients`` makes them).
+secrets are stored the same way (``sethub ssf receivers create`` makes them).
 """
 
 from __future__ import annotations

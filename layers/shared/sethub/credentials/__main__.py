@@ -1,7 +1,0 @@
-"""``python -m sethub.credentials``: see ``sethub.credentials.command``."""
-
-import sys
-
-from sethub.credentials.command import main
-
-sys.exit(main())
