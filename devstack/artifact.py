@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.intrinsics import NO_VALUE, IntrinsicError, Resolver
-from devstack.template import TemplateError, load_template
+from devstack.intrinsics import IntrinsicError, Resolver, cfn_string, pseudo_parameters
+from devstack.template import TemplateError, load_template, merge_globals
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_PYTHON = ROOT / ".venv-runtime" / "bin" / "python"
@@ -134,25 +134,6 @@ class ImportResult:
         return f"{self.function}: {' '.join(self.reason.split())}"
 
 
-def _merge(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
-    """SAM Globals semantics: maps merge key by key, everything else the resource's own wins."""
-    merged = dict(base)
-    for key, value in own.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _string(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
 class _Placeholders:
     """Values a deployed stack would give ``Ref`` and ``GetAtt``: right shape, made-up ids."""
 
@@ -165,16 +146,9 @@ class _Placeholders:
         }
 
     def ref(self, name: str) -> Any:
-        pseudo: dict[str, Any] = {
-            "AWS::Region": self.region,
-            "AWS::AccountId": ACCOUNT_ID,
-            "AWS::StackName": STACK_NAME,
-            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{STACK_NAME}/id",
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NotificationARNs": [],
-            "AWS::NoValue": NO_VALUE,
-        }
+        pseudo = pseudo_parameters(
+            region=self.region, account_id=ACCOUNT_ID, stack_name=STACK_NAME, stack_id="id"
+        )
         if name in pseudo:
             return pseudo[name]
         if name in self.parameters:
@@ -242,7 +216,7 @@ def read_functions(build_dir: Path, region: str = REGION) -> list[BuiltFunction]
         condition = resource.get("Condition")
         if condition is not None and not resolver.condition(str(condition)):
             continue
-        props = _merge(globals_, resource.get("Properties") or {})
+        props = merge_globals(globals_, resource.get("Properties") or {})
         functions.append(
             _built_function(
                 build_dir, logical_id, props=props, resources=resources, resolver=resolver, region=region
@@ -281,12 +255,12 @@ def _built_function(
     log_group = resolver.resolve((props.get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{name}")
     environment = {
         # The template's own variables first: Lambda's reserved ones cannot be overridden.
-        **{key: _string(value) for key, value in variables.items()},
+        **{key: cfn_string(value) for key, value in variables.items()},
         "AWS_LAMBDA_FUNCTION_NAME": name,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        "AWS_LAMBDA_LOG_GROUP_NAME": _string(log_group),
+        "AWS_LAMBDA_LOG_GROUP_NAME": cfn_string(log_group),
         "AWS_LAMBDA_LOG_STREAM_NAME": "2025/01/01/[$LATEST]00000000000000000000000000000000",
         "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
         "AWS_REGION": region,

@@ -9,6 +9,7 @@ only deals with those. What a ``Ref`` or ``GetAtt`` resolves to is asked of a ca
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +25,29 @@ _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 
 class IntrinsicError(ValueError):
     """An intrinsic function that cannot be resolved locally."""
+
+
+def pseudo_parameters(*, region: str, account_id: str, stack_name: str, stack_id: str) -> dict[str, Any]:
+    """What ``Ref AWS::...`` gives in a stack of that name, account and region."""
+    return {
+        "AWS::Region": region,
+        "AWS::AccountId": account_id,
+        "AWS::StackName": stack_name,
+        "AWS::StackId": f"arn:aws:cloudformation:{region}:{account_id}:stack/{stack_name}/{stack_id}",
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+        "AWS::NotificationARNs": [],
+        "AWS::NoValue": NO_VALUE,
+    }
+
+
+def cfn_string(value: Any) -> str:
+    """An environment or attribute value the way CloudFormation stringifies it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
 
 
 class Resolver:

@@ -23,7 +23,8 @@ import boto3
 from botocore.exceptions import ClientError
 
 from devstack.iam import Lookups, Policy, function_policies, sam_transform
-from devstack.intrinsics import NO_VALUE, IntrinsicError, Resolver
+from devstack.intrinsics import IntrinsicError, Resolver, cfn_string, pseudo_parameters
+from devstack.template import merge_globals
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -215,15 +216,6 @@ def _sam_transformed(template_json: str, region: str) -> dict[str, Any]:
     return sam_transform(json.loads(template_json), region)
 
 
-def _string(value: Any) -> str:
-    """An environment or attribute value the way CloudFormation stringifies it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
 def _boolean(value: Any) -> bool:
     """A CloudFormation boolean: true/false, or their strings (from a parameter)."""
     if isinstance(value, str):
@@ -241,17 +233,6 @@ def _referenced_logical_id(value: Any) -> str | None:
         if len(parts) == 2 and parts[1] == "Arn":
             return str(parts[0])
     return None
-
-
-def _merge(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
-    """SAM Globals semantics: maps merge key by key, everything else the resource's own wins."""
-    merged = dict(base)
-    for key, value in own.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 class _Provisioner:
@@ -318,16 +299,9 @@ class _Provisioner:
         return values
 
     def _ref(self, name: str) -> Any:
-        pseudo = {
-            "AWS::Region": self.region,
-            "AWS::AccountId": ACCOUNT_ID,
-            "AWS::StackName": self.prefix,
-            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{self.prefix}/local",
-            "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NotificationARNs": [],
-            "AWS::NoValue": NO_VALUE,
-        }
+        pseudo = pseudo_parameters(
+            region=self.region, account_id=ACCOUNT_ID, stack_name=self.prefix, stack_id="local"
+        )
         if name in pseudo:
             return pseudo[name]
         if name in self.parameters:
@@ -387,9 +361,9 @@ class _Provisioner:
         name = self._name(properties.get("QueueName"), logical_id)
         if fifo and not name.endswith(".fifo"):
             name += ".fifo"
-        attributes = {key: _string(properties[key]) for key in _QUEUE_ATTRIBUTES if key in properties}
+        attributes = {key: cfn_string(properties[key]) for key in _QUEUE_ATTRIBUTES if key in properties}
         if "RedrivePolicy" in properties:
-            attributes["RedrivePolicy"] = _string(properties["RedrivePolicy"])
+            attributes["RedrivePolicy"] = cfn_string(properties["RedrivePolicy"])
         url = self.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
         arn = f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
         self.result.queue_urls[logical_id] = url
@@ -478,7 +452,7 @@ class _Provisioner:
         name = self._name(properties.get("Name"), logical_id)
         generate = properties.get("GenerateSecretString")
         if "SecretString" in properties:
-            value = _string(properties["SecretString"])
+            value = cfn_string(properties["SecretString"])
         elif generate and generate.get("GenerateStringKey"):
             document = json.loads(generate.get("SecretStringTemplate") or "{}")
             document[generate["GenerateStringKey"]] = self.result.api_key
@@ -517,12 +491,12 @@ class _Provisioner:
         api_globals = self.globals.get("Api") or {}
         for resource in self.resources.values():
             if resource.get("Type") == SERVERLESS_API and self._included(resource):
-                api = _merge(api_globals, resource.get("Properties") or {})
+                api = merge_globals(api_globals, resource.get("Properties") or {})
                 self._gateway_responses(api)
         for logical_id, resource in self.resources.items():
             if resource.get("Type") != FUNCTION or not self._included(resource):
                 continue
-            properties = _merge(function_globals, resource.get("Properties") or {})
+            properties = merge_globals(function_globals, resource.get("Properties") or {})
             variables = self.resolver.resolve((properties.get("Environment") or {}).get("Variables") or {})
             self.result.functions[logical_id] = FunctionSpec(
                 logical_id=logical_id,
@@ -530,7 +504,7 @@ class _Provisioner:
                 handler=str(properties.get("Handler", "")),
                 timeout=int(properties.get("Timeout", 3)),
                 memory_size=int(properties.get("MemorySize", 128)),
-                environment={name: _string(value) for name, value in variables.items()},
+                environment={name: cfn_string(value) for name, value in variables.items()},
             )
             for event in (properties.get("Events") or {}).values():
                 self._event(logical_id, event, api_globals)
@@ -583,7 +557,9 @@ class _Provisioner:
             api_id = props.get("RestApiId")
             api_name = api_id.get("Ref") if isinstance(api_id, dict) else None
             api = self.resources.get(api_name or IMPLICIT_API) or {}
-            api_auth = _merge(api_globals.get("Auth") or {}, (api.get("Properties") or {}).get("Auth") or {})
+            api_auth = merge_globals(
+                api_globals.get("Auth") or {}, (api.get("Properties") or {}).get("Auth") or {}
+            )
             auth = self.resolver.resolve(props.get("Auth") or {})
             required = auth.get(
                 "ApiKeyRequired", self.resolver.resolve(api_auth.get("ApiKeyRequired", False))

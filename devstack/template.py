@@ -7,6 +7,7 @@ the template (the local stack, the template tests) handles one spelling only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,14 @@ def loads_template(text: str) -> dict[str, Any]:
 def load_template(path: str | Path) -> dict[str, Any]:
     """The template at ``path`` as a dict, with short tags in their long form."""
     return loads_template(Path(path).read_text(encoding="utf-8"))
+
+
+def merge_globals(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """SAM Globals semantics: maps merge key by key, everything else the resource's own wins."""
+    merged = dict(base)
+    for key, value in own.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_globals(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
