@@ -36,6 +36,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from devstack.intrinsics import arn_target, ref_target
+
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
 
@@ -321,22 +323,6 @@ def _managed(arn: Any, where: str) -> tuple[Statement, ...]:
     return MANAGED_POLICIES[arn]
 
 
-def _get_att_target(value: Any) -> str | None:
-    """The logical id that ``Fn::GetAtt [X, Arn]`` names, else None."""
-    if isinstance(value, Mapping) and set(value) == {"Fn::GetAtt"}:
-        target = value["Fn::GetAtt"]
-        parts = target if isinstance(target, list) else str(target).split(".", 1)
-        if len(parts) == 2 and parts[1] == "Arn":
-            return str(parts[0])
-    return None
-
-
-def _ref_target(value: Any) -> str | None:
-    if isinstance(value, Mapping) and set(value) == {"Ref"}:
-        return str(value["Ref"])
-    return None
-
-
 def _included(resource: Mapping[str, Any], resolve: Resolve) -> bool:
     condition = resource.get("Condition")
     return condition is None or bool(resolve({"Condition": condition}))
@@ -351,7 +337,7 @@ def _role_statements(transformed: Mapping[str, Any], role_id: str, resolve: Reso
         name = policy.get("PolicyName", "?")
         yield from statements_of(policy.get("PolicyDocument") or {}, f"{role_id} policy {name}")
     for entry in props.get("ManagedPolicyArns") or []:
-        target = _ref_target(entry)
+        target = ref_target(entry)
         if target and resources.get(target, {}).get("Type") == "AWS::IAM::ManagedPolicy":
             document = resolve((resources[target].get("Properties") or {}).get("PolicyDocument") or {})
             yield from statements_of(document, target)
@@ -363,7 +349,7 @@ def _role_statements(transformed: Mapping[str, Any], role_id: str, resolve: Reso
         if resource.get("Type") not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
             continue
         props = resource.get("Properties") or {}
-        if role_id in {_ref_target(role) for role in props.get("Roles") or []} and _included(
+        if role_id in {ref_target(role) for role in props.get("Roles") or []} and _included(
             resource, resolve
         ):
             yield from statements_of(resolve(props.get("PolicyDocument") or {}), logical_id)
@@ -384,7 +370,7 @@ def function_policies(
         if resource.get("Type") != "AWS::Lambda::Function" or not _included(resource, resolve):
             continue
         role_value = (resource.get("Properties") or {}).get("Role")
-        role_id = _get_att_target(role_value)
+        role_id = arn_target(role_value)
         if role_id is None or resources.get(role_id, {}).get("Type") != "AWS::IAM::Role":
             raise IamError(
                 f"{logical_id}: its Role {role_value!r} is not a role of the template, so devstack "

@@ -41,6 +41,23 @@ def pseudo_parameters(*, region: str, account_id: str, stack_name: str, stack_id
     }
 
 
+def ref_target(value: Any) -> str | None:
+    """The name that ``Ref X`` names, else None."""
+    if isinstance(value, Mapping) and set(value) == {"Ref"}:
+        return str(value["Ref"])
+    return None
+
+
+def arn_target(value: Any) -> str | None:
+    """The logical id that ``Fn::GetAtt [X, Arn]`` names, else None."""
+    if isinstance(value, Mapping) and set(value) == {"Fn::GetAtt"}:
+        target = value["Fn::GetAtt"]
+        parts = target if isinstance(target, list) else str(target).split(".", 1)
+        if len(parts) == 2 and parts[1] == "Arn":
+            return str(parts[0])
+    return None
+
+
 def cfn_string(value: Any) -> str:
     """An environment or attribute value the way CloudFormation stringifies it."""
     if isinstance(value, bool):

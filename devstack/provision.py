@@ -23,7 +23,14 @@ import boto3
 from botocore.exceptions import ClientError
 
 from devstack.iam import Lookups, Policy, function_policies, sam_transform
-from devstack.intrinsics import IntrinsicError, Resolver, cfn_string, pseudo_parameters
+from devstack.intrinsics import (
+    IntrinsicError,
+    Resolver,
+    arn_target,
+    cfn_string,
+    pseudo_parameters,
+    ref_target,
+)
 from devstack.template import merge_globals
 
 ACCOUNT_ID = "123456789012"
@@ -221,18 +228,6 @@ def _boolean(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() == "true"
     return bool(value)
-
-
-def _referenced_logical_id(value: Any) -> str | None:
-    """The logical id that ``!Ref X`` or ``!GetAtt X.Arn`` names, else None."""
-    if isinstance(value, Mapping) and set(value) == {"Ref"}:
-        return str(value["Ref"])
-    if isinstance(value, Mapping) and set(value) == {"Fn::GetAtt"}:
-        target = value["Fn::GetAtt"]
-        parts = target if isinstance(target, list) else str(target).split(".", 1)
-        if len(parts) == 2 and parts[1] == "Arn":
-            return str(parts[0])
-    return None
 
 
 class _Provisioner:
@@ -514,7 +509,7 @@ class _Provisioner:
 
     def _event_source_mapping(self, logical_id: str, props: Mapping[str, Any]) -> None:
         """An ``AWS::Lambda::EventSourceMapping`` from a queue of the template to one of its functions."""
-        function = _referenced_logical_id(props.get("FunctionName"))
+        function = ref_target(props.get("FunctionName")) or arn_target(props.get("FunctionName"))
         if function not in self.result.functions:
             raise ProvisionError(
                 f"{logical_id}: FunctionName must be !Ref or !GetAtt .Arn of a function of the template"
