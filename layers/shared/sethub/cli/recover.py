@@ -9,7 +9,9 @@ No other subscriber receives anything. ``--dry-run`` lists the window and sends 
 
 The subscription is named by its topic and callback URL (``sethub subscriptions list``).
 Deployed, the callback must be reachable from this machine; in kms signing mode set
-``SETHUB_SIGNING_KEY_IDS`` to the stack's ``SigningKeyIds`` output.
+``SETHUB_SIGNING_KEY_IDS`` to the stack's ``SigningKeyIds`` output. Known limit: the secret
+and the wrapped signing key are decrypted with DataKey, whose key policy lets only the
+dispatch role decrypt (docs/operations.md, "Recovering what a subscriber missed").
 """
 
 from __future__ import annotations
