@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import pytest
-from conftest import build_hub
+from hubs import build_hub
 
 from devstack.gateway import proxy_event
 from devstack.provision import DEFAULT_API_KEY

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
-from conftest import LOCAL_OVERRIDES, DirectClients, Hub
+from hubs import LOCAL_OVERRIDES, DirectClients, Hub
 
 from devstack.gateway import proxy_event
 from devstack.provision import provision

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import jwt
 import pytest
 from cfn_responses import cfn_responses
-from conftest import LOCAL_OVERRIDES, DirectClients, Hub
 from counting import Counting
+from hubs import LOCAL_OVERRIDES, DirectClients, Hub
 
 from devstack.provision import provision
 from sethub.errors import UpstreamError

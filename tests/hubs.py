@@ -1,0 +1,102 @@
+"""An isolated hub in the test session's moto server, and the clients tests use on it.
+
+Shared by tests/conftest.py's fixtures and the test modules that build hubs themselves (a
+module named after what it holds: ``conftest`` is ambiguous with two test roots in one run).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from authorized import AuthorizedFunction
+
+from devstack.awsgate import AuthorizingEndpoint, endpoint_for
+from devstack.credentials import seed_local_keys
+from devstack.functions import load_function
+from devstack.provision import Provisioned, provision
+from sethub.clients import DEFAULT_CONFIG, AwsClients
+from sethub.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What the local stack runs with: subscribers on 127.0.0.1 over plain http.
+LOCAL_OVERRIDES = {
+    "SETHUB_ALLOW_PRIVATE_CALLBACKS": "true",
+    "SETHUB_ALLOW_HTTP_CALLBACKS": "true",
+    "SETHUB_PUBLIC_URL": "http://127.0.0.1:3000",
+}
+
+
+class DirectClients(AwsClients):
+    """The test's own clients: straight to moto, whatever endpoint a function runs with."""
+
+    def __init__(self, endpoint_url: str, **overrides: Any) -> None:
+        super().__init__(**overrides)
+        self._endpoint_url = endpoint_url
+
+    def _client(self, service: str) -> Any:
+        if service in self._overrides:
+            return self._overrides[service]
+        return boto3.Session().client(service, endpoint_url=self._endpoint_url, config=DEFAULT_CONFIG)  # type: ignore[call-overload]
+
+
+@dataclass
+class Hub:
+    """An isolated hub in moto: what a deployed stack's functions would see."""
+
+    settings: Settings
+    clients: AwsClients
+    env: dict[str, str]
+    provisioned: Provisioned
+    endpoints: dict[str, AuthorizingEndpoint] = field(default_factory=dict)
+
+    @property
+    def api_key(self) -> str:
+        return self.provisioned.api_key
+
+    def endpoint_for(self, function: str) -> AuthorizingEndpoint:
+        """``function``'s AWS endpoint, applying its role (started on first use, stopped with the hub)."""
+        if function not in self.endpoints:
+            self.endpoints[function] = endpoint_for(self.provisioned, function).start()
+        return self.endpoints[function]
+
+    def env_for(self, function: str) -> dict[str, str]:
+        """``function``'s environment, its AWS calls going through its role's endpoint."""
+        return {**self.provisioned.env_for(function), "AWS_ENDPOINT_URL": self.endpoint_for(function).url}
+
+    def clients_for(self, function: str, **overrides: Any) -> AwsClients:
+        """Clients that call AWS as ``function`` does, through its role's endpoint."""
+        return DirectClients(self.endpoint_for(function).url, **overrides)
+
+    def function(self, name: str) -> AuthorizedFunction:
+        """The handler of function ``name``, loaded in-process, invoked with its role applied."""
+        spec = self.provisioned.functions[name]
+        return AuthorizedFunction(load_function(spec, ROOT, self.provisioned.region), self.endpoint_for(name))
+
+    def close(self) -> None:
+        for endpoint in self.endpoints.values():
+            endpoint.stop()
+        self.endpoints.clear()
+
+
+def build_hub(moto_endpoint: str, template: dict[str, Any]) -> Hub:
+    """A hub provisioned from ``template`` under a fresh prefix (close it when done)."""
+    provisioned = provision(
+        template,
+        endpoint_url=moto_endpoint,
+        prefix=f"t{uuid.uuid4().hex[:10]}",
+        overrides=LOCAL_OVERRIDES,
+    )
+    # The local keys of DESIGN.md (admin local-dev-key, publisher, subscriber), as the stack seeds them.
+    seed_local_keys(provisioned, {})
+    env = provisioned.union_env()
+    return Hub(
+        settings=Settings.from_env(env),
+        clients=DirectClients(moto_endpoint),
+        env=env,
+        provisioned=provisioned,
+    )
