@@ -80,8 +80,13 @@ def test_a_normal_subscriber_is_verified_while_fifty_callbacks_stall(
 ) -> None:
     # The longest timeout the template allows: the stalled GETs stay in flight throughout.
     # A public hub with open topics: what costs the verifier is anyone's to ask for there.
+    # Lambda runs up to the verifier mapping's MaximumConcurrency (10) pollers; the local default
+    # of 2 would leave every poller waiting on a stalled GET, which AWS does not.
     stack = start_local_stack(
-        SETHUB_DELIVERY_TIMEOUT_SECONDS="15", SETHUB_PUBLIC_HUB="true", SETHUB_OPEN_TOPICS="true"
+        SETHUB_DELIVERY_TIMEOUT_SECONDS="15",
+        SETHUB_PUBLIC_HUB="true",
+        SETHUB_OPEN_TOPICS="true",
+        SETHUB_LOCAL_POLLERS="8",
     )
     topic = f"starve.{uuid.uuid4().hex[:8]}"
 
