@@ -84,7 +84,9 @@ def names_and_dimensions(
 def test_every_widget_metric_of_the_sethub_namespace_is_emitted(
     template: dict[str, Any], dispatch_handler: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    every_outcome = BatchResult(counts=Counter(dict.fromkeys(get_args(Status), 1)), durations_ms=[12, 40])
+    every_outcome = BatchResult(
+        counts=Counter(dict.fromkeys(get_args(Status), 1)), durations_ms=[12, 40], disabled=1
+    )
     published = names_and_dimensions(emitted(dispatch_handler, every_outcome, capsys))
 
     wanted = [metric for metric in dashboard_metrics(template) if metric[0] == NAMESPACE]
