@@ -1,5 +1,6 @@
 """A WebSub peer on 127.0.0.1 for the hub tests: a publisher's topic URLs
 (``topics``: path -> (Content-Type, bytes)) and subscribers' callbacks; records every request.
+``StallServer`` is a callback host that accepts connections and never answers.
 
 Verification GETs are answered by ``behaviour`` per path: ``"echo"`` (the correct
 answer), ``"wrong"`` (a 200 with another body) or an HTTP status. Content POSTs get 200.
@@ -7,6 +8,7 @@ answer), ``"wrong"`` (a 200 with another body) or an HTTP status. Content POSTs 
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -103,6 +105,54 @@ def _handler(server: CallbackServer) -> type[BaseHTTPRequestHandler]:
             self._answer(200, b"")
 
     return Handler
+
+
+class StallServer:
+    """Accepts connections and never answers; counts them, and how many are open at once."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = self._listener.getsockname()[1]
+        self.accepted = 0
+        self.open_now = 0
+        self.most_open = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = "/cb") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with self._lock:
+                self.accepted += 1
+                self.open_now += 1
+                self.most_open = max(self.most_open, self.open_now)
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn: socket.socket) -> None:
+        conn.settimeout(None)
+        with conn:
+            # Read until the client gives up and closes: recv returns b"" (or fails).
+            try:
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+        with self._lock:
+            self.open_now -= 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._listener.close()
 
 
 @contextmanager

@@ -3,63 +3,16 @@ naming callbacks on a host that never answers do not hold up a normal subscriber
 
 from __future__ import annotations
 
-import socket
-import threading
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from e2e_harness import StartLocalStack, wait_for  # type: ignore[import-not-found]
-from websub_peer import CallbackServer, websub_peer
+from websub_peer import CallbackServer, StallServer, websub_peer
 
 from sethub.hostlimits import SLOTS_PER_HOST
 
 STALLED_REQUESTS = 50
-
-
-class StallServer:
-    """Accepts connections and never answers; knows how many are open right now, and at most."""
-
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
-        self.open_now = 0
-        self.most_open = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            with self._lock:
-                self.open_now += 1
-                self.most_open = max(self.most_open, self.open_now)
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
-
-    def _hold(self, conn: socket.socket) -> None:
-        conn.settimeout(None)
-        with conn:
-            try:
-                while conn.recv(65536):  # until the hub gives up and closes
-                    pass
-            except OSError:
-                pass
-        with self._lock:
-            self.open_now -= 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._listener.close()
 
 
 @pytest.fixture

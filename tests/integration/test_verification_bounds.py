@@ -5,14 +5,12 @@ attempts, GETs of a batch side by side, per-host slots, and denials limited per 
 from __future__ import annotations
 
 import dataclasses
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from websub_peer import CallbackServer, websub_peer
+from websub_peer import CallbackServer, StallServer, websub_peer
 
 from sethub.hostlimits import HostLimits
 from sethub.messages import DenySubscription, VerifyIntent
@@ -24,54 +22,6 @@ from sethub.verification import MAX_DEFERRALS, MAX_RESPONSE_BYTES, Verifier
 
 TOPIC = "acme.login"
 WAIT_SECONDS = 15.0
-
-
-class StallServer:
-    """Accepts connections and never answers; counts them, and how many are open at once."""
-
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = self._listener.getsockname()[1]
-        self.accepted = 0
-        self.open_now = 0
-        self.most_open = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def url(self, path: str = "/cb") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            with self._lock:
-                self.accepted += 1
-                self.open_now += 1
-                self.most_open = max(self.most_open, self.open_now)
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
-
-    def _hold(self, conn: socket.socket) -> None:
-        conn.settimeout(None)
-        with conn:
-            # Read until the client gives up and closes: recv returns b"" (or fails).
-            try:
-                while conn.recv(65536):
-                    pass
-            except OSError:
-                pass
-        with self._lock:
-            self.open_now -= 1
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(WAIT_SECONDS)
-        self._listener.close()
 
 
 @pytest.fixture
