@@ -91,9 +91,10 @@ $(BIN)/.mutation-installed: $(BIN)/.installed requirements-mutation.txt
 	$(BIN)/python -m pip install --quiet -r requirements-mutation.txt
 	@touch $@
 
-# Not part of `make test` nor CI: about half an hour on two cores. WORKERS=1 leaves a core free.
+# Not part of `make test` nor CI: under half an hour on two cores. WORKERS=1 leaves a core free;
+# MODULES="netguard delivery" tests those modules' mutants only (the others keep their last results).
 mutation: $(BIN)/.mutation-installed ## mutation testing of the core modules with mutmut (docs/mutation.md)
-	$(BIN)/python tools/mutation.py run --workers $${WORKERS:-2}
+	$(BIN)/python tools/mutation.py run --workers $${WORKERS:-2} $(foreach module,$(MODULES),--module $(module))
 
 build: $(SAM_VENV)/.installed ## sam build (no Docker needed)
 	PATH="$(PYTHON_DIR):$$PATH" $(SAM) build --template template.yaml
