@@ -43,7 +43,7 @@ NOTES = ROOT / "tools" / "mutation_notes.toml"
 REPORT = ROOT / "docs" / "mutation.md"
 RUN_LOG = WORK / "runs.json"
 # Links in the work tree: what the tests read from the checkout besides the package.
-LINKS = ("tests", "template.yaml", "events", "functions", "layers", "pyproject.toml")
+LINKS = ("tests", "template.yaml", "events", "functions", "layers", "docs", "pyproject.toml")
 GOAL = 90.0
 LONG_STATEMENT = 90
 
@@ -115,6 +115,17 @@ def stage(*, keep: bool, worktree: bool = False) -> None:
         shutil.copytree(WORK / "tests", MUTANTS / "tests", dirs_exist_ok=True)
 
 
+def _head() -> str:
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return head.stdout.strip()
+
+
 def mutmut_command() -> list[str]:
     return [str(Path(sys.executable).with_name("mutmut"))]
 
@@ -137,6 +148,8 @@ def run(
             print("no survivors to test again")
             return 0
     started = time.monotonic()
+    # The machine is shared: the load says how much of it the run had.
+    load_before = os.getloadavg()[0]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     command = [*mutmut_command(), "run", "--max-children", str(workers), *names]
     completed = subprocess.run(command, cwd=WORK, env=env, check=False)  # noqa: S603
@@ -150,6 +163,8 @@ def run(
             "seconds": round(elapsed),
             "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "exit_code": completed.returncode,
+            "commit": "working tree" if worktree else _head(),
+            "load": [round(load_before, 2), *(round(load, 2) for load in os.getloadavg())],
         }
     )
     RUN_LOG.write_text(json.dumps(runs, indent=2))
@@ -350,6 +365,8 @@ def write_report() -> None:
         survivors += [m for m in mutants if m.status in ("survived", "suspicious", "segfault")]
         untested.update(f"{module}.{m.function}" for m in mutants if m.status == "no tests")
     runs = json.loads(RUN_LOG.read_text()) if RUN_LOG.exists() else []
+    # A module's results are those of the last run that tested its mutants.
+    last_run = {module: number for number, run in enumerate(runs, 1) for module in run["modules"]}
     out = [
         "# Mutation testing",
         "",
@@ -362,19 +379,21 @@ def write_report() -> None:
         "Goal: at least 90 % killed in each module. Every survivor is listed below: with the reason",
         "no test can kill it, with the test written for it since, or as not explained yet.",
         "",
-        "| module | mutants | killed | survived | timeout | suspicious | no tests | not run | killed % |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| module | mutants | killed | survived | timeout | suspicious | no tests | not run | killed % "
+        "| run |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for module, total, counts in rows:
-        out.append(_row(module, total, counts))
-    out.append(_row("**all**", sum(total for _, total, _ in rows), totals))
+        out.append(_row(module, total, counts) + f" {last_run.get(module, '-')} |")
+    out.append(_row("**all**", sum(total for _, total, _ in rows), totals) + " |")
     out += ["", "Killed % counts timeouts as killed (the mutant hangs the code under test).", ""]
     if runs:
         out += ["## Runs behind these numbers", ""]
         out += [
-            f"- {run['finished']}: {run.get('what', 'every mutant')} of {', '.join(run['modules'])}; "
-            f"{run['workers']} workers, {_duration(run['seconds'])}" + _ending(run["exit_code"])
-            for run in runs
+            f"{number}. {run['finished']}: {run.get('what', 'every mutant')} of {', '.join(run['modules'])}"
+            f"{_commit(run)}; {run['workers']} workers, {_duration(run['seconds'])}{_load(run)}"
+            + _ending(run["exit_code"])
+            for number, run in enumerate(runs, 1)
         ]
         out += ["", *remarks(), ""]
     # A survivor with a test written after the run that found it is listed with that test below.
@@ -466,6 +485,18 @@ def _ending(exit_code: int) -> str:
     if exit_code < 0:
         return f", stopped (signal {-exit_code}) before the end"
     return f", failed (exit code {exit_code}): the unmutated tests did not pass"
+
+
+def _commit(run: dict[str, Any]) -> str:
+    commit = run.get("commit")
+    return f" ({commit})" if commit == "working tree" else f" at commit {commit}" if commit else ""
+
+
+def _load(run: dict[str, Any]) -> str:
+    if "load" not in run:
+        return ""
+    before, *after = run["load"]
+    return f", load average {before} at the start, {after[0]} / {after[2]} (1 / 15 min) at the end"
 
 
 def _duration(seconds: int) -> str:
