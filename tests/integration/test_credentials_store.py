@@ -25,6 +25,7 @@ from sethub.messages import VerifyIntent, parse_message
 from sethub.outbound import GuardedHttp
 from sethub.receiver import Receiver
 from sethub.store import SubscriptionStore
+from sethub.subscriptions import subscription_key, topic_key
 from sethub.verification import MAX_RESPONSE_BYTES, Outcome, Verifier
 from sethub.websub import Hub, HubReply, parse_hub_request
 
@@ -240,6 +241,109 @@ def test_the_takeover_of_issue_11_fails(owners: Owners, victim_receiver: Receive
     assert owners.verify_all() == []
     assert owners.subscription(callback) == before
     assert before.secret == b"victim-secret"
+
+
+def raw_subscription(owners: Owners, callback: str) -> dict[str, Any]:
+    """The subscription's item as stored, whatever its state."""
+    item: dict[str, Any] = owners.fixture.clients.dynamodb.get_item(
+        TableName=owners.settings.table_name,
+        Key={"pk": {"S": topic_key(TOPIC)}, "sk": {"S": subscription_key(callback)}},
+        ConsistentRead=True,
+    )["Item"]
+    return item
+
+
+def test_a_disabled_subscription_still_belongs_to_its_owner(
+    owners: Owners, victim_receiver: Receiver
+) -> None:
+    # GIVEN the victim's subscription, disabled by dispatch after days of failed deliveries
+    callback = victim_receiver.url
+    victim_receiver.expect("subscribe", TOPIC)
+    assert owners.subscribe(callback, owners.victim, **{"hub.secret": "victim-secret"}).status == 202
+    assert [o.kind for o in owners.verify_all()] == ["verified"]
+    assert owners.store.disable(TOPIC, callback, requested_at=owners.subscription(callback).requested_at)
+    before = raw_subscription(owners, callback)
+    assert before["state"] == {"S": "disabled"}
+
+    # WHEN another key re-subscribes it (which would enable it with the attacker's secret),
+    # unsubscribes it, or an anonymous caller tries
+    resubscribe = owners.subscribe(callback, owners.attacker, **{"hub.secret": "attacker-secret"})
+    unsubscribe = owners.unsubscribe(callback, owners.attacker)
+    anonymous = owners.subscribe(callback, None, **{"hub.secret": "attacker-secret"})
+
+    # THEN each is refused and nothing changed, not even a request waiting for verification
+    assert (resubscribe.status, unsubscribe.status, anonymous.status) == (403, 403, 401)
+    assert "belongs to another key" in resubscribe.body
+    assert owners.verify_all() == []
+    assert raw_subscription(owners, callback) == before
+
+    # AND its owner re-subscribing enables it again, still its owner, with the owner's secret
+    victim_receiver.expect("subscribe", TOPIC)
+    assert owners.subscribe(callback, owners.victim, **{"hub.secret": "victim-again"}).status == 202
+    assert [o.kind for o in owners.verify_all()] == ["verified"]
+    enabled = owners.subscription(callback)
+    assert (enabled.owner, enabled.secret) == (before["owner"]["S"], b"victim-again")
+
+
+def test_a_request_stored_before_the_subscription_was_disabled_is_not_applied(
+    owners: Owners, callbacks: CallbackServer
+) -> None:
+    # GIVEN a disabled subscription and another key's request stored anyway (raced past the check)
+    callback = callbacks.url("/cb")
+    owners.subscribe(callback, owners.victim, **{"hub.secret": "victim"})
+    assert [o.kind for o in owners.verify_all()] == ["verified"]
+    assert owners.store.disable(TOPIC, callback, requested_at=owners.subscription(callback).requested_at)
+    before = raw_subscription(owners, callback)
+    now = time.time()
+    attacker = KeyChecker(DynamoDBCredentialStore(owners.fixture.clients, owners.settings.table_name)).lookup(
+        owners.attacker
+    )
+    assert attacker is not None
+    request_id = owners.store.put_pending(
+        mode="subscribe",
+        topic=TOPIC,
+        callback=callback,
+        format="jwt",
+        secret=None,
+        lease_seconds=300,
+        requested_at=time.time_ns(),
+        now=now,
+        requester=attacker.key_id,
+        owner=attacker.key_id,
+    )
+    pending = owners.store.get_pending(TOPIC, callback, request_id, now=now)
+    assert pending is not None
+
+    # WHEN its verification is confirmed, THEN the transaction's own check refuses it
+    assert owners.store.apply_verified(pending, now=now) is False
+    assert raw_subscription(owners, callback) == before
+
+
+def test_an_expired_or_unsubscribed_subscription_may_be_claimed_by_another_key(
+    owners: Owners, callbacks: CallbackServer
+) -> None:
+    # An unsubscribed callback belongs to nobody: another key subscribes it and owns it.
+    callback = callbacks.url("/cb")
+    owners.subscribe(callback, owners.victim)
+    assert [o.kind for o in owners.verify_all()] == ["verified"]
+    owners.unsubscribe(callback, owners.victim)
+    assert [o.kind for o in owners.verify_all()] == ["verified"]
+    assert owners.subscribe(callback, owners.attacker).status == 202
+    assert [o.kind for o in owners.verify_all()] == ["verified"]
+    attacker_owned = owners.subscription(callback).owner
+    assert attacker_owned is not None
+
+    # A lease that ran out (disabled or not) no longer holds it either.
+    owners.fixture.clients.dynamodb.update_item(
+        TableName=owners.settings.table_name,
+        Key={"pk": {"S": topic_key(TOPIC)}, "sk": {"S": subscription_key(callback)}},
+        UpdateExpression="SET #state = :disabled, expires_at = :past",
+        ExpressionAttributeNames={"#state": "state"},
+        ExpressionAttributeValues={":disabled": {"S": "disabled"}, ":past": {"N": str(int(time.time()) - 1)}},
+    )
+    assert owners.subscribe(callback, owners.victim).status == 202
+    assert [o.kind for o in owners.verify_all()] == ["verified"]
+    assert owners.subscription(callback).owner not in (None, attacker_owned)
 
 
 def test_on_a_public_hub_the_receiver_refuses_what_it_did_not_ask_for(

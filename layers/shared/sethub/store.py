@@ -40,6 +40,7 @@ from sethub.subscriptions import (
     Subscription,
     expiry,
     is_live,
+    is_owned,
     request_key,
     state_ttl,
     subscription_key,
@@ -549,7 +550,8 @@ class SubscriptionStore:
         return subscription if subscription.is_active(now) else None
 
     def subscription_owner(self, topic: str, callback: str, *, now: float) -> tuple[bool, str | None]:
-        """Whether (topic, callback) has a live subscription, and the key id that owns it.
+        """Whether (topic, callback) has a subscription that still belongs to its owner (active
+        or disabled, lease not expired: ``subscriptions.is_owned``), and the key id that owns it.
 
         Reads only the state and owner (never the secret, so no KMS call).
         """
@@ -564,9 +566,8 @@ class SubscriptionStore:
         except (ClientError, BotoCoreError) as exc:
             raise _upstream("read a subscription", exc) from exc
         item = result.get("Item")
-        if item is None or item.get("state", {}).get("S") != "active":
-            return False, None
-        if not is_live(int(item.get("expires_at", {}).get("N", "0")), now):
+        state = item.get("state", {}).get("S", "") if item else ""
+        if item is None or not is_owned(state, int(item.get("expires_at", {}).get("N", "0")), now):
             return False, None
         return True, item["owner"]["S"] if "owner" in item else None
 
@@ -692,23 +693,25 @@ class SubscriptionStore:
 def _apply_condition(request: PendingRequest, now: float) -> dict[str, Any]:
     """The condition under which a verified request replaces the (topic, callback) state.
 
-    Newest request wins; and unless an admin asked, a live subscription owned by another
-    key (or by any key, for a request without one) is never replaced, even if ownership
-    changed between the request and its verification.
+    Newest request wins; and unless an admin asked, a subscription owned by another key (or
+    by any key, for a request without one) is never replaced while it is owned (active or
+    disabled, lease not expired: ``subscriptions.is_owned``), even if ownership changed
+    between the request and its verification.
     """
     values: dict[str, Any] = {":requested_at": _n(request.requested_at)}
     condition = "attribute_not_exists(pk) OR requested_at < :requested_at"
     if request.override:
         return {"ConditionExpression": condition, "ExpressionAttributeValues": values}
-    values |= {":active": _s("active"), ":now": _n(int(now))}
+    values |= {":active": _s("active"), ":disabled": _s("disabled"), ":now": _n(int(now))}
     owned_by = "attribute_not_exists(#owner)"
     if request.requester:
         owned_by += " OR #owner = :requester"
         values[":requester"] = _s(request.requester)
-    not_live = "#state <> :active OR expires_at <= :now"
+    # The negation of is_owned: deleted (an unsubscribe tombstone) or past its lease.
+    not_owned = "NOT (#state IN (:active, :disabled)) OR expires_at <= :now"
     newer = "requested_at < :requested_at"
     return {
-        "ConditionExpression": f"attribute_not_exists(pk) OR ({newer} AND ({owned_by} OR {not_live}))",
+        "ConditionExpression": f"attribute_not_exists(pk) OR ({newer} AND ({owned_by} OR {not_owned}))",
         "ExpressionAttributeNames": {"#owner": "owner", "#state": "state"},
         "ExpressionAttributeValues": values,
     }

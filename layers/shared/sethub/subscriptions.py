@@ -148,6 +148,20 @@ def is_live(expires_at: int, now: float) -> bool:
     return now < expires_at
 
 
+OWNED_STATES: frozenset[State] = frozenset({"active", "disabled"})
+"""States in which a subscription still belongs to its owner (DESIGN.md "Credentials")."""
+
+
+def is_owned(state: str, expires_at: int, now: float) -> bool:
+    """Does a (topic, callback) state still belong to the key that created it?
+
+    Until it is deleted (unsubscribed, or removed after a ``410``) or its lease expires: a
+    disabled subscription is still its owner's, so another key cannot re-claim it by
+    re-subscribing (only its owner or an admin enables it again).
+    """
+    return state in OWNED_STATES and is_live(expires_at, now)
+
+
 def expiry(lease_seconds: int, verified_at: float) -> int:
     """The lease runs from the moment intent was verified (W3C WebSub 5.3)."""
     return int(verified_at) + lease_seconds
@@ -169,6 +183,7 @@ def supersedes(requested_at: int, current_requested_at: int | None) -> bool:
 
 __all__ = [
     "HASHED_TOPIC_PREFIX",
+    "OWNED_STATES",
     "PENDING_TTL_SECONDS",
     "TOMBSTONE_TTL_SECONDS",
     "Mode",
@@ -177,6 +192,7 @@ __all__ = [
     "Subscription",
     "expiry",
     "is_live",
+    "is_owned",
     "request_key",
     "state_ttl",
     "subscription_key",

@@ -223,9 +223,10 @@ class Hub:
                 # W3C WebSub 5.2: the refusal goes to the callback; the 202 does not tell.
                 self._enqueue(DenySubscription(topic=topic, callback=callback, reason=UNKNOWN_TOPIC))
             return HubReply(status=202)
-        # A live subscription belongs to the key that created it (issue 11, finding 2).
-        live, owner = self._store.subscription_owner(topic, callback, now=now)
-        if live:
+        # A subscription belongs to the key that created it until it is deleted or its lease
+        # expires, disabled or not (DESIGN.md "Credentials"; issue 11, finding 2).
+        owned, owner = self._store.subscription_owner(topic, callback, now=now)
+        if owned:
             require_owner(principal, owner)
         caller = principal.key_id if principal is not None else None
         request_id = self._store.put_pending(
@@ -238,7 +239,7 @@ class Hub:
             requested_at=time.time_ns(),
             now=now,
             requester=caller,
-            owner=owner if live and owner else caller,
+            owner=owner if owned and owner else caller,
             override=principal is not None and principal.is_admin,
             signing=signing,
             events=events,

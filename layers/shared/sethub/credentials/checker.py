@@ -130,7 +130,7 @@ def require_subscriber(principal: Principal) -> None:
 
 
 def may_change(principal: Principal | None, owner: str | None) -> bool:
-    """May ``principal`` change or remove a live subscription that ``owner`` created?
+    """May ``principal`` change or remove a subscription that ``owner`` created and still owns?
 
     An admin may change anything; a key may change what it created; a subscription
     created without a key (public hub) may be changed by anyone allowed to subscribe,
