@@ -68,7 +68,7 @@ from sethub.queues import Outgoing, QueueSender
 from sethub.records import Attempt, DeliveryRecords, RecordBatcher
 from sethub.retry import RetryPolicy, sqs_delay
 from sethub.settings import Settings
-from sethub.ssf.routing import StreamRouter, is_stream_topic
+from sethub.ssf.routing import FlushStep, StreamRouter, is_stream_topic
 from sethub.subscriptions import Subscription, subscription_id
 
 logger = logging.getLogger(__name__)
@@ -123,6 +123,8 @@ class _Work:
     deferred: int = 0
     failed: bool = False
     disabled: int = 0
+    flush: FlushStep | None = None
+    """A page of an SSF stream's held SETs, settled once its pushes are (``sethub.ssf.routing``)."""
 
 
 class Dispatcher:
@@ -205,7 +207,11 @@ class Dispatcher:
                 table_name=self._settings.table_name,
                 data_key_id=self._settings.data_key_id,
             )
-            self._streams = StreamRouter(SsfStore(self._clients.dynamodb, self._settings.table_name), keys)
+            self._streams = StreamRouter(
+                SsfStore(self._clients.dynamodb, self._settings.table_name),
+                keys,
+                disable_after_seconds=self._settings.disable_after_seconds,
+            )
         return self._streams
 
     @property
@@ -273,6 +279,7 @@ class Dispatcher:
                     recorder.add(attempt)
         self._deliver(work, now, start_by, recorder)
         self._send_followups(work)
+        self._finish_flushes(work)
         if recorder is not None:
             self._finish_records(recorder)
         _kept(kept)
@@ -382,6 +389,23 @@ class Dispatcher:
                 continue
             item.requests.extend(plan.requests)
             item.followups.extend((self._settings.events_queue_url, outgoing) for outgoing in plan.followups)
+            item.flush = plan.flush
+
+    def _finish_flushes(self, work: list[_Work]) -> None:
+        """Held SETs of a page all settled (pushed or queued for retry): drop them, then queue
+        the next page. A failure leaves the page held; SQS brings the task back for it."""
+        for item in work:
+            if item.flush is None or item.failed:
+                continue
+            try:
+                following = self.streams.finish_flush(item.flush)
+                if following is not None and self.sender.send_all(
+                    self._settings.events_queue_url, [following]
+                ):
+                    item.failed = True
+            except SethubError as exc:
+                logger.error("could not finish a page of an SSF stream's held SETs: %s", exc)
+                item.failed = True
 
     def _plan_retry(self, item: _Work, message: DeliveryRetry, now: float) -> None:
         if message.not_before > now:
@@ -484,7 +508,9 @@ class Dispatcher:
             except SethubError as exc:
                 logger.warning("could not remove a gone subscription: %s", exc)
         elif outcome.status == "failed":
-            if not is_stream_topic(request.topic) and self._failing(item, request, now):
+            if is_stream_topic(request.topic):
+                status = self._stream_failed(item, request, outcome, now)
+            elif self._failing(item, request, now):
                 status = self._dead_letter(item, request, replace(outcome, error=DISABLED_ERROR))
             else:
                 status = self._schedule(item, request, outcome, now)
@@ -494,7 +520,12 @@ class Dispatcher:
             item.deferred += 1
             logger.info("delivery deferred", extra={"jti": request.jti, "topic": request.topic})
             return None
-        if outcome.status == "ok" and request.failing_since and not is_stream_topic(request.topic):
+        if outcome.status == "ok" and request.failing_since and is_stream_topic(request.topic):
+            try:
+                self.streams.push_succeeded(request)
+            except SethubError as exc:
+                logger.warning("could not clear an SSF stream's failures: %s", exc)
+        elif outcome.status == "ok" and request.failing_since:
             try:
                 self.store.clear_failing(request.topic, request.callback, requested_at=request.subscribed_at)
             except SethubError as exc:
@@ -542,6 +573,19 @@ class Dispatcher:
         retry = replace(retry, not_before=now + delay)
         item.followups.append((self._settings.retry_queue_url, Outgoing(retry.to_json(), sqs_delay(delay))))
         return "retrying"
+
+    def _stream_failed(self, item: _Work, request: DeliveryRequest, outcome: Outcome, now: float) -> str:
+        """A failed push to an SSF stream: retried, unless it got the stream disabled (then dropped,
+        and the stream-updated SET queued to tell the receiver)."""
+        try:
+            notice = self.streams.push_failed(request, now)
+        except SethubError as exc:
+            logger.warning("could not track a failing SSF stream: %s", exc)
+            notice = None
+        if notice is None:
+            return self._schedule(item, request, outcome, now)
+        item.followups.append((self._settings.events_queue_url, Outgoing(notice.to_json())))
+        return "skipped"
 
     def _disabled(self, topic: str, callback: str, item: _Work) -> bool:
         try:

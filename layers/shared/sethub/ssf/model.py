@@ -82,6 +82,8 @@ class Stream:
     updated_at: int = 0
     verified_at: int = 0
     """When the receiver last asked for a verification (``min_verification_interval``)."""
+    failing_since: int = 0
+    """When pushes to the stream started failing (0: the last one succeeded)."""
 
     @property
     def aud(self) -> str:

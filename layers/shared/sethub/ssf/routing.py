@@ -11,17 +11,34 @@ Each (event, event type, stream) becomes one SET signed with the SSF key (RS256)
   stream is enabled; a push stream's are pushed by a ``flush`` task on enable);
 - a disabled stream, or one that removed the event's subject, gets nothing.
 
+Flushing a push stream's held SETs is resumable and single-flight: a flush holds the
+stream's lease (``SSFQ#<id>``/``FLUSH``) and pushes a page of the oldest held SETs; only
+once every push of the page is settled (sent, or handed to the retry queue) are they
+deleted, and only then is the next page's task queued (``finish_flush``). A crash at any
+point loses nothing: SQS delivers the task again, its owner takes the lease back and
+pushes what is still held (some SETs twice: at least once, receivers deduplicate on
+``jti``). A second flush of the same stream waits (re-queued, delayed) while the lease
+is held; a stale copy of an earlier page's task finds the lease moved on and stops.
+
+A push stream failing for ``SETHUB_DISABLE_AFTER_SECONDS`` (no success meanwhile) is
+disabled by sethub, like a failing subscription: its held SETs are dropped and a
+stream-updated SET (status ``disabled``, the reason) is sent to it (SSF 8.1.5).
+
 A SET's ``jti`` is derived from the event's ``jti``, the stream and the type, so an event
 dispatched twice (SQS is at least once) yields the same SETs, and receivers deduplicate.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sethub import sets as jose
@@ -31,7 +48,7 @@ from sethub.messages import DeliveryRetry, SetEvent, StreamTask
 from sethub.queues import Outgoing
 from sethub.ssf import model
 from sethub.ssf.model import Stream
-from sethub.ssf.sets import event_set, stream_event_set, subject_of_event
+from sethub.ssf.sets import event_set, stream_event_set, stream_updated_payload, subject_of_event
 from sethub.ssf.store import QueuedSet, SsfStore
 
 logger = logging.getLogger(__name__)
@@ -40,6 +57,11 @@ TOPIC_PREFIX = "ssf:"
 """Deliveries to streams carry ``ssf:<stream id>:<client id>`` where a subscription has its topic."""
 FLUSH_PAGE = 25
 """Held SETs one flush task pushes; the rest go to the next task."""
+FLUSH_LEASE_SECONDS = 120
+"""How long a flush holds its stream: over a dispatch invocation (60 s) and its follow-ups, and
+under the events queue's visibility timeout (360 s), so a crashed flush's task, delivered
+again, still finds it (or it has expired and anyone may take over)."""
+MAX_SQS_DELAY = 900
 
 
 class Signer(Protocol):
@@ -80,7 +102,19 @@ def push_request(stream: Stream, jti: str, jws: str, *, attempt: int) -> Deliver
         headers=headers,
         attempt=attempt,
         subscribed_at=0,
+        failing_since=stream.failing_since,
     )
+
+
+@dataclass(frozen=True)
+class FlushStep:
+    """A page of held SETs in flight: settled by ``StreamRouter.finish_flush`` after delivery."""
+
+    task: StreamTask
+    owner: str
+    page: int
+    jtis: tuple[str, ...]
+    more: bool
 
 
 @dataclass
@@ -90,14 +124,23 @@ class Plan:
     requests: list[DeliveryRequest] = field(default_factory=list)
     followups: list[Outgoing] = field(default_factory=list)
     queued: int = 0
+    flush: FlushStep | None = None
 
 
 class StreamRouter:
     """Built once per dispatch container; its store and signer are the container's."""
 
-    def __init__(self, store: SsfStore, signer: Signer, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: SsfStore,
+        signer: Signer,
+        *,
+        disable_after_seconds: int = 432000,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._signer = signer
+        self._disable_after = disable_after_seconds
         self._now = now
 
     def plan(self, messages: Sequence[SetEvent | StreamTask]) -> list[Plan | SethubError]:
@@ -175,16 +218,108 @@ class StreamRouter:
                 self._store.enqueue(stream.stream_id, [QueuedSet(claims["jti"], jws)], now=int(self._now()))
                 plan.queued += 1
             return plan
-        # flush: the SETs held while the push stream was paused, oldest first.
+        return self._plan_flush(task, stream)
+
+    def _plan_flush(self, task: StreamTask, stream: Stream) -> Plan:
+        """A page of the SETs held while the push stream was paused, oldest first."""
+        plan = Plan()
+        payload = task.payload or {}
+        owner = str(payload.get("lease") or secrets.token_hex(16))
+        page = payload.get("page", 0)
+        page = page if isinstance(page, int) else 0
         if stream.method != model.PUSH or stream.status != "enabled":
+            # Paused or disabled again meanwhile: the next enable starts a flush of its own.
+            self._store.release_flush_lease(stream.stream_id, owner)
+            return plan
+        now = int(self._now())
+        if not self._store.take_flush_lease(
+            stream.stream_id, owner, page, now=now, seconds=FLUSH_LEASE_SECONDS
+        ):
+            if page > 0:
+                return plan  # a stale copy of a page its flush has gone past
+            # Another flush is running: this one waits its turn (it may find nothing left).
+            wait = self._store.flush_lease_until(stream.stream_id) - now + 1
+            plan.followups.append(Outgoing(task.to_json(), max(1, min(MAX_SQS_DELAY, wait))))
             return plan
         held, more = self._store.queued(stream.stream_id, limit=FLUSH_PAGE)
         plan.requests.extend(push_request(stream, queued.jti, queued.jws, attempt=1) for queued in held)
-        # From here on they are the retry machinery's: a failed push is retried, not held again.
-        self._store.acknowledge(stream.stream_id, [queued.jti for queued in held])
-        if more:
-            plan.followups.append(Outgoing(task.to_json()))
+        plan.flush = FlushStep(task, owner, page, tuple(queued.jti for queued in held), more)
         return plan
+
+    def finish_flush(self, step: FlushStep) -> Outgoing | None:
+        """After the page's pushes are settled: drop them from the held queue, then the next
+        page's task (to send), or the lease released when the queue is empty."""
+        self._store.acknowledge(step.task.stream_id, step.jtis)
+        if not step.more:
+            self._store.release_flush_lease(step.task.stream_id, step.owner)
+            return None
+        following = StreamTask(
+            client_id=step.task.client_id,
+            stream_id=step.task.stream_id,
+            action="flush",
+            payload={"lease": step.owner, "page": step.page + 1},
+        )
+        return Outgoing(following.to_json())
+
+    # ------------------------------------------------------------------ failing push endpoints
+
+    def push_failed(self, request: DeliveryRequest, now: float) -> StreamTask | None:
+        """Track a failed push; the stream-updated task to send when this disabled the stream.
+
+        The first failure since a success stamps ``failing_since`` on the stream (one
+        compare-and-swap); later ones carry it in the request, so they cost nothing until
+        ``SETHUB_DISABLE_AFTER_SECONDS`` have passed.
+        """
+        since = request.failing_since
+        if since and now - since < self._disable_after:
+            return None
+        stream_id, client_id = _parse_topic(request.topic)
+        disabled = False
+
+        def change(stream: Stream) -> Stream | None:
+            nonlocal disabled
+            if (
+                stream.method != model.PUSH
+                or stream.endpoint_url != request.callback
+                or stream.status == "disabled"
+            ):
+                return None
+            if not stream.failing_since:
+                return replace(stream, failing_since=int(now))
+            if now - stream.failing_since < self._disable_after:
+                return None
+            disabled = True
+            failing = int(now - stream.failing_since)
+            reason = f"disabled by the transmitter: no successful push for {failing} seconds"
+            return replace(stream, status="disabled", reason=reason, failing_since=0, updated_at=int(now))
+
+        updated = self._store.change_stream(client_id, stream_id, change)
+        if updated is None or not disabled:
+            return None
+        # A disabled stream keeps nothing (SSF 8.1.2.1), and its receiver is told why.
+        self._store.drop_queue(stream_id)
+        logger.warning(
+            "SSF stream disabled",
+            extra={"stream_id": stream_id, "client_id": client_id, "reason": updated.reason},
+        )
+        return StreamTask(
+            client_id=client_id,
+            stream_id=stream_id,
+            action="event",
+            event_type=model.STREAM_UPDATED,
+            payload=stream_updated_payload(updated),
+        )
+
+    def push_succeeded(self, request: DeliveryRequest) -> None:
+        """A push after failures went through: the stream is no longer failing."""
+        if not request.failing_since:
+            return
+        stream_id, client_id = _parse_topic(request.topic)
+
+        def change(stream: Stream) -> Stream | None:
+            return replace(stream, failing_since=0) if stream.failing_since else None
+
+        self._store.change_stream(client_id, stream_id, change)
 
     def retry_request(self, message: DeliveryRetry) -> tuple[DeliveryRequest | None, str]:
         """The next attempt of a push to a stream, or None and why there is none."""
@@ -192,9 +327,11 @@ class StreamRouter:
         stream = self._store.get_stream(client_id, stream_id)
         if stream is None or stream.method != model.PUSH or stream.endpoint_url != message.callback:
             return None, "no such push stream"
-        if stream.status == "disabled":
-            return None, "stream disabled"
         jws = _body_text(message)
+        if stream.status == "disabled" and not _is_stream_updated(jws):
+            # Dropped (SSF: a disabled stream holds nothing); the stream-updated SET that
+            # tells the receiver so is still retried.
+            return None, "stream disabled"
         if stream.status == "paused":
             self._store.enqueue(stream.stream_id, [QueuedSet(message.jti, jws)], now=int(self._now()))
             return None, "stream paused: held"
@@ -202,9 +339,25 @@ class StreamRouter:
 
 
 def _body_text(message: DeliveryRetry) -> str:
-    import base64  # noqa: PLC0415
-
     return base64.b64decode(message.body_b64).decode("ascii")
 
 
-__all__ = ["Plan", "StreamRouter", "is_stream_topic", "push_request", "set_jti", "stream_topic"]
+def _is_stream_updated(jws: str) -> bool:
+    """Whether a compact SET is a stream-updated event (its claims read, not verified: sethub signed it)."""
+    try:
+        part = jws.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        return False
+    return isinstance(claims, dict) and model.STREAM_UPDATED in (claims.get("events") or {})
+
+
+__all__ = [
+    "FlushStep",
+    "Plan",
+    "StreamRouter",
+    "is_stream_topic",
+    "push_request",
+    "set_jti",
+    "stream_topic",
+]

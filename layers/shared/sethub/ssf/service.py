@@ -19,8 +19,9 @@ from sethub.messages import StreamTask
 from sethub.ssf import model
 from sethub.ssf.auth import Authority, Receiver
 from sethub.ssf.model import Stream
-from sethub.ssf.sets import stream_updated_payload, verification_payload
+from sethub.ssf.sets import verification_payload
 from sethub.ssf.store import SsfStore
+from sethub.ssf.tasks import flush_task
 
 if TYPE_CHECKING:
     from sethub.queues import QueueSender
@@ -84,15 +85,19 @@ class SsfService:
     def _task(
         self, stream: Stream, action: str, event_type: str = "", payload: dict[str, Any] | None = None
     ) -> None:
+        self._send(
+            StreamTask(
+                client_id=stream.client_id,
+                stream_id=stream.stream_id,
+                action=action,  # type: ignore[arg-type]
+                event_type=event_type,
+                payload=payload,
+            )
+        )
+
+    def _send(self, task: StreamTask) -> None:
         from sethub.queues import Outgoing  # noqa: PLC0415 - the handler imports it anyway
 
-        task = StreamTask(
-            client_id=stream.client_id,
-            stream_id=stream.stream_id,
-            action=action,  # type: ignore[arg-type]
-            event_type=event_type,
-            payload=payload,
-        )
         failed = self._sender.send_all(self._queue, [Outgoing(task.to_json())])
         if failed:
             from sethub.errors import UpstreamError  # noqa: PLC0415
@@ -141,6 +146,7 @@ class SsfService:
     def delete(self, receiver: Receiver, stream_id: str | None) -> Reply:
         stream = self._own(receiver, stream_id)
         self._store.delete_stream(stream)
+        self._store.drop_queue(stream.stream_id)  # not left to the TTL: nobody can poll them now
         return Reply(204)
 
     # ------------------------------------------------------------------ status
@@ -155,16 +161,12 @@ class SsfService:
         stream = self._own(receiver, stream_id if isinstance(stream_id, str) else None)
         updated = replace(stream, status=status, reason=reason, updated_at=int(self._now()))
         self._store.save_stream(updated, stream)
-        if stream.status == "paused" and status == "enabled" and stream.method == model.PUSH:
-            self._task(updated, "flush")  # what was held while paused goes out now
+        if status == "disabled":
+            # SSF 8.1.2.1: a disabled stream does not hold events; queued and held SETs go.
+            self._store.drop_queue(stream.stream_id)
+        elif stream.status == "paused" and status == "enabled" and stream.method == model.PUSH:
+            self._send(flush_task(updated))  # what was held while paused goes out now
         return Reply(200, updated.status_object())
-
-    def pause_or_disable_by_transmitter(self, stream: Stream, status: model.Status, reason: str) -> Stream:
-        """sethub itself changes a stream's status: the stream-updated SET goes first (SSF 8.1.5)."""
-        updated = replace(stream, status=status, reason=reason, updated_at=int(self._now()))
-        self._task(updated, "event", model.STREAM_UPDATED, stream_updated_payload(updated))
-        self._store.save_stream(updated, stream)
-        return updated
 
     # ------------------------------------------------------------------ subjects
 

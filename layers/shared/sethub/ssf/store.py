@@ -6,18 +6,23 @@
     stream              SSFRECV#<client id>          STREAM#<id>       stream (JSON), status
     stream by type      SSFTYPE#<event type URI>     STREAM#<id>       stream (JSON): a copy, for routing
     queued SET          SSFQ#<stream id>             SET#<jti>         set (compact JWS), ttl
+    flush lease         SSFQ#<stream id>             FLUSH             owner, page, until, ttl
     signing key         SIGNING                      SSFKEY            kid, jwk, wrapped
 
 A stream and its index copies (one per routed event type it receives) are written in
 one transaction, so dispatch finds the streams of an event type with one ``Query`` and
 never sees a half-changed stream. SET ``jti``s are time-ordered, so a stream's queue
 reads oldest first.
+
+Dispatch changes a stream (a failing push endpoint, sethub disabling it) only by
+compare-and-swap (``change_stream``): the stored JSON must still be what it read, so it
+never overwrites a receiver's concurrent change.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +38,9 @@ CLIENTS_PK = "SSFCLIENTS"
 QUEUE_TTL_SECONDS = 14 * 24 * 3600
 """Unacknowledged and held SETs are kept this long (SETHUB_EVENT_RETENTION_DAYS' default)."""
 MAX_TRANSACTION_ITEMS = 100
+MAX_DROP_PAGE = 100
+CHANGE_ATTEMPTS = 3
+"""Compare-and-swap rounds of ``change_stream`` before it gives up (someone else keeps changing it)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,10 @@ def stream_from_json(text: str) -> Stream:
 
 def _stream_key(client_id: str, stream_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"SSFRECV#{client_id}"}, "sk": {"S": f"STREAM#{stream_id}"}}
+
+
+def _lease_key(stream_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"SSFQ#{stream_id}"}, "sk": {"S": "FLUSH"}}
 
 
 def _index_key(event_type: str, stream_id: str) -> dict[str, Any]:
@@ -193,6 +205,61 @@ class SsfStore:
         ]
         self._transact(writes)
 
+    def change_stream(
+        self, client_id: str, stream_id: str, change: Callable[[Stream], Stream | None]
+    ) -> Stream | None:
+        """Apply ``change`` to the stored stream by compare-and-swap; the stream as written, or
+        None when there is no such stream or ``change`` wanted nothing (it returned None).
+
+        One transaction of UpdateItems (the stream and its index copies), conditioned on the
+        stream's JSON being what was read; a concurrent change is re-read and ``change``
+        applied to it again. Routed event types never change here, so no index item goes.
+        """
+        key = _stream_key(client_id, stream_id)
+        for _ in range(CHANGE_ATTEMPTS):
+            item = self._get(key, "a stream", consistent=True)
+            if item is None:
+                return None
+            raw = item["stream"]["S"]
+            updated = change(stream_from_json(raw))
+            if updated is None:
+                return None
+            body = {":new": {"S": _stream_json(updated)}}
+            writes: list[dict[str, Any]] = [
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": key,
+                        "UpdateExpression": "SET #s = :new",
+                        "ConditionExpression": "#s = :old",
+                        "ExpressionAttributeNames": {"#s": "stream"},
+                        "ExpressionAttributeValues": {**body, ":old": {"S": raw}},
+                    }
+                }
+            ]
+            writes += [
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _index_key(event_type, stream_id),
+                        "UpdateExpression": "SET #s = :new",
+                        "ExpressionAttributeNames": {"#s": "stream"},
+                        "ExpressionAttributeValues": body,
+                    }
+                }
+                for event_type in updated.routed_events
+            ]
+            try:
+                self._db.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
+            except ClientError as exc:
+                if _code(exc) in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+                    continue  # changed meanwhile: read it again
+                raise UpstreamError(f"could not change a stream: {_code(exc)}") from exc
+            except BotoCoreError as exc:
+                raise UpstreamError(f"could not change a stream: {_code(exc)}") from exc
+            return updated
+        raise UpstreamError("could not change a stream: it kept changing meanwhile")
+
     def streams_for_type(self, event_type: str) -> list[Stream]:
         """The streams receiving ``event_type``: one Query (pages followed)."""
         return [
@@ -243,6 +310,70 @@ class SsfStore:
             for jti in dict.fromkeys(jtis)
         ]
         self._batch_write(requests, "acknowledge SETs")
+
+    def drop_queue(self, stream_id: str) -> int:
+        """Delete every queued or held SET of a stream (a disabled stream keeps none); how many."""
+        dropped = 0
+        while True:
+            found, more = self.queued(stream_id, limit=MAX_DROP_PAGE)
+            self.acknowledge(stream_id, [queued.jti for queued in found])
+            dropped += len(found)
+            if not more:
+                return dropped
+
+    # ------------------------------------------------------------------ flush lease
+
+    def take_flush_lease(self, stream_id: str, owner: str, page: int, *, now: int, seconds: int) -> bool:
+        """Hold the stream's flush for ``seconds``: when free, expired, or already ``owner``'s at ``page``.
+
+        One flush of a stream at a time, and a stale copy of a page's task (SQS delivers at
+        least once) finds the lease moved on and does nothing.
+        """
+        try:
+            # UpdateItem (it creates the item too): dispatch's role has no PutItem.
+            self._db.update_item(
+                TableName=self._table,
+                Key=_lease_key(stream_id),
+                UpdateExpression="SET #o = :owner, #p = :page, #u = :until, #t = :ttl",
+                # The owner's later pages take it over as they come; an earlier page's copy cannot.
+                ConditionExpression="attribute_not_exists(pk) OR #u < :now OR (#o = :owner AND #p <= :page)",
+                ExpressionAttributeNames={"#u": "until", "#o": "owner", "#p": "page", "#t": "ttl"},
+                ExpressionAttributeValues={
+                    ":now": {"N": str(now)},
+                    ":owner": {"S": owner},
+                    ":page": {"N": str(page)},
+                    ":until": {"N": str(now + seconds)},
+                    ":ttl": {"N": str(now + seconds + 3600)},
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise UpstreamError(f"could not take a stream's flush lease: {_code(exc)}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"could not take a stream's flush lease: {_code(exc)}") from exc
+        return True
+
+    def flush_lease_until(self, stream_id: str) -> int:
+        """When the stream's flush lease runs out (0: none)."""
+        item = self._get(_lease_key(stream_id), "a flush lease", consistent=True)
+        return 0 if item is None else int(item["until"]["N"])
+
+    def release_flush_lease(self, stream_id: str, owner: str) -> None:
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key=_lease_key(stream_id),
+                ConditionExpression="#o = :owner",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return  # taken over after it expired: the new owner's now
+            raise UpstreamError(f"could not release a stream's flush lease: {_code(exc)}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"could not release a stream's flush lease: {_code(exc)}") from exc
 
     # ------------------------------------------------------------------ helpers
 
