@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from sethub.catalog import WSO2_EVENT_TYPES
+from sethub.catalog import CAEP_EVENT_TYPES, WSO2_EVENT_TYPES
 from sethub.errors import BadRequestError, PayloadTooLargeError
 from sethub.events import MAX_EVENT_BYTES, validate
 
@@ -72,3 +73,25 @@ def test_a_complex_subject_names_its_members_and_cannot_nest() -> None:
 def test_an_audience_equal_to_the_topic_is_kept() -> None:
     (published,) = validate([event(aud="acme.login")], issuer="i", now=lambda: 0.0)
     assert published.claims["aud"] == "acme.login"
+
+
+def test_a_caep_event_is_refused_with_what_its_payload_lacks() -> None:
+    credential_change = CAEP_EVENT_TYPES["credential-change"]
+    (item,) = refusal([event(events={credential_change: {"credential_type": "password"}})]).problems
+
+    assert item["problems"] == ["credential-change: change_type is required"]
+
+
+def _event_of(size: int) -> dict[str, Any]:
+    """An event whose JSON, as the hub measures it (no spaces), is ``size`` bytes."""
+    padded = event(events={LOGIN: {"blob": ""}})
+    padded["events"][LOGIN]["blob"] = "y" * (size - len(json.dumps(padded, separators=(",", ":"))))
+    return padded
+
+
+def test_an_event_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() -> None:
+    (accepted,) = validate([_event_of(MAX_EVENT_BYTES)], issuer="https://hub.example", now=lambda: 0.0)
+    assert accepted.topic == "acme.login"
+
+    with pytest.raises(PayloadTooLargeError):
+        validate([_event_of(MAX_EVENT_BYTES + 1)], issuer="https://hub.example", now=lambda: 0.0)
