@@ -105,16 +105,19 @@ def test_every_readme_command_runs_against_the_local_stack(start_local_stack, fa
     commands = readme_commands()
     assert len(commands) >= 16
     outputs: dict[str, str] = {}
-    key_id = ""
+    key_id = recovery_id = ""
     for written in commands:
         command = (
             written.replace("<jti>", jti)
             .replace("<key id>", key_id)
             .replace("<callback>", failing_subscriber)
+            .replace("<recovery id>", recovery_id)
         )
         outputs[command] = out = sethub(command)
         if command.startswith("sethub keys create"):
             key_id = re.search(r"^key_id\s+(\S+)", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
+        if command.startswith("sethub recover start"):
+            recovery_id = re.search(r"^recovery\s+(\S+)", out, re.MULTILINE).group(1)  # type: ignore[union-attr]
 
     def output(prefix: str) -> str:
         return next(out for command, out in outputs.items() if command.startswith(prefix))
@@ -130,8 +133,11 @@ def test_every_readme_command_runs_against_the_local_stack(start_local_stack, fa
     assert jti in output("sethub dead-letters list")
     assert "would move" in output("sethub dead-letters replay --dry-run")
     assert re.search(r"^moved\s+1$", output("sethub dead-letters replay"), re.MULTILINE)
-    # The event was kept: recovery sent it again, failed (503) and queued it for a retry.
-    assert re.search(rf"^{jti}\s+-\s+retrying\s+503$", output("sethub recover"), re.MULTILINE)
+    # The event was kept: dispatch's recovery sent it again, failed (503) and queued it for a retry.
+    for recovered in (output("sethub recover start"), output("sethub recover status")):
+        assert re.search(r"^status\s+done$", recovered, re.MULTILINE)
+        assert re.search(r"^retrying\s+1$", recovered, re.MULTILINE)
+        assert re.search(rf"^last_jti\s+{jti}$", recovered, re.MULTILINE)
     assert "signing" in output("sethub signing-keys show")
     stats = {" ".join(line.split()[:-1]): line.split()[-1] for line in output("sethub stats").splitlines()}
     # At least the first round; the replayed delivery may have failed again meanwhile.

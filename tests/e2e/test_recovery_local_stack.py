@@ -1,6 +1,8 @@
 """Recovery through ``make local`` (issue 14, part 4): a subscriber that was down misses
-events; the operator runs ``sethub recover`` for the window; the subscriber gets them in
-``toe`` order, signed as it is subscribed now; the topic's other subscriber gets nothing more."""
+events; the operator runs ``sethub recover start --wait`` for the window; dispatch sends them
+and the subscriber gets them in ``toe`` order, signed as it is subscribed now (its
+Standard Webhooks secret, which only dispatch may decrypt); the topic's other subscriber
+gets nothing more; ``sethub recover status`` shows the recovery done."""
 
 from __future__ import annotations
 
@@ -110,24 +112,40 @@ def test_a_subscriber_that_was_down_recovers_the_window_in_order(start_local_sta
     assert [json.loads(body)["jti"] for _, body in crm.received()] == [before]
 
     # WHEN the operator recovers the window for the CRM, as the README says
-    done = subprocess.run(
-        [str(SETHUB), "recover", "--topic", TOPIC, "--callback", crm.url, "--since", since],
-        env=child_environment({"SETHUB_AWS_ENDPOINT": stack.moto_endpoint, "SETHUB_STACK": stack.prefix}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    env = child_environment({"SETHUB_AWS_ENDPOINT": stack.moto_endpoint, "SETHUB_STACK": stack.prefix})
+
+    def sethub(*argv: str) -> dict[str, str]:
+        done = subprocess.run(
+            [str(SETHUB), *argv], env=env, capture_output=True, text=True, timeout=90, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return dict(line.split(None, 1) for line in done.stdout.splitlines() if " " in line.strip())
+
+    started = sethub(
+        "recover",
+        "start",
+        "--topic",
+        TOPIC,
+        "--callback",
+        crm.url,
+        "--since",
+        since,
+        "--wait",
+        "--timeout",
+        "60",
     )
 
     # THEN the CRM gets the window in toe order, each verifying with the receiver's package
-    assert done.returncode == 0, done.stderr
-    assert "3 event(s) kept for the window" in done.stderr
+    assert (started["status"], started["found"], started["wanted"], started["ok"]) == ("done", "3", "3", "3")
     recovered = crm.received()[1:]
     assert [json.loads(body)["toe"] for _, body in recovered] == [10, 20, 30]
     assert sorted(json.loads(body)["jti"] for _, body in recovered) == sorted(published)
     for headers, body in recovered:
         Webhook(secret).verify(body, headers, json_parse=False)
         assert headers["webhook-id"] == json.loads(body)["jti"]
-    assert [line.split()[2] for line in done.stdout.splitlines()[1:]] == ["ok", "ok", "ok"]
     # and the other subscriber got nothing more than its own deliveries
     assert siem.count() == 4
+    # and the operator reads the recovery's outcome again by its id
+    shown = sethub("recover", "status", started["recovery"])
+    assert (shown["status"], shown["sent"]) == ("done", "3")
+    assert shown["callback_host"] == crm.url.split("/")[2]  # host and port, never the path

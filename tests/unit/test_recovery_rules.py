@@ -394,6 +394,45 @@ def test_no_live_subscription_for_that_callback_sends_nothing():
     assert http.sent == []
 
 
+def test_a_run_told_to_stop_saves_its_place_and_the_next_continues_after_it():
+    http = FakeHttp([200])
+    saved: list[tuple[Any, list[str]]] = []
+    asked = iter([False, True])
+
+    first, _, _ = run(
+        FakeStore(subscription()),
+        WINDOW,
+        http,
+        stop=lambda: next(asked),
+        on_progress=lambda cursor, new: saved.append((cursor, [o["jti"] for o in new])),
+    )
+
+    assert not first.complete
+    assert [json.loads(body)["jti"] for _, _, body in http.sent] == ["first"]
+    ((cursor, jtis),) = saved
+    assert jtis == ["first"]
+    second, _, _ = run(FakeStore(subscription()), WINDOW, http, after=cursor)
+    assert second.complete
+    assert [json.loads(body)["jti"] for _, _, body in http.sent] == ["first", "second", "third"]
+    assert (second.found, second.wanted) == (3, 3)  # the whole window, whatever was sent before
+
+
+def test_after_a_failure_the_saved_place_is_past_the_events_handed_to_the_retry_queue():
+    saved: list[tuple[Any, list[str]]] = []
+
+    report, _, _ = run(
+        FakeStore(subscription()),
+        WINDOW,
+        FakeHttp([503]),
+        on_progress=lambda cursor, new: saved.append((cursor, [o["status"] for o in new])),
+    )
+
+    ((cursor, statuses),) = saved
+    assert statuses == ["retrying", "queued", "queued"]
+    assert cursor[-1] == "third"  # a run resumed from here sends nothing twice
+    assert report.complete
+
+
 # -- what keeping costs (make bench prices it on lines of its own) -----------------------
 
 

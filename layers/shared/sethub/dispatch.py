@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sethub import delivery, sets, webhooks
 from sethub.archive import EventArchive
@@ -60,6 +60,7 @@ from sethub.messages import (
     Message,
     MessageFormatError,
     PreparedPayload,
+    RecoverWindow,
     SetEvent,
     StreamTask,
     parse_message,
@@ -70,6 +71,9 @@ from sethub.retry import RetryPolicy, sqs_delay
 from sethub.settings import Settings
 from sethub.ssf.routing import FlushStep, StreamRouter, is_stream_topic
 from sethub.subscriptions import Subscription, subscription_id
+
+if TYPE_CHECKING:
+    from sethub.recovery import RecoveryWorker
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +160,7 @@ class Dispatcher:
         self._sender = sender
         self._policy = policy or RetryPolicy.from_settings(settings)
         self._archive = archive
+        self._recoveries: RecoveryWorker | None = None
         self._now = now
         self._rand = rand
         self._pool = ThreadPoolExecutor(
@@ -232,6 +237,29 @@ class Dispatcher:
         return self._archive
 
     @property
+    def recoveries(self) -> RecoveryWorker:
+        """Runs recovery requests with this dispatcher's signer, store, HTTP and queues."""
+        if self._recoveries is None:
+            from sethub.recovery import RecoveryStore, RecoveryWorker  # noqa: PLC0415
+
+            settings = self._settings
+            self._recoveries = RecoveryWorker(
+                store=RecoveryStore(self._clients.dynamodb, settings.table_name),
+                archive=self.archive,
+                subscriptions=self.store,
+                signer=self.signer,
+                http=self.http,
+                records=self.records,
+                sender=self.sender,
+                events_queue_url=settings.events_queue_url,
+                retry_queue_url=settings.retry_queue_url,
+                dead_letter_queue_url=settings.dead_letter_queue_url,
+                policy=self._policy,
+                now=self._now,
+            )
+        return self._recoveries
+
+    @property
     def sender(self) -> QueueSender:
         if self._sender is None:
             self._sender = QueueSender(self._clients.sqs)
@@ -283,6 +311,7 @@ class Dispatcher:
         if recorder is not None:
             self._finish_records(recorder)
         _kept(kept)
+        self._recover(work, start_by)
         _log_summaries(work)
         for item in work:
             if item.failed:
@@ -295,6 +324,26 @@ class Dispatcher:
             # Skipped attempts sent nothing: no latency to report.
             result.durations_ms.extend(a.duration_ms for a in item.attempts if a.status != "skipped")
         return result
+
+    def _recover(self, work: list[_Work], start_by: float | None) -> None:
+        """The batch's recovery requests (``sethub.recovery``), once its deliveries are done:
+        each sends in order until the invocation's time is up, then continues in another."""
+        for item in work:
+            if not isinstance(item.message, RecoverWindow):
+                continue
+            # The lease lasts as long as this invocation may: the deadline plus one request.
+            lease = None
+            if start_by is not None:
+                lease = max(0.0, start_by - time.monotonic()) + self._settings.delivery_timeout_seconds
+                lease += FOLLOWUP_RESERVE_SECONDS
+            try:
+                report = self.recoveries.run(item.message.recovery_id, start_by=start_by, lease_seconds=lease)
+            except SethubError as exc:
+                logger.error("recovery %s stopped, SQS delivers it again: %s", item.message.recovery_id, exc)
+                item.failed = True
+                continue
+            if report is not None:
+                item.attempts.extend(report.attempts)  # counted and logged as the batch's
 
     def _keep(self, work: list[_Work], now: float) -> Future[None] | None:
         """Keep the batch's events for recovery, on a record thread while the batch is delivered."""

@@ -7,6 +7,7 @@ secret: secrets stay (encrypted) in DynamoDB and are looked up by the consumer.
   (published bytes to fan out as is), ``FanoutShard`` (a prepared event and a page of
   a large topic's subscriptions, so a big fan-out is spread over many invocations);
 - retry queue: ``DeliveryRetry`` (one (event, subscription) delivery to try again);
+- events queue, for recovery: ``RecoverWindow`` (run or continue one recovery request);
 - events queue, for SSF streams: ``StreamTask`` (a verification or stream-updated event
   for one stream, or the flush of a re-enabled stream's held SETs);
 - verify queue: ``VerifyIntent`` (a pending subscribe/unsubscribe request to verify),
@@ -131,6 +132,15 @@ class DenySubscription(_Message):
 
 
 @dataclass(frozen=True)
+class RecoverWindow(_Message):
+    """Run (or continue) the recovery request kept in the table under ``recovery_id``
+    (``sethub.recovery``): the operator's ``sethub recover start`` puts it on the events queue."""
+
+    kind: ClassVar[str] = "recover"
+    recovery_id: str
+
+
+@dataclass(frozen=True)
 class StreamTask(_Message):
     """Work for one SSF stream (``sethub.ssf``): send it a verification or stream-updated
     event (``event_type``, ``payload``), or push the SETs held while it was paused
@@ -148,9 +158,18 @@ class StreamTask(_Message):
         return ""
 
 
-EventsQueueMessage = SetEvent | ContentEvent | FanoutShard | StreamTask
+EventsQueueMessage = SetEvent | ContentEvent | FanoutShard | StreamTask | RecoverWindow
 VerifyQueueMessage = VerifyIntent | DenySubscription
-Message = SetEvent | ContentEvent | FanoutShard | DeliveryRetry | VerifyIntent | DenySubscription | StreamTask
+Message = (
+    SetEvent
+    | ContentEvent
+    | FanoutShard
+    | DeliveryRetry
+    | VerifyIntent
+    | DenySubscription
+    | StreamTask
+    | RecoverWindow
+)
 
 _KINDS: dict[str, type[Any]] = {
     cls.kind: cls
@@ -162,6 +181,7 @@ _KINDS: dict[str, type[Any]] = {
         VerifyIntent,
         DenySubscription,
         StreamTask,
+        RecoverWindow,
     )
 }
 
@@ -198,6 +218,7 @@ __all__ = [
     "Message",
     "MessageFormatError",
     "PreparedPayload",
+    "RecoverWindow",
     "SetEvent",
     "StreamTask",
     "VerifyIntent",

@@ -26,6 +26,8 @@ class Context:
     err: TextIO
     stdin: TextIO
     now: Callable[[], float] = field(default=time.time)
+    sleep: Callable[[float], None] = field(default=time.sleep)
+    """How ``--wait`` waits between two reads of what it waits for."""
 
     @property
     def as_json(self) -> bool:
