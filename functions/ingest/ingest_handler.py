@@ -1,6 +1,8 @@
 """``POST /events``: native publishing of identity events (thin: the work is ``sethub.ingest``).
 
 Settings, clients and the ingestor are built once per container, on the first request.
+The same route answers the REST API's proxy events (payload 1.0) and, with
+``Ingress=http``, the HTTP API's (payload 2.0): one Powertools resolver for each.
 """
 
 from __future__ import annotations
@@ -9,7 +11,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler import (
+    APIGatewayHttpResolver,
+    APIGatewayRestResolver,
+    Response,
+    content_types,
+)
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.metrics import MetricUnit
 
 from sethub.api import base_url, key_checker, request_body
@@ -30,7 +38,11 @@ logger = Logger()
 # outbound HTTP request (every delivery and verification GET).
 tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sethub")
-app = APIGatewayRestResolver()
+rest_app = APIGatewayRestResolver()
+http_app = APIGatewayHttpResolver()
+HUB_BASE_URL_VARIABLE = "hubBaseUrl"
+"""The HTTP API stage variable naming the REST API's base URL (the hub's own URL and the
+default SET issuer): the publisher called another API's domain."""
 
 
 class _Deps:
@@ -48,47 +60,60 @@ def _json(status: int, body: dict[str, Any]) -> Response[Any]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-def _body() -> bytes:
-    event = app.current_event
-    return request_body(event.body, is_base64_encoded=bool(event.is_base64_encoded))
+def _base_url(raw_event: dict[str, Any], settings: Settings) -> str:
+    hub = (raw_event.get("stageVariables") or {}).get(HUB_BASE_URL_VARIABLE)
+    if hub and not settings.public_url:
+        return str(hub)
+    return base_url(raw_event, settings)
 
 
-@app.post("/events")
-def post_events() -> Response[Any]:
-    event = app.current_event
-    current = deps()
-    principal = current.keys.authenticate(event.headers)
-    raw_events = parse_request_body(_body())
-    require_events_allowed(principal, raw_events)
-    accepted = current.ingestor.ingest(
-        raw_events, base_url=base_url(event.raw_event, current.settings), publisher=principal
-    )
-    if len(accepted) == 1:
-        logger.set_correlation_id(accepted[0]["jti"])
-    logger.info("events accepted", extra={"jtis": [item["jti"] for item in accepted][:100]})
-    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=len(accepted))
-    return _json(202, {"accepted": accepted})
+def _routes(app: ApiGatewayResolver) -> None:
+    """``POST /events`` and its error answers on ``app`` (either payload version)."""
+
+    @app.post("/events")
+    def post_events() -> Response[Any]:
+        event = app.current_event
+        current = deps()
+        principal = current.keys.authenticate(event.headers)
+        body = request_body(event.body, is_base64_encoded=bool(event.is_base64_encoded))
+        raw_events = parse_request_body(body)
+        require_events_allowed(principal, raw_events)
+        accepted = current.ingestor.ingest(
+            raw_events, base_url=_base_url(event.raw_event, current.settings), publisher=principal
+        )
+        if len(accepted) == 1:
+            logger.set_correlation_id(accepted[0]["jti"])
+        # One line per request at DEBUG: the archive and the delivery records already keep
+        # every accepted jti, and at one event per request an INFO line here was most of
+        # the CloudWatch Logs bill. The EventsAccepted metric counts them.
+        logger.debug("events accepted", extra={"jtis": [item["jti"] for item in accepted][:100]})
+        metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=len(accepted))
+        return _json(202, {"accepted": accepted})
+
+    @app.exception_handler(BadRequestError)  # type: ignore[untyped-decorator]
+    def on_refused(exc: BadRequestError) -> Response[Any]:
+        logger.info("events refused", extra={"status": exc.status, "reason": exc.reason})
+        metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=1)
+        body: dict[str, Any] = {"error": exc.reason}
+        if exc.problems:
+            body["problems"] = exc.problems
+        return _json(exc.status, body)
+
+    @app.exception_handler(SethubError)  # type: ignore[untyped-decorator]
+    def on_error(exc: SethubError) -> Response[Any]:
+        # AWS or configuration trouble: nothing was accepted; the publisher should retry.
+        logger.exception("ingest failed", extra={"error": type(exc).__name__})
+        return _json(503, {"error": "events were not accepted, try again later"})
 
 
-@app.exception_handler(BadRequestError)  # type: ignore[untyped-decorator]
-def on_refused(exc: BadRequestError) -> Response[Any]:
-    logger.info("events refused", extra={"status": exc.status, "reason": exc.reason})
-    metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=1)
-    body: dict[str, Any] = {"error": exc.reason}
-    if exc.problems:
-        body["problems"] = exc.problems
-    return _json(exc.status, body)
-
-
-@app.exception_handler(SethubError)  # type: ignore[untyped-decorator]
-def on_error(exc: SethubError) -> Response[Any]:
-    # AWS or configuration trouble: nothing was accepted; the publisher should retry.
-    logger.exception("ingest failed", extra={"error": type(exc).__name__})
-    return _json(503, {"error": "events were not accepted, try again later"})
+_routes(rest_app)
+_routes(http_app)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Payload 2.0 (HTTP API) says so in "version"; the REST API's 1.0 events have none.
+    app = http_app if event.get("version") == "2.0" else rest_app
     return app.resolve(event, context)
