@@ -200,7 +200,7 @@ def provision(
     provisioner = _Provisioner(
         template,
         endpoint_url=endpoint_url,
-        parameters=parameters or {},
+        parameters={**_conditioned_settings(template, overrides or {}), **(parameters or {})},
         prefix=prefix,
         api_key=key,
         region=region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION,
@@ -215,6 +215,22 @@ def provision(
         stack_name=prefix,
     )
     return result
+
+
+def _conditioned_settings(template: Mapping[str, Any], overrides: Mapping[str, str]) -> dict[str, str]:
+    """The parameters behind overridden settings that a condition reads (``PublicHub`` for
+    ``SETHUB_PUBLIC_HUB``): a local setting then chooses the routes and resources a deployment
+    with it gets (a public hub's /hub needs no key at the gateway), not only the variable."""
+    conditions = json.dumps(template.get("Conditions") or {})
+    variables = (((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}).get(
+        "Variables"
+    ) or {}
+    chosen: dict[str, str] = {}
+    for name, value in variables.items():
+        parameter = value.get("Ref") if isinstance(value, dict) else None
+        if name in overrides and parameter and json.dumps({"Ref": parameter}) in conditions:
+            chosen[str(parameter)] = overrides[name]
+    return chosen
 
 
 @lru_cache(maxsize=8)
@@ -557,7 +573,9 @@ class _Provisioner:
             )
             auth = self.resolver.resolve(props.get("Auth") or {})
             required = auth.get(
-                "ApiKeyRequired", self.resolver.resolve(api_auth.get("ApiKeyRequired", False))
+                "ApiKeyRequired",
+                self._definition_requires_key(api, str(props["Path"]), str(props["Method"]))
+                or self.resolver.resolve(api_auth.get("ApiKeyRequired", False)),
             )
             self.result.routes.append(
                 ApiRoute(
@@ -567,6 +585,16 @@ class _Provisioner:
                     api_key_required=bool(required),
                 )
             )
+
+    def _definition_requires_key(self, api: Mapping[str, Any], path: str, method: str) -> bool:
+        """An API key requirement the API's own OpenAPI (merged with SAM's, ``MergeDefinitions``)
+        sets on this method: a ``security`` entry naming ``api_key``, conditions resolved."""
+        body = (api.get("Properties") or {}).get("DefinitionBody") or {}
+        definition = ((body.get("paths") or {}).get(path) or {}).get(method.lower())
+        if not isinstance(definition, dict):
+            return False
+        security = self.resolver.resolve(definition).get("security") or []
+        return any("api_key" in entry for entry in security if isinstance(entry, dict))
 
     def _gateway_responses(self, api: Mapping[str, Any]) -> None:
         for kind, spec in (self.resolver.resolve(api.get("GatewayResponses") or {})).items():
