@@ -97,3 +97,11 @@ def test_hub_is_routed_to_the_websub_function_whatever_public_hub_says(transform
         integration = body["paths"]["/hub"]["post"]["x-amazon-apigateway-integration"]
         assert integration["type"] == "aws_proxy"
         assert "/functions/<WebSubFunction.Arn>/invocations" in integration["uri"]
+
+
+def test_a_deploy_that_only_flips_public_hub_still_redeploys_the_stage() -> None:
+    # SAM names the stage's deployment after the OpenAPI text, and the Fn::If keeps that text
+    # the same for both values: only AlwaysDeploy makes the stage serve the new key rule.
+    api = load_template(ROOT / "template.yaml")["Resources"]["HubApi"]["Properties"]
+    assert "Fn::If" in str(api["DefinitionBody"]["paths"]["/hub"])
+    assert api["AlwaysDeploy"] is True
