@@ -921,7 +921,8 @@ def test_routes_and_api_key_requirements(template: Template) -> None:
                 routes[(props["Method"].upper(), props["Path"])] = (name, required)
     assert routes == {
         ("POST", "/events"): ("IngestFunction", True),
-        # /hub checks the key itself: subscriber operations may be public.
+        # /hub: the key requirement depends on PublicHub, so it is set in HubApi's
+        # DefinitionBody, not on the event (test_template_api_keys.py).
         ("POST", "/hub"): ("WebSubFunction", False),
         ("GET", "/.well-known/jwks.json"): ("WebSubFunction", False),
         ("GET", "/health"): ("WebSubFunction", False),
