@@ -20,8 +20,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from sethub.clients import AwsClients
 from sethub.dispatch import BatchResult, Dispatcher
 from sethub.errors import SethubError
+from sethub.hubstats import StreamCensus
 from sethub.runtime import per_environment
 from sethub.settings import Settings
+from sethub.ssf.store import SsfStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -44,6 +46,11 @@ class DeliveryNotSettledError(SethubError):
 
 
 dispatcher = per_environment(lambda: Dispatcher(AwsClients(), Settings.from_env()))
+# SSF streams by status for the dashboard: dispatch disables failing streams, and runs
+# often enough to count them every few minutes (sethub.hubstats).
+census = per_environment(
+    lambda: StreamCensus(SsfStore(AwsClients().dynamodb, Settings.from_env().table_name))
+)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -58,6 +65,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, list[dic
     if len(set(result.jtis)) == 1:
         logger.set_correlation_id(result.jtis[0])
     _publish_metrics(result)
+    census().publish(metrics)
 
     failed = [record["messageId"] for record in records if record["messageId"] in result.failed]
     if records and len(failed) == len(records):

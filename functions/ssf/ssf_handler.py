@@ -23,6 +23,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from sethub.api import base_url, issuer, request_body
 from sethub.clients import AwsClients
 from sethub.errors import BadRequestError, PayloadTooLargeError, SethubError
+from sethub.hubstats import StreamCensus
 from sethub.queues import QueueSender
 from sethub.runtime import per_environment
 from sethub.settings import Settings
@@ -60,8 +61,11 @@ class _Container:
             table_name=self.settings.table_name,
             data_key_id=self.settings.data_key_id,
         )
+        store = SsfStore(self.clients.dynamodb, self.settings.table_name)
+        # SSF streams by status for the dashboard, counted whenever a receiver changes one.
+        self.census = StreamCensus(store)
         self.service = SsfService(
-            SsfStore(self.clients.dynamodb, self.settings.table_name),
+            store,
             QueueSender(self.clients.sqs),
             events_queue_url=self.settings.events_queue_url,
             allow_http=self.settings.allow_http_callbacks,
@@ -115,6 +119,13 @@ def _reply(reply: Reply) -> Response[Any]:
     return _json(reply.status, reply.body, dict(reply.headers))
 
 
+def _changed(reply: Reply) -> Response[Any]:
+    """A stream-changing request's reply; once it succeeded, the streams by status again."""
+    if reply.status < 300:
+        container().census.publish(metrics, force=True)
+    return _reply(reply)
+
+
 @app.get("/.well-known/ssf-configuration")
 def get_configuration() -> Response[Any]:
     base = _base()
@@ -146,7 +157,9 @@ def post_token() -> Response[Any]:
 def create_stream() -> Response[Any]:
     receiver = _service().receiver(_headers(), "ssf.manage")  # 401/403 before the body is read
     base = _base()
-    return _reply(_service().create(receiver, _body(), iss=issuer(base, container().settings), base_url=base))
+    return _changed(
+        _service().create(receiver, _body(), iss=issuer(base, container().settings), base_url=base)
+    )
 
 
 @app.get("/ssf/stream")
@@ -157,18 +170,18 @@ def read_stream() -> Response[Any]:
 @app.patch("/ssf/stream")
 def update_stream() -> Response[Any]:
     receiver = _service().receiver(_headers(), "ssf.manage")
-    return _reply(_service().update(receiver, _body(), base_url=_base(), replace_all=False))
+    return _changed(_service().update(receiver, _body(), base_url=_base(), replace_all=False))
 
 
 @app.put("/ssf/stream")
 def replace_stream() -> Response[Any]:
     receiver = _service().receiver(_headers(), "ssf.manage")
-    return _reply(_service().update(receiver, _body(), base_url=_base(), replace_all=True))
+    return _changed(_service().update(receiver, _body(), base_url=_base(), replace_all=True))
 
 
 @app.delete("/ssf/stream")
 def delete_stream() -> Response[Any]:
-    return _reply(_service().delete(_service().receiver(_headers(), "ssf.manage"), _stream_id()))
+    return _changed(_service().delete(_service().receiver(_headers(), "ssf.manage"), _stream_id()))
 
 
 @app.get("/ssf/status")
@@ -179,7 +192,7 @@ def get_status() -> Response[Any]:
 @app.post("/ssf/status")
 def post_status() -> Response[Any]:
     receiver = _service().receiver(_headers(), "ssf.manage")
-    return _reply(_service().set_status(receiver, _body(), _stream_id()))
+    return _changed(_service().set_status(receiver, _body(), _stream_id()))
 
 
 @app.post("/ssf/subjects/add")

@@ -1,8 +1,9 @@
 """The CloudWatch dashboard reads only metrics the code emits, with the dimensions it emits them with.
 
 GIVEN template.yaml's dashboard, WHEN the dispatch handler publishes the metrics of a batch
-that had every delivery outcome (its EMF output, as CloudWatch would ingest it), THEN every
-widget's metric in the ``sethub`` namespace is among them. AWS's own namespaces (AWS/SQS,
+that had every delivery outcome and its count of SSF streams by status (its EMF output, as
+CloudWatch would ingest it), THEN every widget's metric in the ``sethub`` namespace is among
+them. AWS's own namespaces (AWS/SQS,
 AWS/Lambda) are what those services publish for the template's queues and functions.
 """
 
@@ -13,6 +14,7 @@ import json
 import re
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, get_args
@@ -21,6 +23,7 @@ import pytest
 
 from devstack.template import load_template
 from sethub.dispatch import BatchResult
+from sethub.hubstats import StreamCensus
 from sethub.records import Status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +70,33 @@ def emitted(
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
 
 
+@dataclass(frozen=True)
+class Receiver:
+    client_id: str
+
+
+@dataclass(frozen=True)
+class Stream:
+    status: str
+
+
+class Streams:
+    """A receiver with a stream of each status (``SsfStore``'s two reads)."""
+
+    def list_clients(self) -> list[Receiver]:
+        return [Receiver("crm")]
+
+    def list_streams(self, client_id: str) -> list[Stream]:
+        return [Stream("enabled"), Stream("paused"), Stream("disabled")]
+
+
+def census_emitted(module: ModuleType, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The EMF documents of a count of SSF streams by status, with the handler's metrics."""
+    capsys.readouterr()
+    StreamCensus(Streams()).publish(module.metrics, force=True)
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+
+
 def names_and_dimensions(
     documents: list[dict[str, Any]],
 ) -> set[tuple[str, str, tuple[tuple[str, str], ...]]]:
@@ -87,7 +117,9 @@ def test_every_widget_metric_of_the_sethub_namespace_is_emitted(
     every_outcome = BatchResult(
         counts=Counter(dict.fromkeys(get_args(Status), 1)), durations_ms=[12, 40], disabled=1
     )
-    published = names_and_dimensions(emitted(dispatch_handler, every_outcome, capsys))
+    published = names_and_dimensions(
+        emitted(dispatch_handler, every_outcome, capsys) + census_emitted(dispatch_handler, capsys)
+    )
 
     wanted = [metric for metric in dashboard_metrics(template) if metric[0] == NAMESPACE]
     assert wanted, "the dashboard shows sethub's own metrics"

@@ -10,23 +10,39 @@ Where each number comes from:
   attempts of the window whose outcome was ``dead``;
 - queued work: the events and retry queues' ``ApproximateNumberOfMessages`` now;
 - disabled subscriptions: subscription items whose state is ``disabled``, now.
+
+SSF streams by status are a gauge in CloudWatch (``SsfStreams``, dimension ``status``):
+counted by the SSF function after every request that changes a stream, and by dispatch
+(which disables failing streams) every ``CENSUS_SECONDS`` per container. A count reads the
+receivers (one Query) and each receiver's streams (one Query each): receivers are the
+hub's OAuth clients, created by an operator, so tens of reads at most.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sethub.errors import UpstreamError
+from sethub.errors import SethubError, UpstreamError
 from sethub.records import Attempt
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools import Metrics
     from mypy_boto3_sqs import SQSClient
+
+logger = logging.getLogger(__name__)
+
+STREAM_METRIC = "SsfStreams"
+STREAM_STATUSES = ("enabled", "paused", "disabled")
+CENSUS_SECONDS = 300.0
+"""How often dispatch counts SSF streams (per container): the dashboard's period."""
 
 SOURCES = {
     "outcomes": "delivery records in the hub table (attempts recorded in the window)",
@@ -118,4 +134,87 @@ def as_dict(stats: HubStats) -> dict[str, Any]:
     }
 
 
-__all__ = ["SOURCES", "HubStats", "as_dict", "percentile", "queue_depths", "summarise"]
+class _Client(Protocol):
+    @property
+    def client_id(self) -> str: ...
+
+
+class _Stream(Protocol):
+    @property
+    def status(self) -> str: ...
+
+
+class StreamLister(Protocol):
+    """The part of ``sethub.ssf.store.SsfStore`` a count reads."""
+
+    def list_clients(self) -> Sequence[_Client]: ...
+    def list_streams(self, client_id: str) -> Sequence[_Stream]: ...
+
+
+def stream_counts(store: StreamLister) -> dict[str, int]:
+    """Every receiver's streams, by status (each status present, 0 when none)."""
+    counts = dict.fromkeys(STREAM_STATUSES, 0)
+    for client in store.list_clients():
+        for stream in store.list_streams(client.client_id):
+            counts[stream.status] = counts.get(stream.status, 0) + 1
+    return counts
+
+
+def publish_stream_counts(metrics: Metrics, counts: Mapping[str, int]) -> None:
+    """``SsfStreams`` per status, as EMF lines of their own (a dimension each)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric  # noqa: PLC0415
+
+    # The handler's own service dimension, as its other metrics carry it (the dashboard's key).
+    dimensions = {**metrics.default_dimensions}
+    if metrics.service:
+        dimensions["service"] = metrics.service
+    for status, count in counts.items():
+        with single_metric(
+            name=STREAM_METRIC,
+            unit=MetricUnit.Count,
+            value=count,
+            namespace=metrics.namespace,
+            default_dimensions=dimensions,
+        ) as metric:
+            metric.add_dimension(name="status", value=status)
+
+
+@dataclass
+class StreamCensus:
+    """Counts SSF streams by status and publishes the gauge; never fails its caller."""
+
+    store: StreamLister
+    every: float = CENSUS_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _last: float | None = None
+
+    def publish(self, metrics: Metrics, *, force: bool = False) -> dict[str, int] | None:
+        """Count and publish now (``force``), or when ``every`` has passed since the last count."""
+        now = self.clock()
+        if not force and self._last is not None and now - self._last < self.every:
+            return None
+        self._last = now
+        try:
+            counts = stream_counts(self.store)
+        except SethubError as exc:
+            # A gauge point missed; the next count fills it. Never a failed request or batch.
+            logger.warning("could not count SSF streams: %s", exc)
+            return None
+        publish_stream_counts(metrics, counts)
+        return counts
+
+
+__all__ = [
+    "CENSUS_SECONDS",
+    "SOURCES",
+    "STREAM_METRIC",
+    "STREAM_STATUSES",
+    "HubStats",
+    "StreamCensus",
+    "as_dict",
+    "percentile",
+    "publish_stream_counts",
+    "queue_depths",
+    "stream_counts",
+    "summarise",
+]
