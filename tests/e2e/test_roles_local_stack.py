@@ -112,7 +112,10 @@ def test_each_role_is_refused_outside_its_rights_and_nothing_changes(local_stack
         hub(local_stack, SUBSCRIBER, **{"hub.mode": "register", "hub.topic": topic("new")})[0],
         hub(local_stack, SUBSCRIBER, **{"hub.mode": "deregister", "hub.topic": name})[0],
     ]
-    # ...a publisher key cannot subscribe, and no key at all is refused before anything.
+    # ...a publisher key cannot subscribe or unsubscribe, and no key at all is refused before anything.
+    publisher_unsubscribes = hub(
+        local_stack, PUBLISHER, **{"hub.mode": "unsubscribe", "hub.topic": name, "hub.callback": receiver.url}
+    )
     other = Receiver(hub=local_stack.base_url, host=callback_host()).start()
     try:
         publisher_subscribes = other.subscribe(local_stack.base_url, name, api_key=PUBLISHER)
@@ -123,7 +126,7 @@ def test_each_role_is_refused_outside_its_rights_and_nothing_changes(local_stack
         other.stop()
 
     assert refused == [403, 403, 403, 403]
-    assert publisher_subscribes[0] == 403
+    assert publisher_subscribes[0] == publisher_unsubscribes[0] == 403
     assert "cannot subscribe" in publisher_subscribes[1]
     assert anonymous[0] == 403  # API Gateway's answer: /hub needs a key of the usage plan
     assert other.verifications == []
