@@ -34,7 +34,7 @@ batch full of hanging subscribers makes progress instead of timing out whole.
 from __future__ import annotations
 
 import base64
-import functools
+import collections
 import json
 import logging
 import queue
@@ -529,21 +529,23 @@ class Dispatcher:
         if not jobs:
             return
         http = self.http
-        # Outcomes are settled in the order they arrive, so that each full batch of
-        # records starts writing while the slower deliveries are still in flight. A done
-        # callback runs however the future ends (result, exception, cancelled): no wait hangs.
-        done: queue.SimpleQueue[tuple[int, Future[Outcome]]] = queue.SimpleQueue()
-        for index, (_, request) in enumerate(jobs):
-            future = self._pool.submit(_send_unless_late, http, request, start_by)
-            future.add_done_callback(functools.partial(_put_done, done, index))
+        # A few workers take deliveries off one shared list, rather than a pool task (a
+        # Future, its lock and a hand-off) per delivery: at 1000 subscribers those cost the
+        # submitting thread more than the deliveries' own bookkeeping. Outcomes are settled
+        # in the order they arrive, so that each full batch of records starts writing while
+        # the slower deliveries are still in flight.
+        todo = collections.deque(enumerate(request for _, request in jobs))
+        done: queue.SimpleQueue[tuple[int, Outcome | BaseException]] = queue.SimpleQueue()
+        for _ in range(min(self._settings.delivery_concurrency, len(jobs))):
+            self._pool.submit(_drain, todo, done, http, start_by)
         for _ in range(len(jobs)):
-            index, future = done.get()
+            index, result = done.get()
             item, request = jobs[index]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # a bug in a delivery must not lose the others
-                logger.exception("delivery crashed")
-                outcome = Outcome("failed", None, type(exc).__name__, 0)
+            if isinstance(result, BaseException):  # a bug in a delivery must not lose the others
+                logger.error("delivery crashed", exc_info=result)
+                outcome = Outcome("failed", None, type(result).__name__, 0)
+            else:
+                outcome = result
             attempt = self._settle(item, request, outcome, now)
             if attempt is not None and recorder is not None:
                 recorder.add(attempt)
@@ -728,10 +730,27 @@ def _send_unless_late(http: Http, request: DeliveryRequest, start_by: float | No
     return delivery.send(http, request)
 
 
-def _put_done(
-    done: queue.SimpleQueue[tuple[int, Future[Outcome]]], index: int, future: Future[Outcome]
+def _drain(
+    todo: collections.deque[tuple[int, DeliveryRequest]],
+    done: queue.SimpleQueue[tuple[int, Outcome | BaseException]],
+    http: Http,
+    start_by: float | None,
 ) -> None:
-    done.put((index, future))
+    """Send deliveries off ``todo`` until it is empty; every one taken is put on ``done``,
+    its outcome or what it raised, so the settling thread never waits for one that is lost."""
+    while True:
+        try:
+            index, request = todo.popleft()  # atomic: the workers share the deque
+        except IndexError:
+            return
+        try:
+            outcome = _send_unless_late(http, request, start_by)
+        except BaseException as exc:
+            done.put((index, exc))
+            if not isinstance(exc, Exception):
+                raise
+            continue
+        done.put((index, outcome))
 
 
 MAX_SUMMARY_JTIS = 100
