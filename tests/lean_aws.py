@@ -9,6 +9,7 @@ under a fresh prefix, so tests sharing one mock never see each other's items.
 
 from __future__ import annotations
 
+import importlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -37,7 +38,9 @@ _CONFIG = DEFAULT_CONFIG.merge(Config(ignore_configured_endpoint_urls=True))  # 
 @cache
 def _session() -> botocore.session.Session:
     """One botocore session for the process: it loads each service's model once."""
-    return botocore.session.get_session()
+    session = botocore.session.get_session()
+    # Loaded at import: a process forked after it (mutmut's, one per mutant) starts warm.
+    return session
 
 
 def client(service: str) -> Any:
@@ -49,6 +52,14 @@ def client(service: str) -> Any:
         aws_secret_access_key="testing",
         config=_CONFIG,
     )
+
+
+# Loaded once at import, not on first use: a process forked after it (mutmut's, one per
+# mutant) starts with moto's backends and botocore's models ready.
+for _service in ("dynamodb", "sqs", "kms"):
+    importlib.import_module(f"moto.{_service}.models")
+    importlib.import_module(f"moto.{_service}.responses")
+    _session().get_service_model(_service)
 
 
 @contextmanager
