@@ -14,11 +14,14 @@ import pytest
 from seeding import seed_subscription
 
 from sethub.credentials import Principal
+from sethub.credentials.admin import KeyAdmin
+from sethub.credentials.dynamodb import DynamoDBCredentialStore
 from sethub.dispatch import Dispatcher
 from sethub.errors import BadRequestError, ForbiddenError
 from sethub.ingest import Ingestor
 from sethub.keyring import signer_for
 from sethub.store import SubscriptionStore
+from sethub.websub import Hub, parse_hub_request
 
 BASE_URL = "http://127.0.0.1:3000"
 LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"
@@ -98,6 +101,33 @@ def test_an_issuer_the_key_may_not_use_is_refused_and_nothing_is_accepted(
     assert [entry["index"] for entry in refused.value.problems] == [1]
     assert queued(hub) == []
     assert markers(hub) == []
+
+
+def test_a_set_published_through_the_hub_is_bound_by_the_keys_pinned_issuer(
+    hub: Any, ingestor: Ingestor
+) -> None:
+    # GIVEN a publisher key pinned to its issuer, publishing SETs WSO2-style through /hub
+    key, _ = KeyAdmin(DynamoDBCredentialStore(hub.clients, hub.settings.table_name)).create(
+        "publisher", issuer="https://idp.acme.example"
+    )
+    websub = Hub(hub.clients, hub.settings, ingestor=ingestor)
+
+    def publish(claims: dict[str, Any]) -> Any:
+        request = parse_hub_request(
+            query={"hub.mode": "publish", "hub.topic": "acme.login"},
+            body=json.dumps(claims).encode(),
+            content_type="application/json",
+        )
+        return websub.handle(request, headers={"x-api-key": key}, base_url=BASE_URL)
+
+    # WHEN it names another issuer, THEN 403 and nothing is queued; without one, its own is set
+    forged = publish({"events": {LOGIN: {}}, "iss": "https://idp.globex.example", "jti": "forged-1"})
+    assert forged.status == 403
+    assert queued(hub) == []
+    assert markers(hub) == []
+    assert publish({"events": {LOGIN: {}}, "jti": "fine-1"}).status == 202
+    [message] = queued(hub)
+    assert message["claims"]["iss"] == "https://idp.acme.example"
 
 
 def test_the_hubs_own_issuer_and_an_admins_any_issuer_are_accepted(hub: Any, ingestor: Ingestor) -> None:
