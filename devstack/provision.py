@@ -593,7 +593,10 @@ class _Provisioner:
         definition = ((body.get("paths") or {}).get(path) or {}).get(method.lower())
         if not isinstance(definition, dict):
             return False
-        security = self.resolver.resolve(definition).get("security") or []
+        # Only the security entry is resolved: the rest may name resources (integrations).
+        security = self.resolver.resolve(definition.get("security", []))
+        if not isinstance(security, list):  # AWS::NoValue: no requirement
+            return False
         return any("api_key" in entry for entry in security if isinstance(entry, dict))
 
     def _gateway_responses(self, api: Mapping[str, Any]) -> None:
