@@ -8,6 +8,7 @@ uses topics of its own.
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,12 +21,15 @@ import pytest
 from lean_aws import LeanHub, build_lean_hub, in_process_aws
 
 from sethub.credentials.checker import MISSING_KEY, UNKNOWN_KEY
-from sethub.errors import BadRequestError, ConfigurationError, PayloadTooLargeError
+from sethub.errors import BadRequestError, ConfigurationError, PayloadTooLargeError, UpstreamError
+from sethub.events import NON_FINITE_REASON
+from sethub.ingest import Ingestor
 from sethub.limits import MAX_CALLBACK_CHARS, MAX_CONTENT_BYTES, MAX_TOPIC_CHARS
 from sethub.messages import ContentEvent, DenySubscription, Message, SetEvent, VerifyIntent
+from sethub.outbound import GuardedHttp
 from sethub.secretbox import encryption_context
 from sethub.store import SubscriptionStore
-from sethub.subscriptions import PendingRequest, topic_key
+from sethub.subscriptions import PendingRequest, request_key, topic_key
 from sethub.verification import UNKNOWN_TOPIC
 from sethub.websub import (
     ACCEPTED,
@@ -282,6 +286,50 @@ def test_an_expired_subscription_no_longer_has_an_owner(lean, keys, topic):
     assert request.owner == request.requester
 
 
+def test_a_key_resubscribing_a_subscription_made_without_a_key_becomes_its_owner(lean, keys, topic):
+    public = hub_of(lean, public_hub=True)
+    send(public, form=subscribe(topic))
+    assert SubscriptionStore(lean.clients, lean.settings).apply_verified(pending(lean, topic))
+
+    assert send(public, form=subscribe(topic), key=keys["subscriber"]).status == 202
+
+    request = pending(lean, topic)
+    assert request.requester is not None
+    assert request.owner == request.requester
+
+
+def test_a_pending_request_is_kept_a_day_from_when_the_hub_received_it(lean, keys, topic):
+    send(hub_of(lean), form=subscribe(topic), key=keys["subscriber"], now=1_764_190_000.5)
+
+    request = pending(lean, topic, now=1_764_190_000)
+    item = lean.item(topic_key(topic), request_key(CALLBACK))
+    assert item is not None
+    assert item["request_id"] == {"S": request.request_id}
+    assert item["ttl"] == {"N": str(1_764_190_000 + 24 * 3600)}
+
+
+def test_a_verification_sqs_did_not_take_is_an_upstream_error_and_the_caller_gets_no_202(lean, keys, topic):
+    gone = lean.settings.verify_queue_url + "-gone"
+
+    with pytest.raises(UpstreamError, match=r"^SQS could not queue a verification: \w+"):
+        send(hub_of(lean, verify_queue_url=gone), form=subscribe(topic), key=keys["subscriber"])
+
+
+def test_a_refused_callback_is_logged_by_host_with_the_reason(lean, keys, topic, caplog):
+    with caplog.at_level(logging.INFO, logger="sethub.websub"):
+        send(
+            hub_of(lean),
+            form=subscribe(topic, "https://10.1.2.3:8443/cb?token=s3cr3t"),
+            key=keys["subscriber"],
+        )
+
+    (record,) = [r for r in caplog.records if r.name == "sethub.websub"]
+    assert record.getMessage() == "callback refused"
+    assert record.callback_host == "10.1.2.3:8443"  # type: ignore[attr-defined]
+    assert "10.1.2.3" in record.reason  # type: ignore[attr-defined]
+    assert "s3cr3t" not in str(record.__dict__)
+
+
 def pending_after(lean: LeanHub, topic: str, reply: HubReply) -> PendingRequest:
     assert reply.status == 202
     return pending(lean, topic)
@@ -536,8 +584,7 @@ def test_a_set_with_a_non_finite_number_is_refused(lean, keys, topic):
         key=keys["publisher"],
     )
 
-    assert reply.status == 400
-    assert "NaN" in reply.body or "finite" in reply.body
+    assert (reply.status, reply.body) == (400, NON_FINITE_REASON)
     assert queued(lean, lean.settings.events_queue_url, topic) == []
 
 
@@ -622,10 +669,12 @@ class Feed:
         self.status = 200
         self.body = b"<feed/>"
         self.content_type: str | None = "application/atom+xml"
+        self.accepts: list[str | None] = []
         feed = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                feed.accepts.append(self.headers.get("Accept"))
                 self.send_response(feed.status)
                 if feed.content_type is not None:
                     self.send_header("Content-Type", feed.content_type)
@@ -668,15 +717,37 @@ def local_fetching(lean: LeanHub) -> Hub:
     return hub_of(lean, allow_private_callbacks=True, allow_http_callbacks=True)
 
 
-def test_a_w3c_publish_distributes_what_the_topic_url_answers(lean, keys, feed_topic):
+def test_a_w3c_publish_distributes_what_the_topic_url_answers(lean, keys, feed, feed_topic):
+    feed.accepts.clear()
+
     reply = send(
         local_fetching(lean), form={"hub.mode": "publish", "hub.url": feed_topic}, key=keys["publisher"]
     )
 
     assert (reply.status, reply.body) == (202, ACCEPTED)
+    assert feed.accepts == ["*/*"]
     (message,) = queued(lean, lean.settings.events_queue_url, feed_topic)
     assert isinstance(message, ContentEvent)
     assert (message.body, message.content_type) == (b"<feed/>", "application/atom+xml")
+    assert message.hub_url == f"{BASE}/hub"
+
+
+def test_the_hub_fetches_and_enqueues_with_what_it_was_given(lean, keys, feed_topic):
+    # The container's settings refuse private addresses, the given fetcher allows them; the
+    # given ingestor sends to a queue of its own.
+    other_queue = lean.clients.sqs.create_queue(QueueName=f"other-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    hub = Hub(
+        lean.clients,
+        lean.settings,
+        fetcher=GuardedHttp(allow_private=True, allow_http=True, timeout=5.0),
+        ingestor=Ingestor(lean.clients, replace(lean.settings, events_queue_url=other_queue)),
+    )
+
+    reply = send(hub, form={"hub.mode": "publish", "hub.topic": feed_topic}, key=keys["publisher"])
+
+    assert reply.status == 202
+    assert len(queued(lean, other_queue, feed_topic)) == 1
+    assert queued(lean, lean.settings.events_queue_url, feed_topic) == []
 
 
 def test_a_publish_without_a_body_fetches_the_topic_url(lean, keys, feed, feed_topic):
@@ -720,50 +791,74 @@ def test_any_2xx_of_the_topic_url_is_distributed(lean, keys, feed, feed_topic, s
 
 
 @pytest.mark.parametrize("status", [300, 404, 500])
-def test_a_topic_url_not_answering_2xx_is_a_failed_fetch(lean, keys, feed, feed_topic, status):
+def test_a_topic_url_not_answering_2xx_is_a_failed_fetch(lean, keys, feed, feed_topic, status, caplog):
     feed.status = status
 
-    reply = send(
-        local_fetching(lean), form={"hub.mode": "publish", "hub.topic": feed_topic}, key=keys["publisher"]
-    )
+    with caplog.at_level(logging.INFO, logger="sethub.websub"):
+        reply = send(
+            local_fetching(lean), form={"hub.mode": "publish", "hub.topic": feed_topic}, key=keys["publisher"]
+        )
 
     assert (reply.status, reply.body) == (400, FETCH_FAILED)
     assert queued(lean, lean.settings.events_queue_url, feed_topic) == []
+    # Why goes to the log only, by host: told to the caller, it would make the hub a port scanner.
+    assert fetch_logs(caplog) == [("topic fetch failed", feed.url.split("/")[2], {"status": status})]
+
+
+def fetch_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, Any]]]:
+    found = []
+    for record in caplog.records:
+        if record.name == "sethub.websub":
+            extra = {k: getattr(record, k) for k in ("status", "reason") if hasattr(record, k)}
+            found.append((record.getMessage(), getattr(record, "topic_host", ""), extra))
+    return found
 
 
 def test_a_content_type_with_control_characters_from_the_topic_url_is_a_failed_fetch(
-    lean, keys, feed, feed_topic
+    lean, keys, feed, feed_topic, caplog
 ):
     feed.content_type = "text/plain\x01"
 
-    reply = send(
-        local_fetching(lean), form={"hub.mode": "publish", "hub.topic": feed_topic}, key=keys["publisher"]
-    )
+    with caplog.at_level(logging.INFO, logger="sethub.websub"):
+        reply = send(
+            local_fetching(lean), form={"hub.mode": "publish", "hub.topic": feed_topic}, key=keys["publisher"]
+        )
 
     assert (reply.status, reply.body) == (400, FETCH_FAILED)
+    assert fetch_logs(caplog) == [
+        ("topic fetch refused", feed.url.split("/")[2], {"reason": "control characters in Content-Type"})
+    ]
 
 
-def test_a_topic_url_at_a_private_address_is_not_fetched(lean, keys, feed_topic):
+def test_a_topic_url_at_a_private_address_is_not_fetched(lean, keys, feed, feed_topic, caplog):
     # Plain http allowed, private addresses not: the guard refuses before connecting.
-    reply = send(
-        hub_of(lean, allow_http_callbacks=True),
-        form={"hub.mode": "publish", "hub.topic": feed_topic},
-        key=keys["publisher"],
-    )
+    with caplog.at_level(logging.INFO, logger="sethub.websub"):
+        reply = send(
+            hub_of(lean, allow_http_callbacks=True),
+            form={"hub.mode": "publish", "hub.topic": feed_topic},
+            key=keys["publisher"],
+        )
 
     assert (reply.status, reply.body) == (400, FETCH_FAILED)
+    ((message, host, extra),) = fetch_logs(caplog)
+    assert (message, host) == ("topic fetch refused", feed.url.split("/")[2])
+    assert "127.0.0.1" in extra["reason"]
 
 
-def test_a_topic_url_that_does_not_answer_is_a_failed_fetch(lean, keys):
+def test_a_topic_url_that_does_not_answer_is_a_failed_fetch(lean, keys, caplog):
     # A port with nothing listening: connection refused.
     topic = f"http://127.0.0.1:9/{uuid.uuid4().hex[:8]}"
     SubscriptionStore(lean.clients, lean.settings).register_topic(topic)
 
-    reply = send(
-        local_fetching(lean), form={"hub.mode": "publish", "hub.topic": topic}, key=keys["publisher"]
-    )
+    with caplog.at_level(logging.INFO, logger="sethub.websub"):
+        reply = send(
+            local_fetching(lean), form={"hub.mode": "publish", "hub.topic": topic}, key=keys["publisher"]
+        )
 
     assert (reply.status, reply.body) == (400, FETCH_FAILED)
+    ((message, host, extra),) = fetch_logs(caplog)
+    assert (message, host) == ("topic fetch failed", "127.0.0.1:9")
+    assert extra["reason"]
 
 
 def test_a_topic_that_is_no_url_cannot_be_fetched(lean, keys, topic):
