@@ -6,7 +6,6 @@ every outcome of ``send`` carries the time the attempt took, measured on a clock
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -19,11 +18,21 @@ from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutErr
 
 
 class Clock:
+    """Both of delivery's clocks: the monotonic one and the wall clock, moved together."""
+
     def __init__(self) -> None:
         self.now = 1000.0
+        self.wall = 480.0
 
     def monotonic(self) -> float:
         return self.now
+
+    def time(self) -> float:
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.wall += seconds
 
 
 @dataclass
@@ -42,7 +51,7 @@ class TakesTime:
         self.result = result
 
     def request(self, method: str, url: str, *, headers: Any = None, body: Any = None) -> Answer:
-        self.clock.now += self.seconds
+        self.clock.advance(self.seconds)
         if isinstance(self.result, Exception):
             raise self.result
         return self.result
@@ -52,7 +61,7 @@ class TakesTime:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
     # Only delivery's view of the clock moves: nothing else in the process is affected.
-    monkeypatch.setattr(delivery, "time", SimpleNamespace(monotonic=clock.monotonic, time=time.time))
+    monkeypatch.setattr(delivery, "time", SimpleNamespace(monotonic=clock.monotonic, time=clock.time))
     return clock
 
 
@@ -106,3 +115,12 @@ def test_an_answer_records_the_time_until_it_came(clock: Clock) -> None:
 
     assert (outcome.status, outcome.status_code, outcome.duration_ms) == ("failed", 503, 125)
     assert outcome.retry_after == 30
+
+
+def test_a_retry_after_date_counts_from_when_the_answer_came(clock: Clock) -> None:
+    # The answer comes at 540 s past the epoch (480 + 60): 00:10:00 is 60 s after it.
+    busy = Answer(503, headers={"Retry-After": "Thu, 01 Jan 1970 00:10:00 GMT"})
+
+    outcome = send(TakesTime(clock, 60.0, busy), _request())
+
+    assert outcome.retry_after == 60
