@@ -1,7 +1,8 @@
 """The SSF transmitter's HTTP endpoints (thin: the work is ``sethub.ssf.service``).
 
 GET  /.well-known/ssf-configuration     metadata (no auth)
-GET  /ssf/jwks.json                     the RS256 key of SSF SETs (no auth)
+GET  /ssf/jwks.json                     the RS256 keys of SSF SETs only (no auth); the metadata's
+                                        jwks_uri is the hub's one JWKS, /.well-known/jwks.json
 POST /oauth2/token                      client credentials -> bearer access token
 POST|GET|PATCH|PUT|DELETE /ssf/stream   stream configuration (SSF 8.1.1)
 GET|POST /ssf/status                    stream status (SSF 8.1.2)
@@ -20,7 +21,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 
-from sethub.api import base_url, issuer, request_body
+from sethub.api import base_url, request_body
 from sethub.clients import AwsClients
 from sethub.errors import BadRequestError, PayloadTooLargeError, SethubError
 from sethub.hubstats import StreamCensus
@@ -88,6 +89,14 @@ def _base() -> str:
     return base_url(_event(), container().settings)
 
 
+def _issuer() -> str:
+    """The transmitter's issuer: the URL its metadata is fetched from (SSF 7.2.4), so the
+    API's public base URL (``SETHUB_PUBLIC_URL``, a custom domain) and never ``SETHUB_ISSUER``
+    (which names topic SETs' issuer, possibly another host). Deployed without a custom
+    domain it carries the stage (``/Prod``): see docs/ssf.md."""
+    return _base()
+
+
 def _body() -> bytes:
     event = _event()
     body = request_body(event.get("body"), is_base64_encoded=bool(event.get("isBase64Encoded")))
@@ -132,7 +141,7 @@ def get_configuration() -> Response[Any]:
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
-        body=model.metadata(issuer(base, container().settings), base),
+        body=model.metadata(_issuer(), base),
         headers={"Cache-Control": "public, max-age=300"},
     )
 
@@ -157,9 +166,7 @@ def post_token() -> Response[Any]:
 def create_stream() -> Response[Any]:
     receiver = _service().receiver(_headers(), "ssf.manage")  # 401/403 before the body is read
     base = _base()
-    return _changed(
-        _service().create(receiver, _body(), iss=issuer(base, container().settings), base_url=base)
-    )
+    return _changed(_service().create(receiver, _body(), iss=_issuer(), base_url=base))
 
 
 @app.get("/ssf/stream")

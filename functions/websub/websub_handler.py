@@ -106,10 +106,20 @@ def post_hub() -> Response:
 
 @app.get("/.well-known/jwks.json")
 def get_jwks() -> Response:
+    import time  # noqa: PLC0415 - only this route needs it
+
+    from sethub.ssf.keys import published_jwks  # noqa: PLC0415
+
+    built = container()
+    # One JWKS for every SET sethub signs: the SSF streams' RS256 keys too (the SSF
+    # metadata's jwks_uri), read from their ring's item (one GetItem, no KMS).
+    ssf = published_jwks(built.clients.dynamodb, built.settings.table_name, now=time.time())
+    hub = built.signer.jwks()["keys"]
+    seen = {key["kid"] for key in hub}
     return Response(
         status_code=200,
         content_type=APPLICATION_JSON,
-        body=container().signer.jwks(),
+        body={"keys": [*hub, *(key for key in ssf if key["kid"] not in seen)]},
         headers={"Cache-Control": JWKS_CACHE_CONTROL},
     )
 

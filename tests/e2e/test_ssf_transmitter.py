@@ -224,15 +224,19 @@ def test_metadata_names_every_endpoint_and_the_oauth_scheme(
     assert all(value != [] for value in metadata.values())  # empty arrays are omitted
 
 
-def test_jwks_has_rsa_public_keys_only(metadata: dict[str, Any]) -> None:
+def test_jwks_has_public_keys_only_and_rsa_ones_for_ssf(metadata: dict[str, Any]) -> None:
+    # jwks_uri is the hub's one JWKS: its own keys (ES256 by default) and SSF's RS256 ones.
     status, _, body = http("GET", metadata["jwks_uri"])
     assert status == 200
-    for key in json.loads(body)["keys"]:
-        assert key["kty"] == "RSA"
-        assert key["alg"] == "RS256"
+    keys = json.loads(body)["keys"]
+    for key in keys:
         assert key["use"] == "sig"
         assert key["kid"]
         assert not {"d", "p", "q", "dp", "dq", "qi", "k"} & set(key)
+    rsa = [key for key in keys if key["kty"] == "RSA"]
+    assert rsa
+    for key in rsa:
+        assert key["alg"] == "RS256"
         assert jwk.JWK(**key).get_op_key("verify").key_size >= 2048
 
 

@@ -3,7 +3,10 @@
 ``receivers create`` prints the client secret once: only its SHA-256 is stored.
 Deleting a receiver revokes its access tokens at once (every token check reads it).
 Streams are the receivers' own (they manage them over the SSF API); listed here with
-their status and delivery method.
+their status and delivery method. ``signing-key rotate`` adds the next RS256 key of SSF
+SETs (whatever the signing mode): published in the JWKS at once, signing after
+``--activate-in`` seconds (default: the JWKS's max-age), the key it replaces published
+``--publish-days`` more (default 16: a queued poll SET lives 14 days).
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from typing import Any
 
 from sethub.cli.context import CommandFailedError, Context
 from sethub.cli.output import when
+from sethub.cli.target import UsageError
 from sethub.hygiene import callback_host
 from sethub.ssf.auth import SCOPES, client_record, new_secret
+from sethub.ssf.keys import ACTIVATE_SECONDS, PUBLISH_SECONDS, SsfKeys, load_ring
 from sethub.ssf.store import SsfStore
 
 RECEIVER_COLUMNS = ["client_id", "scopes", "name", "created"]
@@ -23,7 +28,7 @@ STREAM_COLUMNS = ["receiver", "stream_id", "status", "method", "endpoint_host", 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
     group = groups.add_parser("ssf", help="SSF receivers and streams", description=__doc__)
-    kinds = group.add_subparsers(dest="kind", required=True, metavar="receivers|streams")
+    kinds = group.add_subparsers(dest="kind", required=True, metavar="receivers|streams|signing-key")
     receivers = kinds.add_parser("receivers", help="SSF receivers (OAuth clients)")
     commands = receivers.add_subparsers(dest="command", required=True, metavar="COMMAND")
     create = commands.add_parser("create", parents=[common], help="create a receiver; prints its secret once")
@@ -47,6 +52,22 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         "--status", choices=["enabled", "paused", "disabled"], help="only streams in this status"
     )
     listing.set_defaults(run=list_streams)
+    keys = kinds.add_parser("signing-key", help="the RS256 keys of SSF SETs: show, rotate")
+    key_commands = keys.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    key_commands.add_parser(
+        "show", parents=[common], help="which key signs, which are published"
+    ).set_defaults(run=show_keys)
+    rotation = key_commands.add_parser("rotate", parents=[common], help="a new SSF signing key")
+    rotation.add_argument(
+        "--activate-in", type=int, default=ACTIVATE_SECONDS, help="seconds before the new key signs"
+    )
+    rotation.add_argument(
+        "--publish-days",
+        type=float,
+        default=PUBLISH_SECONDS / 86400,
+        help="how long a replaced key stays in the JWKS",
+    )
+    rotation.set_defaults(run=rotate_key)
 
 
 def _store(context: Context) -> SsfStore:
@@ -114,4 +135,38 @@ def list_streams(context: Context) -> int:
                 }
             )
     context.emit(rows, STREAM_COLUMNS)
+    return 0
+
+
+def _key_rows(context: Context) -> list[dict[str, Any]]:
+    from sethub.cli.signing import rows  # noqa: PLC0415 - the hub ring's listing, same columns
+
+    return rows(load_ring(context.clients.dynamodb, context.target.table()), context.now())
+
+
+def show_keys(context: Context) -> int:
+    from sethub.cli.signing import COLUMNS  # noqa: PLC0415
+
+    context.emit(_key_rows(context), COLUMNS)
+    return 0
+
+
+def rotate_key(context: Context) -> int:
+    from sethub.cli.signing import COLUMNS  # noqa: PLC0415
+
+    target = context.target
+    if not target.data_key_id:
+        raise UsageError("no data key: pass --stack NAME, --endpoint URL, or set SETHUB_DATA_KEY_ID")
+    keys = SsfKeys(
+        context.clients.kms,
+        context.clients.dynamodb,
+        table_name=target.table(),
+        data_key_id=target.data_key_id,
+        now=context.now,
+    )
+    key, _ = keys.rotate(
+        activate_in=context.args.activate_in, publish_seconds=int(context.args.publish_days * 86400)
+    )
+    context.note(f"new SSF signing key {key.kid} (RS256): published now, signs from {when(key.not_before)}")
+    context.emit(_key_rows(context), COLUMNS)
     return 0

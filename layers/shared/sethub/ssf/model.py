@@ -359,7 +359,8 @@ def metadata(issuer: str, base_url: str) -> dict[str, Any]:
     return {
         "spec_version": "1_0",
         "issuer": issuer,
-        "jwks_uri": f"{base_url}/ssf/jwks.json",
+        # The hub's one JWKS (DESIGN.md): every key that signs or signed a SET, SSF's included.
+        "jwks_uri": f"{base_url}/.well-known/jwks.json",
         "delivery_methods_supported": list(DELIVERY_METHODS),
         "configuration_endpoint": f"{base_url}/ssf/stream",
         "status_endpoint": f"{base_url}/ssf/status",
