@@ -93,8 +93,13 @@ def verify(compact: str, keys: jwk.JWKSet) -> dict[str, Any]:
 
 def rotate(hub: Hub, clock: Clock, *args: str) -> str:
     """``sethub ssf signing-key rotate`` as an operator runs it, at the clock's time."""
+    return signing_key(hub, clock, "rotate", *args)
+
+
+def signing_key(hub: Hub, clock: Clock, *args: str) -> str:
+    """``sethub ssf signing-key ARGS`` as an operator runs it (admin credentials), at the clock's time."""
     out = io.StringIO()
-    arguments = parser().parse_args(["ssf", "signing-key", "rotate", *args])
+    arguments = parser().parse_args(["ssf", "signing-key", *args])
     context = Context(
         args=arguments,
         clients=CliClients(),  # at moto, as every boto3 client of the fixture (AWS_ENDPOINT_URL)
@@ -160,6 +165,8 @@ def test_receivers_verify_with_the_metadata_jwks_across_a_rotation(
     assert verify(before, rotated)["jti"] == "before"
     ssf_kids = {key["kid"] for key in published(rotated) if key["alg"] == "RS256"}
     assert len(ssf_kids) == 2
+    states = [line.split()[-1] for line in signing_key(hub, clock, "show").splitlines()[1:]]
+    assert states == ["next", "signing"]
     clock.at += REFRESH_SECONDS  # the warm dispatcher reads the ring again
     assert kid(warm.sign(claims("meanwhile"))) == kid(before)
 
