@@ -6,7 +6,9 @@ read back as an operator reads them.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -19,9 +21,11 @@ from sethub.records import (
     DELIVERY_RECORD_TTL_SECONDS,
     EVENT_MARKER_TTL_SECONDS,
     MAX_ERROR_LENGTH,
+    RECORD_ITEM_BYTES,
     Attempt,
     DeliveryRecords,
     EventMarkers,
+    RecordBatcher,
     delivery_key,
     event_key,
     item_size,
@@ -443,3 +447,88 @@ def test_without_a_token_each_pack_gets_a_fresh_one():
 )
 def test_item_size_counts_as_dynamodb_bills(item: dict[str, Any], size: int) -> None:
     assert item_size(item) == size
+
+
+def test_an_item_takes_outcomes_until_it_is_nine_bytes_short_of_4_kb():
+    # Six outcomes with the longest error fill about 3.5 KB; a seventh fits or starts a new item.
+    fill = [attempt("e1", n, status="dead", status_code=500, error="a" * MAX_ERROR_LENGTH) for n in range(6)]
+
+    def packed(error_length: int) -> list[dict[str, Any]]:
+        last = attempt("e1", 99, status="dead", status_code=500, error="b" * error_length)
+        return pack([*fill, last], token="t")
+
+    assert (len(packed(0)), len(packed(MAX_ERROR_LENGTH))) == (1, 2)
+    # The longest last error that still shares the item.
+    low, high = 0, MAX_ERROR_LENGTH
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if len(packed(middle)) == 1 else (low, middle)
+    (full,) = packed(low)
+
+    # 8 bytes are kept for the item counter to grow; the packer's tally counts one more byte.
+    assert item_size(full) == RECORD_ITEM_BYTES - 9
+    assert [item["o"]["S"].count("\n") + 1 for item in packed(low + 1)] == [6, 1]
+
+
+def test_the_same_attempt_recorded_again_replaces_its_line_without_filling_the_item():
+    same = attempt("e1", 0, status="retrying", status_code=503, error="e" * 400)
+
+    (item,) = pack([same] * 50 + [attempt("e1", 1)], token="t")
+
+    assert item["o"]["S"].count("\n") == 1
+
+
+def test_retries_back_off_50_to_100_ms_then_doubling(lean, jti, monkeypatch):
+    db = lean.clients.dynamodb
+    calls: list[int] = []
+
+    class Throttled:
+        def batch_write_item(self, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) <= 4:
+                return {"UnprocessedItems": kwargs["RequestItems"]}
+            return db.batch_write_item(**kwargs)
+
+    for jitter, factor in ((0.0, 0.5), (1.0, 1.0)):
+        calls.clear()
+        sleeps: list[float] = []
+        monkeypatch.setattr(random, "random", lambda jitter=jitter: jitter)
+        records = DeliveryRecords(AwsClients(dynamodb=Throttled()), lean.settings, sleep=sleeps.append)
+
+        records.write([attempt(f"{jti}-{jitter}")])
+
+        assert sleeps == pytest.approx([0.05 * factor, 0.1 * factor, 0.2 * factor, 0.4 * factor])
+
+
+def test_a_marker_keeps_a_topic_that_fits_exactly_in_one_write_unit(lean, markers, jti):
+    markers.claim(f"{jti}-a", "t" * 2000, now=NOW)
+    bare = lean.item(event_key(f"{jti}-a"), "EVENT")
+    assert bare is not None
+    room = 1024 - item_size(bare) - len("topic")
+
+    markers.claim(f"{jti}-b", "t" * room, now=NOW)
+    markers.claim(f"{jti}-c", "t" * (room + 1), now=NOW)
+
+    kept = lean.item(event_key(f"{jti}-b"), "EVENT")
+    assert kept is not None
+    assert kept["topic"] == {"S": "t" * room}
+    assert item_size(kept) == 1024
+    dropped = lean.item(event_key(f"{jti}-c"), "EVENT")
+    assert dropped is not None
+    assert "topic" not in dropped
+
+
+def test_a_crashed_record_write_still_counts_as_lost_records(lean):
+    class Crashing:
+        def batch_write_item(self, **kwargs: Any) -> Any:
+            raise RuntimeError("bug")
+
+    records = DeliveryRecords(AwsClients(dynamodb=Crashing()), lean.settings)
+    batcher = RecordBatcher(records, ThreadPoolExecutor(max_workers=1))
+    for n in range(3):
+        batcher.add(attempt("e1", n))
+
+    with pytest.raises(UpstreamError) as raised:
+        batcher.finish()
+
+    assert str(raised.value) == "3 delivery records were not written: RuntimeError"
