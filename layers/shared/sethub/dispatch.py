@@ -390,8 +390,13 @@ class Dispatcher:
             if isinstance(message, FanoutShard)
             else self._prepare(message, subscriptions, cursor)
         )
+        # One body per format, shared by its subscriptions (decoded or encoded once, not per
+        # subscriber): the bytes are the same for all of them.
+        bodies: dict[str, tuple[bytes, str]] = {}
         for subscription in subscriptions:
-            body, content_type = delivery.body_for(payload, subscription.format)
+            if subscription.format not in bodies:
+                bodies[subscription.format] = delivery.body_for(payload, subscription.format)
+            body, content_type = bodies[subscription.format]
             item.requests.append(
                 delivery.request_for(
                     subscription,
