@@ -12,8 +12,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_harness import (  # type: ignore[import-not-found]
@@ -28,6 +29,7 @@ from e2e_harness import (  # type: ignore[import-not-found]
     free_port,
     wait_for,
 )
+from subscribers import SubscriberFarm  # type: ignore[import-not-found]
 
 # Only in sam mode (`make test-sam`): they drive the SAM CLI against a running stack.
 collect_ignore = [] if FUNCTIONS_MODE == "sam" else ["test_sam_local.py"]
@@ -109,3 +111,11 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     started: list[LocalStackProcess] = []
     yield _launcher(started, tmp_path_factory.mktemp("devstack"))()
     _stop_all(started)
+
+
+@pytest.fixture
+def subscribers() -> Iterator[Callable[..., Any]]:
+    """Starts webhook subscribers (``subscribers(failures=2)``: subscribers.py), stopped after the test."""
+    farm = SubscriberFarm()
+    yield farm.start
+    farm.close()

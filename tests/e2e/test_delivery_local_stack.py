@@ -3,65 +3,22 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import Callable
 
 import pytest
-from e2e_harness import callback_host, http, wait_for
+from e2e_harness import http, wait_for
 from jwcrypto import jwk, jws
+from subscribers import Subscriber  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.e2e
 
 LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"
 
 
-@dataclass
-class Callback:
-    """A subscriber: confirms intent, records deliveries, fails the first ``failures`` of them."""
-
-    url: str
-    failures: int = 0
-    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 @pytest.fixture
-def callback() -> Iterator[Callback]:
-    holder: dict[str, Callback] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            challenge = parse_qs(urlsplit(self.path).query).get("hub.challenge", [""])[0].encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(challenge)))
-            self.end_headers()
-            self.wfile.write(challenge)
-
-        def do_POST(self) -> None:
-            cb = holder["cb"]
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with cb.lock:
-                cb.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = 503 if len(cb.posts) <= cb.failures else 202
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((callback_host(), 0), Handler)
-    holder["cb"] = Callback(url=f"http://{callback_host()}:{server.server_address[1]}/cb")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield holder["cb"]
-    server.shutdown()
-    server.server_close()
+def callback(subscribers: Callable[..., Subscriber]) -> Subscriber:
+    return subscribers(ok_status=202, path="/cb")
 
 
 @pytest.mark.sam

@@ -7,17 +7,14 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from e2e_harness import callback_host, wait_for  # type: ignore[import-not-found]
+from e2e_harness import wait_for  # type: ignore[import-not-found]
 from standardwebhooks import Webhook, WebhookVerificationError
+from subscribers import Subscriber  # type: ignore[import-not-found]
 
 from sethub.records import DeliveryRecords
 from sethub.settings import Settings
@@ -35,66 +32,12 @@ def new_secret(size: int = 32) -> str:
     return "whsec_" + base64.b64encode(os.urandom(size)).decode()
 
 
-@dataclass
-class Callback:
-    """A subscriber: confirms intent, records deliveries and denials, fails the first ``failures``."""
-
-    url: str
-    failures: int = 0
-    posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    gets: list[dict[str, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def bodies_with(self, header: str, value: str) -> list[tuple[dict[str, str], bytes]]:
-        with self.lock:
-            return [(h, b) for h, b in self.posts if h.get(header) == value]
-
-
 @pytest.fixture
-def callbacks() -> Iterator[Any]:
-    """A factory of subscribers, each on its own port; all stopped at the end."""
-    servers: list[ThreadingHTTPServer] = []
-
-    def make() -> Callback:
-        holder: dict[str, Callback] = {}
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
-                with holder["cb"].lock:
-                    holder["cb"].gets.append(query)
-                challenge = query.get("hub.challenge", "").encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(challenge)))
-                self.end_headers()
-                self.wfile.write(challenge)
-
-            def do_POST(self) -> None:
-                cb = holder["cb"]
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with cb.lock:
-                    cb.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                    status = 503 if len(cb.posts) <= cb.failures else 204
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer((callback_host(), 0), Handler)
-        servers.append(server)
-        holder["cb"] = Callback(url=f"http://{callback_host()}:{server.server_address[1]}/hook?t=1")
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return holder["cb"]
-
-    yield make
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+def callbacks(subscribers: Callable[..., Subscriber]) -> Callable[[], Subscriber]:
+    return lambda: subscribers(path="/hook?t=1")
 
 
-def _delivery(callback: Callback, jti: str) -> tuple[dict[str, str], bytes]:
+def _delivery(callback: Subscriber, jti: str) -> tuple[dict[str, str], bytes]:
     found = wait_for(
         lambda: callback.bodies_with("webhook-id", jti), timeout=20, message=f"delivery of {jti}"
     )
@@ -200,7 +143,7 @@ def test_after_a_new_secret_both_sign_and_a_renewal_keeps_the_overlap(local_stac
     _verify(new, headers, body)
 
 
-def _resubscribe(stack: Any, topic: str, callback: Callback, **params: str) -> None:
+def _resubscribe(stack: Any, topic: str, callback: Subscriber, **params: str) -> None:
     """Subscribe again and wait until the hub applied it (the subscription's request time changes)."""
     store = SubscriptionStore(stack.clients, Settings.from_env(stack.provisioned.env_for("DispatchFunction")))
 
