@@ -123,9 +123,12 @@ def test_every_readme_command_runs_against_the_local_stack(start_local_stack, fa
         return next(out for command, out in outputs.items() if command.startswith(prefix))
 
     assert "acme.login" in output("sethub topics list")
-    subscription = output("sethub subscriptions list").splitlines()[1].split()
-    assert subscription[0] == "acme.login"
-    assert "dead" in subscription
+    subscription = output("sethub subscriptions list --topic").splitlines()[1].split()
+    assert (subscription[0], subscription[3]) == ("acme.login", "active")
+    assert subscription[-1] != "-"  # failing since its first 503
+    assert output("sethub subscriptions list --state").splitlines() == [
+        "topic  subscription  callback_host  state  owner  format  expires  failing_since"
+    ]
     assert "revoked" in output("sethub keys revoke")
     assert "crm-receiver" in output("sethub ssf receivers list")
     statuses = [line.split()[5] for line in output("sethub deliveries").splitlines()[1:]]

@@ -12,8 +12,10 @@ import time
 from typing import Any
 
 import pytest
+from counting import Counting
 
 from sethub.cli import main
+from sethub.cli.target import CliClients
 from sethub.messages import DeliveryRetry
 from sethub.records import Attempt, DeliveryRecords
 from sethub.ssf.model import Stream
@@ -44,6 +46,13 @@ class Cli:
         )
         return code, out.getvalue(), err.getvalue()
 
+    def with_dynamodb(self, dynamodb: Any, *argv: str) -> tuple[int, str, str]:
+        """Runs with ``dynamodb`` as the CLI's DynamoDB client (to count what it calls)."""
+        out, err = io.StringIO(), io.StringIO()
+        clients = CliClients(self.where[1], "us-east-1", dynamodb=dynamodb)
+        code = main([*argv, *self.where], clients=clients, env={}, out=out, err=err)
+        return code, out.getvalue(), err.getvalue()
+
     def json(self, *argv: str, where: list[str] | None = None) -> Any:
         code, out, err = self(*argv, "--json", where=where)
         assert code == 0, err
@@ -55,9 +64,11 @@ def cli(hub: Any, moto_endpoint: str) -> Cli:
     return Cli(hub, moto_endpoint)
 
 
-def subscribe(hub: Any, callback: str, *, lease: int = 3600, owner: str | None = None) -> None:
+def subscribe(
+    hub: Any, callback: str, *, lease: int = 3600, owner: str | None = None, ago: float = 0.0
+) -> None:
     store = SubscriptionStore(hub.clients, hub.settings)
-    now = time.time()
+    now = time.time() - ago
     request_id = store.put_pending(
         mode="subscribe",
         topic=TOPIC,
@@ -95,23 +106,19 @@ def test_topics_register_list_and_deregister(cli: Cli) -> None:
     assert err == f"sethub: unknown topic: {TOPIC}\n"
 
 
-def test_subscriptions_show_state_owner_and_last_outcome(cli: Cli, hub: Any) -> None:
+def test_subscriptions_show_state_owner_and_failing_since(cli: Cli, hub: Any) -> None:
     assert cli("topics", "register", TOPIC)[0] == 0
     subscribe(hub, CRM, owner="k-crm")
     subscribe(hub, SIEM)
-    now = time.time()
-    DeliveryRecords(hub.clients, hub.settings).write(
-        [
-            Attempt("e1", TOPIC, CRM, 1, "retrying", now - 60, 503, "HTTP 503", 40),
-            Attempt("e1", TOPIC, CRM, 2, "ok", now - 30, 200, "", 12),
-            # Older than the window the command looks at: not a last outcome.
-            Attempt("e0", TOPIC, SIEM, 1, "ok", now - 3 * 86400, 200, "", 9),
-        ]
-    )
+    store = SubscriptionStore(hub.clients, hub.settings)
+    crm = store.get_active(TOPIC, CRM, now=time.time())
+    assert crm is not None
+    # Its deliveries fail (dispatch notes when that started).
+    store.mark_failing(TOPIC, CRM, requested_at=crm.requested_at, now=time.time() - 60)
 
     rows = {row["callback_host"]: row for row in cli.json("subscriptions", "list")}
 
-    assert rows["crm.example"] | {"expires": None, "last_at": None} == {
+    assert rows["crm.example"] | {"expires": None, "failing_since": None} == {
         "topic": TOPIC,
         "subscription": subscription_id(TOPIC, CRM),
         "callback_host": "crm.example",
@@ -119,13 +126,94 @@ def test_subscriptions_show_state_owner_and_last_outcome(cli: Cli, hub: Any) -> 
         "owner": "k-crm",
         "format": "jwt",
         "expires": None,
-        "last": "ok 200",
-        "last_at": None,
+        "failing_since": None,
     }
-    assert (rows["siem.example:8443"]["owner"], rows["siem.example:8443"]["last"]) == (None, None)
+    assert rows["crm.example"]["failing_since"] is not None
+    assert (rows["siem.example:8443"]["owner"], rows["siem.example:8443"]["failing_since"]) == (None, None)
     assert cli.json("topics", "list")[0]["subscriptions"] == 2
     # Names a callback by host and id, never by its URL (it may carry a token).
     assert "t0ken" not in cli("subscriptions", "list")[1]
+
+
+def other_topics(hub: Any, count: int) -> None:
+    """Subscriptions of other topics, and delivery records: what a listing must not read."""
+    store = SubscriptionStore(hub.clients, hub.settings)
+    now = time.time()
+    for n in range(count):
+        topic = f"other.{n}"
+        store.register_topic(topic)
+        request_id = store.put_pending(
+            mode="subscribe",
+            topic=topic,
+            callback=f"https://other{n}.example/",
+            format="json",
+            secret=None,
+            lease_seconds=3600,
+            requested_at=time.time_ns(),
+            now=now,
+        )
+        pending = store.get_pending(topic, f"https://other{n}.example/", request_id, now=now)
+        assert pending is not None
+        assert store.apply_verified(pending, now=now)
+    DeliveryRecords(hub.clients, hub.settings).write(
+        [Attempt(f"e{n}", TOPIC, CRM, 1, "ok", now, 200, "", 5) for n in range(count)]
+    )
+
+
+def test_subscriptions_are_read_by_topic_or_state_a_page_at_a_time_never_scanned(cli: Cli, hub: Any) -> None:
+    assert cli("topics", "register", TOPIC)[0] == 0
+    subscribe(hub, CRM)
+    subscribe(hub, SIEM, ago=7200)  # its hour's lease ran out an hour ago (TTL deletes it later)
+    other_topics(hub, 3)
+    store = SubscriptionStore(hub.clients, hub.settings)
+    # A verified unsubscribe leaves a tombstone (state unsubscribed).
+    now = time.time()
+    request_id = store.put_pending(
+        mode="unsubscribe",
+        topic="other.0",
+        callback="https://other0.example/",
+        format="json",
+        secret=None,
+        lease_seconds=0,
+        requested_at=time.time_ns(),
+        now=now,
+    )
+    pending = store.get_pending("other.0", "https://other0.example/", request_id, now=now)
+    assert pending is not None
+    assert store.apply_verified(pending, now=now)
+    counting = Counting(hub.clients.dynamodb)
+
+    def listed(*argv: str) -> tuple[list[str], str]:
+        code, out, err = cli.with_dynamodb(counting, "subscriptions", "list", *argv, "--json")
+        assert code == 0, err
+        return [f"{row['topic']} {row['state']}" for row in json.loads(out)], err
+
+    # One topic: that topic's partition only
+    assert sorted(listed("--topic", TOPIC)[0]) == [f"{TOPIC} active", f"{TOPIC} expired"]
+    assert listed("--topic", TOPIC, "--state", "expired")[0] == [f"{TOPIC} expired"]
+    # A state: the index of that state
+    assert sorted(listed("--state", "active")[0]) == [f"{TOPIC} active", "other.1 active", "other.2 active"]
+    assert listed("--state", "unsubscribed")[0] == ["other.0 unsubscribed"]
+    assert listed("--state", "disabled")[0] == []
+    assert counting.calls.get("scan", 0) == 0
+
+    # Everything, two at a time: each page says how to go on, no subscription twice or lost
+    seen: list[str] = []
+    token: list[str] = []
+    while True:
+        rows, err = listed("--limit", "2", *token)
+        assert len(rows) <= 2
+        seen += rows
+        if "--next" not in err:
+            break
+        token = ["--next", err.split("--next ")[1].strip()]
+    assert sorted(seen) == sorted(
+        [f"{TOPIC} active", f"{TOPIC} expired", "other.0 unsubscribed", "other.1 active", "other.2 active"]
+    )
+    assert counting.calls.get("scan", 0) == 0
+    # A token it did not write is bad usage
+    code, _, err = cli("subscriptions", "list", "--next", "bm90LWEtdG9rZW4=")
+    assert (code, err) == (2, "sethub: not a page token of this listing (pass --next as printed)\n")
 
 
 def test_deliveries_of_an_event_and_not_found(cli: Cli, hub: Any) -> None:

@@ -1005,10 +1005,18 @@ def test_table_keys_ttl_recovery_and_encryption(template: Template) -> None:
     assert {(a["AttributeName"], a["AttributeType"]) for a in props["AttributeDefinitions"]} == {
         ("pk", "S"),
         ("sk", "S"),
+        ("state", "S"),
     }
     assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
         ("pk", "HASH"),
         ("sk", "RANGE"),
+    ]
+    # The operator's listings read subscriptions by state, never the whole table.
+    (by_state,) = props["GlobalSecondaryIndexes"]
+    assert by_state["IndexName"] == "ByState"
+    assert [(k["AttributeName"], k["KeyType"]) for k in by_state["KeySchema"]] == [
+        ("state", "HASH"),
+        ("pk", "RANGE"),
     ]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True

@@ -9,7 +9,8 @@ Where each number comes from:
 - dead letters: the dead-letter queues' ``ApproximateNumberOfMessages`` now, and the
   attempts of the window whose outcome was ``dead``;
 - queued work: the events and retry queues' ``ApproximateNumberOfMessages`` now;
-- disabled subscriptions: subscription items whose state is ``disabled``, now.
+- disabled subscriptions: subscriptions stored ``disabled`` now, counted on the table's
+  ``ByState`` index (index entries only, not the table).
 
 SSF streams by status are a gauge in CloudWatch (``SsfStreams``, dimension ``status``):
 counted by the SSF function after every request that changes a stream, and by dispatch
@@ -50,7 +51,7 @@ SOURCES = {
     "retries": "those attempts whose attempt number is above 1",
     "dead_in_window": "those attempts whose outcome is dead",
     "queues": "SQS ApproximateNumberOfMessages, now",
-    "disabled_subscriptions": "subscription items in the hub table with state disabled, now",
+    "disabled_subscriptions": "subscriptions stored disabled, now (a count of the hub table's ByState index)",
 }
 
 

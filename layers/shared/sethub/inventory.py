@@ -1,10 +1,16 @@
 """What the hub table holds, read for operators: topics, subscriptions, recent delivery outcomes.
 
-The functions read the table with ``Scan`` (filtered by key prefix): an operator's view
-of the whole hub, never on a request path. A scan reads every item of the table (about
-one read unit per 4 KB), so on a big table they take seconds and cost what a read of the
-table costs; the delivery functions read only records newer than ``since``, but DynamoDB
-still reads every item to filter them.
+Subscriptions are read by key, only what is asked: one topic's with one ``Query`` of its
+partition (``TOPIC#<topic>``, ``SUB#`` items), or those in a state with a ``Query`` of the
+``ByState`` index (partition ``state``: only subscription items have one), a page at a
+time (``limit``, ``next``). ``expired`` is not stored: it is an ``active`` item whose lease
+has run out (TTL deletes it later), filtered on ``expires_at``.
+
+``topics`` and ``recent_attempts`` still ``Scan`` (filtered by key prefix): topic items
+and delivery records have no index by kind or time, so they read every item of the table
+(about one read unit per 4 KB). ``sethub topics list`` and ``sethub stats`` are the
+operator's occasional views; on a deployed stack the dashboard shows the delivery numbers
+from CloudWatch without reading the table.
 
 Subscriptions are named by topic, subscription id and callback host (never the callback
 URL, whose path or query may carry a token), as delivery records name them.
@@ -12,6 +18,9 @@ URL, whose path or query may carry a token), as delivery records name them.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,12 +31,17 @@ from sethub.errors import UpstreamError
 from sethub.hygiene import callback_host
 from sethub.records import Attempt
 from sethub.records import _attempts as attempts_of_item
-from sethub.subscriptions import SUBSCRIPTION_PREFIX, TOPIC_SORT_KEY, subscription_id
+from sethub.subscriptions import SUBSCRIPTION_PREFIX, TOPIC_SORT_KEY, subscription_id, topic_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 DELIVERY_PREFIX = "DELIVERY#"
+STATE_INDEX = "ByState"
+STORED_STATES = ("active", "disabled", "unsubscribed")
+STATES = ("active", "expired", "disabled", "unsubscribed")
+"""What ``--state`` takes: the stored states and ``expired`` (active, lease run out)."""
+_LISTED = "pk, sk, topic, callback, #state, #owner, #format, expires_at, failing_since"
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,8 @@ class SubscriptionInfo:
     owner: str | None
     format: str
     expires_at: int
+    failing_since: int = 0
+    """When its deliveries started failing (no success since); 0 when they are not."""
     last_outcome: Attempt | None = None
 
 
@@ -76,33 +92,150 @@ def _state(item: dict[str, Any], now: float) -> str:
     return state
 
 
+class BadPageTokenError(ValueError):
+    """A ``next`` token this listing did not write."""
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[SubscriptionInfo]
+    next: str | None
+    """Pass it back as ``start`` for the next page; None after the last."""
+
+
+def _info(item: dict[str, Any], now: float) -> SubscriptionInfo:
+    item_topic = item.get("topic", {}).get("S", "")
+    callback = item.get("callback", {}).get("S", "")
+    return SubscriptionInfo(
+        topic=item_topic,
+        subscription_id=subscription_id(item_topic, callback),
+        callback_host=callback_host(callback),
+        state=_state(item, now),
+        owner=item["owner"]["S"] if "owner" in item else None,
+        format=item.get("format", {}).get("S", "-"),
+        expires_at=int(item.get("expires_at", {}).get("N", "0")),
+        failing_since=int(item.get("failing_since", {}).get("N", "0")),
+    )
+
+
+def _token(index: int, key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"i": index, "k": key}).encode()).decode()
+
+
+def _untoken(token: str) -> tuple[int, dict[str, Any]]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(data["i"]), dict(data["k"])
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise BadPageTokenError("not a page token of this listing (pass --next as printed)") from None
+
+
+def _queries(table: str, *, now: float, topic: str | None, state: str | None) -> list[dict[str, Any]]:
+    """The Query requests that read exactly the subscriptions asked for, in listing order."""
+    if state is not None and state not in STATES:
+        raise ValueError(f"no state {state!r}: one of {', '.join(STATES)}")
+    names = {"#state": "state", "#owner": "owner", "#format": "format"}
+    live: dict[str, str] = {}
+    filters: dict[str, Any] = {}
+    if state in ("active", "expired"):
+        # Both are stored as active; the lease tells them apart (as subscribers see it).
+        live = {"FilterExpression": "expires_at > :now" if state == "active" else "expires_at <= :now"}
+        filters = {":now": {"N": str(int(now))}}
+    if topic is not None:
+        values: dict[str, Any] = {
+            ":pk": {"S": topic_key(topic)},
+            ":sub": {"S": SUBSCRIPTION_PREFIX},
+            **filters,
+        }
+        expression = live.get("FilterExpression", "")
+        if state is not None:
+            values[":state"] = {"S": "active" if state == "expired" else state}
+            expression = " AND ".join(part for part in ("#state = :state", expression) if part)
+        request: dict[str, Any] = {
+            "TableName": table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :sub)",
+            "ProjectionExpression": _LISTED,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if expression:
+            request["FilterExpression"] = expression
+        return [request]
+    stored = STORED_STATES if state is None else ("active" if state == "expired" else state,)
+    return [
+        {
+            "TableName": table,
+            "IndexName": STATE_INDEX,
+            "KeyConditionExpression": "#state = :state",
+            "ProjectionExpression": _LISTED,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {":state": {"S": one}, **filters},
+            **live,
+        }
+        for one in stored
+    ]
+
+
 def subscriptions(
-    db: DynamoDBClient, table: str, *, now: float, topic: str | None = None
-) -> list[SubscriptionInfo]:
-    """Every subscription item (active, expired, disabled, unsubscribed tombstones), by topic."""
-    found = []
-    for item in _scan(
-        db,
-        table,
-        FilterExpression="begins_with(sk, :sub)",
-        ExpressionAttributeValues={":sub": {"S": SUBSCRIPTION_PREFIX}},
-    ):
-        item_topic = item.get("topic", {}).get("S", "")
-        if topic is not None and item_topic != topic:
-            continue
-        callback = item.get("callback", {}).get("S", "")
-        found.append(
-            SubscriptionInfo(
-                topic=item_topic,
-                subscription_id=subscription_id(item_topic, callback),
-                callback_host=callback_host(callback),
-                state=_state(item, now),
-                owner=item["owner"]["S"] if "owner" in item else None,
-                format=item.get("format", {}).get("S", "-"),
-                expires_at=int(item.get("expires_at", {}).get("N", "0")),
-            )
-        )
-    return sorted(found, key=lambda s: (s.topic, s.callback_host, s.subscription_id))
+    db: DynamoDBClient,
+    table: str,
+    *,
+    now: float,
+    topic: str | None = None,
+    state: str | None = None,
+    limit: int | None = None,
+    start: str | None = None,
+) -> Page:
+    """Subscriptions (of ``topic``, in ``state``: active, expired, disabled, unsubscribed),
+    at most ``limit`` of them from ``start`` (a page's ``next``), read by key, never a scan."""
+    queries = _queries(table, now=now, topic=topic, state=state)
+    index, key = _untoken(start) if start else (0, None)
+    key = key or None  # {}: from the start of that query
+    found: list[SubscriptionInfo] = []
+    try:
+        while index < len(queries):
+            request = dict(queries[index])
+            if key is not None:
+                request["ExclusiveStartKey"] = key
+            if limit is not None:
+                request["Limit"] = limit - len(found)
+            page = db.query(**request)
+            found.extend(_info(item, now) for item in page.get("Items", []))
+            key = page.get("LastEvaluatedKey")
+            if key is None:
+                index += 1
+            if limit is not None and len(found) >= limit:
+                break
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise UpstreamError(f"DynamoDB could not list subscriptions of {table}: {code}") from exc
+    except BotoCoreError as exc:
+        raise UpstreamError(
+            f"DynamoDB could not list subscriptions of {table}: {type(exc).__name__}"
+        ) from exc
+    return Page(found, None if index >= len(queries) else _token(index, key or {}))
+
+
+def count(db: DynamoDBClient, table: str, state: str) -> int:
+    """How many subscriptions are stored in ``state`` (index entries only: one read unit per 4 KB)."""
+    request: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": STATE_INDEX,
+        "KeyConditionExpression": "#state = :state",
+        "ExpressionAttributeNames": {"#state": "state"},
+        "ExpressionAttributeValues": {":state": {"S": state}},
+        "Select": "COUNT",
+    }
+    total = 0
+    try:
+        while True:
+            page = db.query(**request)
+            total += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                return total
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    except (ClientError, BotoCoreError) as exc:
+        raise UpstreamError(f"DynamoDB could not count {state} subscriptions") from exc
 
 
 def topics(db: DynamoDBClient, table: str, *, now: float) -> list[TopicInfo]:
@@ -150,8 +283,13 @@ def with_last_outcomes(found: list[SubscriptionInfo], attempts: list[Attempt]) -
 
 
 __all__ = [
+    "STATES",
+    "STATE_INDEX",
+    "BadPageTokenError",
+    "Page",
     "SubscriptionInfo",
     "TopicInfo",
+    "count",
     "recent_attempts",
     "subscriptions",
     "topics",

@@ -1,7 +1,11 @@
-"""``sethub subscriptions``: every subscription, its state, owner and last delivery outcome.
+"""``sethub subscriptions``: subscriptions, their state, owner and whether they are failing.
 
-The last outcome is the newest attempt among the delivery records of the last
-``--hours`` (default 24); ``-`` when the subscription got nothing in that time.
+Reads only what is asked: one topic's subscriptions (``--topic``, a Query of its
+partition) or those in a state (``--state``, a Query of the table's ``ByState`` index),
+``--limit`` at a time; a listing cut short says on stderr how to go on (``--next TOKEN``).
+``failing_since`` is when the subscription's deliveries started failing (no success
+since): it is disabled after ``SETHUB_DISABLE_AFTER_SECONDS`` of that. The outcome of each
+delivery of an event is ``sethub deliveries JTI``.
 """
 
 from __future__ import annotations
@@ -12,53 +16,72 @@ from typing import Any
 from sethub import inventory
 from sethub.cli.context import Context
 from sethub.cli.output import when
+from sethub.cli.target import UsageError
 
-COLUMNS = ["topic", "subscription", "callback_host", "state", "owner", "format", "expires", "last", "last_at"]
+COLUMNS = [
+    "topic",
+    "subscription",
+    "callback_host",
+    "state",
+    "owner",
+    "format",
+    "expires",
+    "failing_since",
+]
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
     group = groups.add_parser(
-        "subscriptions", help="subscriptions: state, owner, last outcome", description=__doc__
+        "subscriptions", help="subscriptions: state, owner, failing since", description=__doc__
     )
     commands = group.add_subparsers(dest="command", required=True, metavar="COMMAND")
     listing = commands.add_parser(
-        "list", parents=[common], help="every subscription (active, expired, disabled, unsubscribed)"
+        "list", parents=[common], help="subscriptions (active, expired, disabled, unsubscribed)"
     )
     listing.add_argument("--topic", help="only this topic's")
-    listing.add_argument("--state", help="only those in this state (active, expired, disabled, unsubscribed)")
+    listing.add_argument("--state", choices=inventory.STATES, help="only those in this state")
+    listing.add_argument("--limit", type=_positive, default=None, help="at most this many (default: all)")
     listing.add_argument(
-        "--hours", type=float, default=24.0, help="how far back to look for the last outcome (default 24)"
+        "--next", default=None, metavar="TOKEN", help="go on where a --limit listing stopped"
     )
     listing.set_defaults(run=list_subscriptions)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def list_subscriptions(context: Context) -> int:
     args = context.args
-    table = context.target.table()
-    now = context.now()
-    found = inventory.subscriptions(context.clients.dynamodb, table, now=now, topic=args.topic)
-    if args.state:
-        found = [info for info in found if info.state == args.state]
-    attempts = inventory.recent_attempts(context.clients.dynamodb, table, since=now - args.hours * 3600)
-    rows = []
-    for info in inventory.with_last_outcomes(found, attempts):
-        last = info.last_outcome
-        outcome = None
-        if last is not None:
-            code = "" if last.status_code is None else f" {last.status_code}"
-            outcome = f"{last.status}{code}"
-        rows.append(
-            {
-                "topic": info.topic,
-                "subscription": info.subscription_id,
-                "callback_host": info.callback_host,
-                "state": info.state,
-                "owner": info.owner,
-                "format": info.format,
-                "expires": when(info.expires_at),
-                "last": outcome,
-                "last_at": when(last.at) if last else None,
-            }
+    try:
+        page = inventory.subscriptions(
+            context.clients.dynamodb,
+            context.target.table(),
+            now=context.now(),
+            topic=args.topic,
+            state=args.state,
+            limit=args.limit,
+            start=args.next,
         )
+    except inventory.BadPageTokenError as exc:
+        raise UsageError(str(exc)) from None
+    rows = [
+        {
+            "topic": info.topic,
+            "subscription": info.subscription_id,
+            "callback_host": info.callback_host,
+            "state": info.state,
+            "owner": info.owner,
+            "format": info.format,
+            "expires": when(info.expires_at),
+            "failing_since": when(info.failing_since) if info.failing_since else None,
+        }
+        for info in page.items
+    ]
     context.emit(rows, COLUMNS)
+    if page.next is not None:
+        context.note(f"more: sethub subscriptions list ... --next {page.next}")
     return 0
