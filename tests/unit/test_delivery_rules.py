@@ -64,6 +64,13 @@ def test_each_format_gets_its_body():
     assert body_for(content, "jwt") == (b"hi", "text/plain")
 
 
+def test_raw_content_published_without_a_type_goes_out_as_octet_stream():
+    # WebSub content publishing: the hub passes the bytes on and must not guess their type.
+    content = PreparedPayload(jti="j", content_b64=base64.b64encode(b"\x00\x01").decode())
+    assert body_for(content, "jwt") == (b"\x00\x01", "application/octet-stream")
+    assert body_for(content, "json") == (b"\x00\x01", "application/octet-stream")
+
+
 def test_signing_input_has_the_set_header():
     signing_input = sets.signing_input({"jti": "j"}, alg="ES256", kid="k1")
     header_b64, _payload = signing_input.split(b".")
