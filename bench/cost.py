@@ -11,10 +11,13 @@ What is counted, and how (the assumptions the bench states beside its rows):
   eventually consistent read), never per call.
 - Lambda's SQS poller: one ``ReceiveMessage`` and one ``DeleteMessageBatch`` per batch it
   hands over; its empty long polls are a fixed monthly cost (``fixed_monthly``).
-- X-Ray: every function traces (``Tracing: Active``) and Lambda samples the first request
+- X-Ray: with ``Tracing: Active`` (the template's default) Lambda samples the first request
   of each second and 5 % of the rest (its rule cannot be changed); a request through
   API Gateway and its ingest invocation are one trace, each dispatch invocation another.
-- CloudWatch Logs: what the handlers logged plus Lambda's own START/END/REPORT lines.
+  ``Tracing: PassThrough`` records none.
+- CloudWatch Logs: what the handlers logged plus, with ``SystemLogLevel: INFO`` (the
+  default), Lambda's own START/END/REPORT lines; ``WARN`` drops the latter.
+- Ingress: the REST API, or the HTTP API and its authorizer's invocations (``costrows``).
 - The event archive (``sethub.archive``: accepted events kept for recovery) on lines of its
   own: the write units of its items, and the bytes they keep for the retention period
   (DynamoDB storage and, the table having point-in-time recovery on, its backup storage).

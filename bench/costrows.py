@@ -1,7 +1,15 @@
 """The cost rows of ``make bench``: the measured run priced in each deployment scenario.
 
-A scenario is an ingress (``rest``: the template's REST API with usage-plan keys;
-``http``: an HTTP API, $1.00 per million instead of $3.50) and a batching regime:
+A scenario is a deployment (template parameters) and a batching regime. The deployment:
+
+- ``Ingress``: ``rest``, the REST API with usage-plan keys ($3.50 per million requests), or
+  ``http``, the HTTP API ($1.00) behind the API-key authorizer, whose answer API Gateway
+  caches per key for ``AUTHORIZER_TTL_SECONDS`` (``PUBLISHER_KEYS`` keys publishing);
+- ``Tracing``: ``Active`` (X-Ray's sampling, below) or ``PassThrough`` (no traces);
+- ``SystemLogLevel``: ``INFO`` (Lambda's START/END/REPORT lines for every invocation) or
+  ``WARN`` (none of them).
+
+The batching regime:
 
 - full batches: dispatch invoked with 10 events (100 events/s with ``BatchingWindowSeconds``
   of 1, or any rate with a window long enough to fill a batch); X-Ray then records about 6 %;
@@ -32,6 +40,35 @@ KMS_KEYS = 1
 """The template's data key (it also wraps the signing key); SigningMode kms adds a signing key."""
 SQS_MAPPINGS = 3
 """Events, retry and verify queue mappings."""
+AUTHORIZER_TTL_SECONDS = 300
+"""The template's AuthorizerResultTtlInSeconds."""
+PUBLISHER_KEYS = 10
+"""Keys publishing at once (each needs its own authorizer answer per TTL)."""
+AUTHORIZER_MS = IN_REGION_CALL_MS + 5.0
+"""One GetItem of the key record and a few ms of its own (not measured here)."""
+AUTHORIZER_MEMORY_MB = 256
+"""The template's MemorySize of AuthorizerFunction (the bench provisions Ingress=rest)."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """The template parameters that change the cost table."""
+
+    ingress: str = "rest"
+    tracing: bool = True
+    platform_logs: bool = True
+
+    def label(self) -> str:
+        parts = ["REST API" if self.ingress == "rest" else "HTTP API"]
+        if not self.tracing:
+            parts.append("Tracing PassThrough")
+        if not self.platform_logs:
+            parts.append("SystemLogLevel WARN")
+        return ", ".join(parts)
+
+
+DEFAULTS = Deployment()
+CHEAPEST_HTTP = Deployment(ingress="http", tracing=False, platform_logs=False)
 
 
 @dataclass(frozen=True)
@@ -51,20 +88,41 @@ def _in_region_ms(wall: float, aws_wall: float, calls: dict[str, float], invocat
     return ((wall - aws_wall) * 1000 + made * IN_REGION_CALL_MS) / invocations
 
 
+def authorizer_invocations(rate: float) -> float:
+    """Authorizer invocations per event: one per key and TTL while the keys keep publishing."""
+    return min(1.0, PUBLISHER_KEYS / (rate * AUTHORIZER_TTL_SECONDS))
+
+
 def usage(
-    ingest: dict[str, Any], dispatch: dict[str, Any], memory: dict[str, int], *, rate: float
+    ingest: dict[str, Any],
+    dispatch: dict[str, Any],
+    memory: dict[str, int],
+    *,
+    rate: float,
+    deployment: Deployment = DEFAULTS,
 ) -> cost.Usage:
     """Per event: one ``POST /events`` of one event (``ingest``), dispatch as measured in ``dispatch``."""
     i_calls = _per_event(ingest["calls"], ingest["events"])
     d_calls = _per_event(dispatch["calls"], dispatch["events"])
     invocations = dispatch["invocations"] / dispatch["events"]
+    authorizer = authorizer_invocations(rate) if deployment.ingress == "http" else 0.0
     # Lambda's SQS poller: one ReceiveMessage and one DeleteMessageBatch per batch it hands over.
     poller = 2 * invocations
-    logs = (
-        ingest["log_bytes"] / ingest["events"]
-        + dispatch["log_bytes"] / dispatch["events"]
-        + cost.PLATFORM_LOG_BYTES * (1 + invocations)
-    )
+    platform = cost.PLATFORM_LOG_BYTES * (1 + invocations + authorizer) if deployment.platform_logs else 0.0
+    logs = ingest["log_bytes"] / ingest["events"] + dispatch["log_bytes"] / dispatch["events"] + platform
+    extra: tuple[cost.LambdaUse, ...] = ()
+    if authorizer:
+        extra = (
+            cost.LambdaUse(
+                "authorizer",
+                authorizer,
+                AUTHORIZER_MS,
+                memory.get("AuthorizerFunction", AUTHORIZER_MEMORY_MB),
+            ),
+        )
+    # A request and its ingest invocation are one trace; each dispatch invocation another
+    # (an authorizer invocation is part of its request's trace).
+    traces = cost.xray_traces([(1.0, rate), (invocations, rate * invocations)]) if deployment.tracing else 0.0
     return cost.Usage(
         functions=(
             cost.LambdaUse(
@@ -83,11 +141,13 @@ def usage(
                 ),
                 memory["DispatchFunction"],
             ),
+            *extra,
         ),
         api_requests=1.0,
         sqs_requests=cost.sqs_requests(i_calls) + cost.sqs_requests(d_calls) + poller,
         dynamodb_write_units=i_calls.get("dynamodb WRU", 0) + d_calls.get("dynamodb WRU", 0),
-        dynamodb_read_units=i_calls.get("dynamodb RRU", 0) + d_calls.get("dynamodb RRU", 0),
+        # The authorizer's GetItem of a key record: half a read unit (eventually consistent).
+        dynamodb_read_units=i_calls.get("dynamodb RRU", 0) + d_calls.get("dynamodb RRU", 0) + authorizer / 2,
         archive_write_units=d_calls.get("dynamodb archive WRU", 0),
         archive_bytes=d_calls.get("dynamodb archive bytes", 0),
         archive_days=DEFAULT_EVENT_RETENTION_DAYS,
@@ -97,8 +157,8 @@ def usage(
         ),
         secrets_api_calls=i_calls.get("secretsmanager.GetSecretValue", 0),
         log_bytes=logs,
-        # A request and its ingest invocation are one trace; each dispatch invocation another.
-        xray_traces=cost.xray_traces([(1.0, rate), (invocations, rate * invocations)]),
+        xray_traces=traces,
+        ingress=deployment.ingress,
     )
 
 
@@ -110,27 +170,35 @@ def scenarios(result: dict[str, Any]) -> list[Scenario]:
     rows = [row for row in result["rows"] if row["subscribers"] == 10]
     full = next(row for row in rows if row["events"] > 1)
     alone = next(row for row in rows if row["events"] == 1)
+    full_batches, batches_of_1 = "full batches", "batches of 1, 1M events a month"
     found: list[Scenario] = []
+
+    def add(deployment: Deployment, regime: str, *, jti: bool = True, kms: bool = False) -> None:
+        ingest = with_jti if jti else without_jti
+        if ingest is None:
+            return
+        row, rate = (full, FULL_BATCH_RATE) if regime == full_batches else (alone, LOW_RATE)
+        measured = usage(ingest, row, memory, rate=rate, deployment=deployment)
+        name = f"{deployment.label()}, {regime}"
+        if kms:
+            # The run signs as the template's default (wrapped: in process, one Decrypt per
+            # container); SigningMode=kms instead makes one KMS Sign per event.
+            measured = replace(measured, kms_asymmetric_requests=measured.kms_asymmetric_requests + 1.0)
+            name += ", SigningMode kms"
+        found.append(Scenario(name + ("" if jti else ", no publisher jti"), measured))
+
     for ingress in ("rest", "http"):
-        label = "REST API" if ingress == "rest" else "HTTP API"
-        for regime, row, rate in (
-            ("full batches", full, FULL_BATCH_RATE),
-            ("batches of 1, 1M events a month", alone, LOW_RATE),
-        ):
-            measured = usage(with_jti, row, memory, rate=rate)
-            found.append(Scenario(f"{label}, {regime}", cost.with_ingress(measured, ingress)))
-            if ingress == "rest" and row is full:
-                # The run signs as the template's default (wrapped: in process, one Decrypt per
-                # container); SigningMode=kms instead makes one KMS Sign per event.
-                kms_mode = replace(measured, kms_asymmetric_requests=measured.kms_asymmetric_requests + 1.0)
-                found.append(
-                    Scenario(f"{label}, {regime}, SigningMode kms", cost.with_ingress(kms_mode, ingress))
-                )
-        if without_jti is not None:
-            measured = usage(without_jti, full, memory, rate=FULL_BATCH_RATE)
-            found.append(
-                Scenario(f"{label}, full batches, no publisher jti", cost.with_ingress(measured, ingress))
-            )
+        deployment = Deployment(ingress=ingress)
+        add(deployment, full_batches)
+        if ingress == "rest":
+            add(deployment, full_batches, kms=True)
+        add(deployment, batches_of_1)
+        add(deployment, full_batches, jti=False)
+    # The cheapest deployment: both ingresses, so the REST API's own line shows.
+    add(replace(CHEAPEST_HTTP, ingress="rest"), full_batches, jti=False)
+    add(CHEAPEST_HTTP, full_batches, jti=False)
+    add(CHEAPEST_HTTP, full_batches)
+    add(CHEAPEST_HTTP, batches_of_1, jti=False)
     return found
 
 
@@ -212,8 +280,15 @@ def assumptions(found: list[Scenario], prices: cost.Prices) -> str:
         f"{LOW_RATE:.2f}/s (every request traced) at a million a month. Logs: what the handlers logged "
         f"plus {cost.PLATFORM_LOG_BYTES} bytes of START/END/REPORT per invocation. Durations: the "
         "handlers' own time measured here, their waits on moto replaced by "
-        f"{IN_REGION_CALL_MS:g} ms per AWS call ({functions}). The HTTP API columns "
-        "price the ingress only: the template deploys the REST API (usage-plan keys throttle per key)."
+        f"{IN_REGION_CALL_MS:g} ms per AWS call ({functions}); a full core here, while Lambda gives "
+        "256 MB (ingest) about 0.15 vCPU and 1024 MB (dispatch) 0.58, so their CPU-bound part "
+        "(a few ms per request) is longer there. HTTP API columns (Ingress=http): the API at $1.00 "
+        f"per million plus the authorizer, invoked once per key per {AUTHORIZER_TTL_SECONDS} s (its "
+        f"cached answer) with {PUBLISHER_KEYS} keys publishing: {AUTHORIZER_MS:g} ms x "
+        f"{AUTHORIZER_MEMORY_MB} MB, half a read unit and, with SystemLogLevel INFO, its START/END/REPORT "
+        "lines each time (not measured: one GetItem). Tracing PassThrough: no X-Ray traces. "
+        "SystemLogLevel WARN: no START/END/REPORT lines (Lambda's JSON log format; the functions' "
+        "own lines, already JSON, are counted as measured)."
     )
 
 

@@ -177,7 +177,11 @@ RETIRED_KEYS = (
 )
 DEPLOYMENTS: dict[str, dict[str, str]] = {
     "defaults": {},
-    "http ingress": {"Ingress": "http"},
+    "http ingress, untraced, quiet logs": {
+        "Ingress": "http",
+        "Tracing": "PassThrough",
+        "SystemLogLevel": "WARN",
+    },
     "wrapped, kms keys retired": {"PreviousSigningKeyArns": RETIRED_KEYS},
     "kms": {"SigningMode": "kms"},
     "rotated to slot b": {
