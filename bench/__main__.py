@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, cost, costrows, e2e, emulator
+from bench import coldstart, cost, costrows, e2e, emulator, ssf
 from bench.aws import start_moto
 from bench.farm import start_farm
 from bench.report import Line, machine, markdown, table
@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="sethub-bench-") as tmp:
             print("bench: fan-out and ingest (worker process)", file=sys.stderr, flush=True)
             result = _fanout(_spec(args.quick, moto.env(), farm.ports), Path(tmp))
+            print("bench: SSF push streams and signing (worker process)", file=sys.stderr, flush=True)
+            ssf_result = ssf.measure(moto.env(), farm.ports, Path(tmp), quick=args.quick)
             print("bench: cold starts", file=sys.stderr, flush=True)
             colds = coldstart.measure(moto.env(), runs=2 if args.quick else 5)
             end_to_end = None
@@ -242,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     lines.append(_calls_line(next(row for row in rows if row["events"] > 1)))
+    lines += ssf.lines(ssf_result)
     lines += _coldstart_lines(colds)
     lines += _emulator_lines(emulated)
     for item in result["ingest"]:
