@@ -65,7 +65,6 @@ class SubscriptionInfo:
     expires_at: int
     failing_since: int = 0
     """When its deliveries started failing (no success since); 0 when they are not."""
-    last_outcome: Attempt | None = None
 
 
 def _scan(db: DynamoDBClient, table: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -273,15 +272,6 @@ def recent_attempts(db: DynamoDBClient, table: str, *, since: float) -> list[Att
     return sorted(found, key=lambda a: (a.at, a.subscription_id, a.attempt))
 
 
-def with_last_outcomes(found: list[SubscriptionInfo], attempts: list[Attempt]) -> list[SubscriptionInfo]:
-    """``found`` with each subscription's newest attempt among ``attempts`` (oldest first)."""
-    last = {attempt.subscription_id: attempt for attempt in attempts}
-    return [
-        SubscriptionInfo(**{**info.__dict__, "last_outcome": last.get(info.subscription_id)})
-        for info in found
-    ]
-
-
 __all__ = [
     "STATES",
     "STATE_INDEX",
@@ -293,5 +283,4 @@ __all__ = [
     "recent_attempts",
     "subscriptions",
     "topics",
-    "with_last_outcomes",
 ]
