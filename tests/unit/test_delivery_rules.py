@@ -8,6 +8,8 @@ import hmac
 import json
 from dataclasses import dataclass, field
 
+import pytest
+
 from sethub import sets
 from sethub.delivery import DeliveryRequest, Outcome, body_for, classify, headers_for, send
 from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutError
@@ -69,6 +71,13 @@ def test_raw_content_published_without_a_type_goes_out_as_octet_stream():
     content = PreparedPayload(jti="j", content_b64=base64.b64encode(b"\x00\x01").decode())
     assert body_for(content, "jwt") == (b"\x00\x01", "application/octet-stream")
     assert body_for(content, "json") == (b"\x00\x01", "application/octet-stream")
+
+
+def test_a_jwt_subscriber_of_an_event_without_a_jws_is_an_error_that_says_so():
+    # The dispatcher logs this one line when an event was prepared without its signed form.
+    unsigned = PreparedPayload(jti="j", json_b64=base64.b64encode(b"{}").decode())
+    with pytest.raises(ValueError, match=r"^prepared payload has no JWS for a jwt subscription$"):
+        body_for(unsigned, "jwt")
 
 
 def test_signing_input_has_the_set_header():
