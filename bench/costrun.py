@@ -11,10 +11,12 @@ is ``make bench``'s).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +43,11 @@ def spec(aws_env: dict[str, str], ports: list[int], requests: int) -> dict[str, 
     }
 
 
-def section(found: list[costrows.Scenario], prices: cost.Prices) -> str:
+def section(found: list[costrows.Scenario], prices: cost.Prices, *, intro: str = "") -> str:
     return "\n\n".join(
         [
             COST_HEADING,
+            *([intro] if intro else []),
             costrows.table(found, prices),
             costrows.assumptions(found, prices),
             costrows.window_tradeoff(found, prices),
@@ -125,7 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     result = results[runs.index(found)]
     print(table(costrows.lines(found, prices)))
     print()
-    text = section(found, prices) + "\n\n" + spread(runs, prices)
+    intro = (
+        f"Written by `python -m bench.costrun` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"load averages {'/'.join(f'{value:.1f}' for value in os.getloadavg())} on {os.cpu_count()} cores): "
+        f"the median of {len(runs)} runs (by the goal row's total; every total's min-max below). It "
+        "can be newer than the cost rows of the table above, which `make bench` writes."
+    )
+    text = section(found, prices, intro=intro) + "\n\n" + spread(runs, prices)
     print(text)
     for item in result["ingest"]:
         per_request = item["log_bytes"] / item["requests"]
