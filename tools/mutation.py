@@ -9,6 +9,7 @@ checkout's), with the package linked at ``src/sethub``. mutmut copies that tree 
 ``[tool.mutmut]`` in pyproject.toml says what is mutated and which tests run.
 
     python tools/mutation.py run [--module retry ...] [--workers 2] [--keep]
+        [--survivors] [--unfinished]
     python tools/mutation.py report
     python tools/mutation.py killers MUTANT... [--tests TEST...]
 
@@ -115,6 +116,16 @@ def stage(*, keep: bool, worktree: bool = False) -> None:
         shutil.copytree(WORK / "tests", MUTANTS / "tests", dirs_exist_ok=True)
 
 
+def _what(count: int, *, survivors: bool, unfinished: bool) -> str:
+    if survivors and unfinished:
+        return f"the {count} survivors and not yet run mutants"
+    if survivors:
+        return f"the {count} survivors of the runs before"
+    if unfinished:
+        return f"the {count} mutants no run had reached"
+    return "every mutant"
+
+
 def _head() -> str:
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
@@ -131,21 +142,34 @@ def mutmut_command() -> list[str]:
 
 
 def run(
-    selected: list[str], *, workers: int, keep: bool, survivors: bool = False, worktree: bool = False
+    selected: list[str],
+    *,
+    workers: int,
+    keep: bool,
+    survivors: bool = False,
+    unfinished: bool = False,
+    worktree: bool = False,
 ) -> int:
-    stage(keep=keep or bool(selected) or survivors, worktree=worktree)
+    stage(keep=keep or bool(selected) or survivors or unfinished, worktree=worktree)
     # Named, mutmut tests those mutants again (others keep their results); new tests are
     # added to its map of tests per function first.
     names = [f"sethub.{module}.*" for module in selected]
-    if survivors:
+    if survivors or unfinished:
+        # Survivors: tested again (a test written since may kill them). Unfinished: the
+        # mutants no run reached (a stopped run carries on with the modules that matter first).
         names = [
             name
             for module in selected or modules()
             for name, code in exit_codes(module).items()
-            if code is not None and STATUS_BY_EXIT_CODE.get(code, "suspicious") in ("survived", "suspicious")
+            if (
+                code is not None
+                and survivors
+                and STATUS_BY_EXIT_CODE.get(code, "suspicious") in ("survived", "suspicious")
+            )
+            or (code is None and unfinished)
         ]
         if not names:
-            print("no survivors to test again")
+            print("no mutants to test")
             return 0
     started = time.monotonic()
     # The machine is shared: the load says how much of it the run had.
@@ -164,7 +188,7 @@ def run(
     runs.append(
         {
             "modules": selected or modules(),
-            "what": f"the {len(names)} survivors of the runs before" if survivors else "every mutant",
+            "what": _what(len(names), survivors=survivors, unfinished=unfinished),
             "workers": workers,
             "seconds": round(elapsed),
             "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -539,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--keep", action="store_true", help="reuse .mutation/ and its results")
     run_parser.add_argument("--survivors", action="store_true", help="test the last survivors again")
     run_parser.add_argument(
+        "--unfinished", action="store_true", help="test the mutants no run has reached yet"
+    )
+    run_parser.add_argument(
         "--worktree", action="store_true", help="the checkout as it is, not the last commit"
     )
     commands.add_parser("report", help="write docs/mutation.md from the last results")
@@ -552,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             keep=args.keep,
             survivors=args.survivors,
+            unfinished=args.unfinished,
             worktree=args.worktree,
         )
     if args.command == "report":
