@@ -151,6 +151,7 @@ def run(
     worktree: bool = False,
 ) -> int:
     stage(keep=keep or bool(selected) or survivors or unfinished, worktree=worktree)
+    commit = "working tree" if worktree else _head()  # what was staged, whatever lands meanwhile
     # Named, mutmut tests those mutants again (others keep their results); new tests are
     # added to its map of tests per function first.
     names = [f"sethub.{module}.*" for module in selected]
@@ -193,7 +194,7 @@ def run(
             "seconds": round(elapsed),
             "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "exit_code": completed.returncode,
-            "commit": "working tree" if worktree else _head(),
+            "commit": commit,
             "load": [round(load_before, 2), *(round(load, 2) for load in os.getloadavg())],
         }
     )
