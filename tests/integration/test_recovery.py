@@ -409,3 +409,15 @@ def test_no_subscription_for_that_callback_is_a_one_line_failure(hub, moto_endpo
     assert queued_recoveries(hub) == []
     code, _, err = cli(hub, moto_endpoint, "recover", "status", "0123456789abcdef")
     assert (code, err) == (1, "sethub: no recovery 0123456789abcdef (kept 30 days)\n")
+
+
+def test_waiting_for_a_recovery_nobody_runs_gives_up_with_exit_code_1(hub, moto_endpoint, subscribers):
+    seed_subscription(SubscriptionStore(hub.clients, hub.settings), TOPIC, subscribers.url("crm"), fmt="json")
+    recovery_id = start(hub, moto_endpoint, subscribers.url("crm"), keep_window(hub, ["a"]))
+
+    # No dispatch runs it (the test took its message): a script waiting learns it is not done.
+    code, out, err = cli(hub, moto_endpoint, "recover", "status", recovery_id, "--wait", "--timeout", "0")
+
+    assert code == 1
+    assert json.loads(out)["status"] == "queued"
+    assert err == f"sethub: recovery {recovery_id} still queued after 0 s\n"
