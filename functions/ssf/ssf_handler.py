@@ -70,7 +70,7 @@ class _Container:
             QueueSender(self.clients.sqs),
             events_queue_url=self.settings.events_queue_url,
             allow_http=self.settings.allow_http_callbacks,
-            ensure_key=lambda: self.keys.key(create=True),
+            ensure_key=self.keys.ensure,
         )
 
 
@@ -138,6 +138,8 @@ def _changed(reply: Reply) -> Response[Any]:
 @app.get("/.well-known/ssf-configuration")
 def get_configuration() -> Response[Any]:
     base = _base()
+    # jwks_uri publishes the SSF key from the moment receivers can discover it.
+    container().keys.ensure()
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,

@@ -7,7 +7,7 @@ RSA 2048, each wrapped under the stack's data key with an encryption context nam
 purpose (``ssf-signing-key``): the SSF function may only Encrypt under that context, and
 only the dispatch function (the key policy's role path) decrypts, once per key and
 container, to sign. The first key is made by the SSF function the first time one is
-needed (the JWKS or a stream create); a conditional put makes the first one win when two
+needed (its metadata, its JWKS or a stream create); a conditional put makes the first one win when two
 containers race. ``sethub ssf signing-key rotate`` adds the next: published at once (in
 the hub's one JWKS, ``/.well-known/jwks.json``, the metadata's ``jwks_uri``), signing
 after the JWKS's max-age, the key it replaces published long enough for every SET it
@@ -142,6 +142,23 @@ class SsfKeys:
         self._read_at = 0.0
         self._private: dict[str, rsa.RSAPrivateKey] = {}
         self._lock = Lock()
+        self._exists = False
+
+    def ensure(self) -> None:
+        """Make sure the ring has a key (the SSF function, before metadata or a stream points to
+        it): one GetItem of the item's key until one is found; cryptography is loaded only to
+        make the first key."""
+        if self._exists:
+            return
+        try:
+            found = self._db.get_item(
+                TableName=self._table, Key=ITEM_KEY, ProjectionExpression="pk", ConsistentRead=True
+            ).get("Item")  # type: ignore[arg-type]
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"could not read the SSF signing keys: {_code(exc)}") from exc
+        if found is None:
+            self.key(create=True)
+        self._exists = True
 
     def ring(self, *, fresh: bool = False) -> KeyRing:
         with self._lock:
