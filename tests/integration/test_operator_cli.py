@@ -380,6 +380,48 @@ def test_a_deployed_stack_is_found_by_its_outputs(cli: Cli, hub: Any) -> None:
     assert err.count("\n") == 1
 
 
+def test_stats_of_a_deployed_stack_come_from_cloudwatch_not_the_table(cli: Cli, hub: Any) -> None:
+    name = f"{hub.provisioned.prefix}-metrics"
+    hub.clients._client("cloudformation").create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(
+            {
+                "Resources": {"Nothing": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {"TableName": {"Value": hub.settings.table_name}},
+            }
+        ),
+    )
+    # What dispatch published in the last hour (its EMF, as CloudWatch keeps it) ...
+    service = [{"Name": "service", "Value": "sethub"}]
+    hub.clients._client("cloudwatch").put_metric_data(
+        Namespace="sethub",
+        MetricData=[
+            {"MetricName": "DeliveriesOk", "Dimensions": service, "Value": 5, "Unit": "Count"},
+            {"MetricName": "DeliveriesRetrying", "Dimensions": service, "Value": 2, "Unit": "Count"},
+            {"MetricName": "DeliveriesDead", "Dimensions": service, "Value": 1, "Unit": "Count"},
+        ],
+    )
+    # ... and a record the table holds, which the command does not read.
+    DeliveryRecords(hub.clients, hub.settings).write([Attempt("x", TOPIC, CRM, 1, "gone", time.time(), 410)])
+    counting = Counting(hub.clients.dynamodb)
+    out, err = io.StringIO(), io.StringIO()
+
+    code = main(
+        ["stats", "--stack", name, "--json"],
+        clients=CliClients(None, "us-east-1", dynamodb=counting),
+        env={},
+        out=out,
+        err=err,
+    )
+
+    assert code == 0, err.getvalue()
+    stats = json.loads(out.getvalue())
+    assert stats["outcomes"] == {"dead": 1, "ok": 5, "retrying": 2}
+    assert (stats["attempts"], stats["retries"], stats["dead_in_window"]) == (8, 2, 1)
+    assert stats["sources"]["outcomes"].startswith("CloudWatch")
+    assert counting.calls.get("scan", 0) == 0
+
+
 def test_usage_errors_and_help(cli: Cli) -> None:
     assert cli("--help", where=[])[0] == 0
     code, _, err = cli("stats", where=[])

@@ -12,6 +12,12 @@ Where each number comes from:
 - disabled subscriptions: subscriptions stored ``disabled`` now, counted on the table's
   ``ByState`` index (index entries only, not the table).
 
+On a deployed stack (``sethub --stack``) the delivery numbers come from CloudWatch
+instead (``cloudwatch_summary``): the metrics dispatch publishes (``Deliveries<Outcome>``
+sums, ``DeliveryLatency`` p50/p99), one ``GetMetricData`` for the window, so the command
+reads nothing of the table but the disabled count. A retry there is a delivery that
+failed and was scheduled again (``DeliveriesRetrying``).
+
 SSF streams by status are a gauge in CloudWatch (``SsfStreams``, dimension ``status``):
 counted by the SSF function after every request that changes a stream, and by dispatch
 (which disables failing streams) every ``CENSUS_SECONDS`` per container. A count reads the
@@ -45,13 +51,25 @@ STREAM_STATUSES = ("enabled", "paused", "disabled")
 CENSUS_SECONDS = 300.0
 """How often dispatch counts SSF streams (per container): the dashboard's period."""
 
+SOURCES_QUEUES = "SQS ApproximateNumberOfMessages, now"
+SOURCES_DISABLED = "subscriptions stored disabled, now (a count of the hub table's ByState index)"
 SOURCES = {
     "outcomes": "delivery records in the hub table (attempts recorded in the window)",
     "latency_ms": "duration_ms of those attempts (nearest-rank percentiles)",
     "retries": "those attempts whose attempt number is above 1",
     "dead_in_window": "those attempts whose outcome is dead",
-    "queues": "SQS ApproximateNumberOfMessages, now",
-    "disabled_subscriptions": "subscriptions stored disabled, now (a count of the hub table's ByState index)",
+    "queues": SOURCES_QUEUES,
+    "disabled_subscriptions": SOURCES_DISABLED,
+}
+OUTCOMES = ("ok", "gone", "rejected", "retrying", "dead", "skipped")
+"""Delivery outcomes (``sethub.records.Status``), each a ``Deliveries<Outcome>`` metric."""
+CLOUDWATCH_SOURCES = {
+    "outcomes": "CloudWatch: the Deliveries<Outcome> metrics dispatch publishes, summed over the window",
+    "latency_ms": "CloudWatch: DeliveryLatency p50 and p99 over the window",
+    "retries": "CloudWatch: DeliveriesRetrying (deliveries that failed and were scheduled again)",
+    "dead_in_window": "CloudWatch: DeliveriesDead",
+    "queues": SOURCES_QUEUES,
+    "disabled_subscriptions": SOURCES_DISABLED,
 }
 
 
@@ -116,6 +134,70 @@ def summarise(
         dead_in_window=outcomes.get("dead", 0),
         queues=dict(queues),
         disabled_subscriptions=disabled_subscriptions,
+    )
+
+
+def cloudwatch_summary(
+    cloudwatch: Any,
+    *,
+    since: float,
+    until: float,
+    queues: Mapping[str, int],
+    disabled_subscriptions: int,
+    namespace: str = "sethub",
+    service: str = "sethub",
+) -> HubStats:
+    """The window's delivery numbers from the metrics dispatch publishes (one GetMetricData)."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    # One period covering the window, in whole minutes (CloudWatch's unit), ending with the
+    # current minute (its data points are stamped to the second, and may be in it).
+    period = max(60, math.ceil((until - since) / 60) * 60)
+    end_at = math.ceil(until / 60) * 60
+    start = datetime.fromtimestamp(end_at - period, UTC)
+    end = datetime.fromtimestamp(end_at, UTC)
+    dimensions = [{"Name": "service", "Value": service}]
+
+    def query(ident: str, name: str, stat: str) -> dict[str, Any]:
+        metric = {"Namespace": namespace, "MetricName": name, "Dimensions": dimensions}
+        return {"Id": ident, "MetricStat": {"Metric": metric, "Period": period, "Stat": stat}}
+
+    queries = [query(f"o_{outcome}", f"Deliveries{outcome.capitalize()}", "Sum") for outcome in OUTCOMES]
+    queries += [query("p50", "DeliveryLatency", "p50"), query("p99", "DeliveryLatency", "p99")]
+    values: dict[str, float] = {}
+    request: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end}
+    try:
+        while True:
+            page = cloudwatch.get_metric_data(**request)
+            for result in page.get("MetricDataResults", []):
+                found = [v for v in result.get("Values", []) if v is not None]
+                if not found:
+                    continue
+                ident = result["Id"]
+                if ident.startswith("p"):
+                    # A percentile: CloudWatch may align the window over two periods; the
+                    # larger of them, never a sum.
+                    values[ident] = max(values.get(ident, 0.0), *map(float, found))
+                else:
+                    values[ident] = values.get(ident, 0.0) + float(sum(found))
+            if not page.get("NextToken"):
+                break
+            request["NextToken"] = page["NextToken"]
+    except (ClientError, BotoCoreError) as exc:
+        raise UpstreamError("CloudWatch could not read the delivery metrics") from exc
+    outcomes = {o: int(values[f"o_{o}"]) for o in OUTCOMES if values.get(f"o_{o}")}
+    return HubStats(
+        since=since,
+        until=until,
+        outcomes=dict(sorted(outcomes.items())),
+        attempts=sum(outcomes.values()),
+        latency_p50_ms=round(values["p50"]) if "p50" in values else None,
+        latency_p99_ms=round(values["p99"]) if "p99" in values else None,
+        retries=outcomes.get("retrying", 0),
+        dead_in_window=outcomes.get("dead", 0),
+        queues=dict(queues),
+        disabled_subscriptions=disabled_subscriptions,
+        sources=dict(CLOUDWATCH_SOURCES),
     )
 
 
@@ -213,6 +295,7 @@ __all__ = [
     "HubStats",
     "StreamCensus",
     "as_dict",
+    "cloudwatch_summary",
     "percentile",
     "publish_stream_counts",
     "queue_depths",

@@ -8,9 +8,9 @@ has run out (TTL deletes it later), filtered on ``expires_at``.
 
 ``topics`` and ``recent_attempts`` still ``Scan`` (filtered by key prefix): topic items
 and delivery records have no index by kind or time, so they read every item of the table
-(about one read unit per 4 KB). ``sethub topics list`` and ``sethub stats`` are the
-operator's occasional views; on a deployed stack the dashboard shows the delivery numbers
-from CloudWatch without reading the table.
+(about one read unit per 4 KB). ``sethub topics list`` is an occasional view;
+``sethub stats`` reads the records only on ``make local`` (a deployed stack's delivery
+numbers come from CloudWatch, ``sethub.hubstats.cloudwatch_summary``).
 
 Subscriptions are named by topic, subscription id and callback host (never the callback
 URL, whose path or query may carry a token), as delivery records name them.

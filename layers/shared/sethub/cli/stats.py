@@ -1,10 +1,12 @@
 """``sethub stats``: the last hour (``--minutes``) in numbers, from what the hub stores.
 
-Deliveries by outcome, latency p50/p99 and retries come from the delivery records in the
-hub table (every attempt recorded in the window; latency is an attempt's duration, from
-resolving the callback's host to the end of its answer: a scan, records have no index by
-time); dead letters and queued work from the queues' ``ApproximateNumberOfMessages`` now;
-disabled subscriptions from the table's ``ByState`` index now (a count of index entries).
+Deliveries by outcome, latency p50/p99 and retries: on a deployed stack (``--stack``) from
+CloudWatch, the metrics dispatch publishes (one ``GetMetricData``); on ``make local`` (no
+CloudWatch) from the delivery records in the hub table (every attempt recorded in the
+window; latency is an attempt's duration, from resolving the callback's host to the end of
+its answer; records have no index by time, so this reads the local table whole). Dead
+letters and queued work from the queues' ``ApproximateNumberOfMessages`` now; disabled
+subscriptions from the table's ``ByState`` index now (a count of index entries).
 ``--json`` includes where each number comes from. The CloudWatch dashboard (stack output
 ``DashboardUrl``) shows the same over time.
 """
@@ -43,14 +45,21 @@ def show_stats(context: Context) -> int:
     since = now - context.args.minutes * 60
     table = context.target.table()
     db = context.clients.dynamodb
-    attempts = inventory.recent_attempts(db, table, since=since)
     disabled = inventory.count(db, table, "disabled")
     depths = hubstats.queue_depths(
         context.clients.sqs, {name: context.target.queues.get(attr, "") for name, attr in QUEUES.items()}
     )
-    stats = hubstats.summarise(
-        attempts, since=since, until=now, queues=depths, disabled_subscriptions=disabled
-    )
+    if context.target.kind == "stack":
+        # Deployed: CloudWatch has the delivery numbers; the records would need a scan.
+        stats = hubstats.cloudwatch_summary(
+            context.clients.cloudwatch, since=since, until=now, queues=depths, disabled_subscriptions=disabled
+        )
+    else:
+        # make local has no CloudWatch: its (small) table's delivery records.
+        attempts = inventory.recent_attempts(db, table, since=since)
+        stats = hubstats.summarise(
+            attempts, since=since, until=now, queues=depths, disabled_subscriptions=disabled
+        )
     if context.as_json:
         context.emit(hubstats.as_dict(stats))
         return 0

@@ -109,6 +109,10 @@ class CliClients(AwsClients):
     def apigateway(self) -> Any:
         return self._client("apigateway")
 
+    @cached_property
+    def cloudwatch(self) -> Any:
+        return self._client("cloudwatch")
+
 
 def endpoint_and_region(
     endpoint: str | None, region: str | None, env: Mapping[str, str]
