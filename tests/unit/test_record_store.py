@@ -6,6 +6,7 @@ read back as an operator reads them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -518,17 +519,48 @@ def test_a_marker_keeps_a_topic_that_fits_exactly_in_one_write_unit(lean, marker
     assert "topic" not in dropped
 
 
-def test_a_crashed_record_write_still_counts_as_lost_records(lean):
-    class Crashing:
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            ClientError({"Error": {"Code": "ThrottlingException"}}, "BatchWriteItem"),
+            "DynamoDB could not record deliveries: ThrottlingException",
+        ),
+        (RuntimeError("bug"), "RuntimeError"),
+    ],
+)
+def test_records_a_batcher_could_not_write_are_counted_across_batches(lean, error, reason, caplog):
+    class Failing:
         def batch_write_item(self, **kwargs: Any) -> Any:
-            raise RuntimeError("bug")
+            raise error
 
-    records = DeliveryRecords(AwsClients(dynamodb=Crashing()), lean.settings)
+    records = DeliveryRecords(AwsClients(dynamodb=Failing()), lean.settings)
     batcher = RecordBatcher(records, ThreadPoolExecutor(max_workers=1))
-    for n in range(3):
-        batcher.add(attempt("e1", n))
+    # 30 events of 2 outcomes each: 30 items, two batches (25 and 5), 60 outcomes lost.
+    for n in range(30):
+        batcher.add(attempt(f"e{n}", 0))
+        batcher.add(attempt(f"e{n}", 1))
 
-    with pytest.raises(UpstreamError) as raised:
+    with caplog.at_level(logging.ERROR, logger="sethub.records"), pytest.raises(UpstreamError) as raised:
         batcher.finish()
 
-    assert str(raised.value) == "3 delivery records were not written: RuntimeError"
+    assert str(raised.value) == f"60 delivery records were not written: {reason}"
+    crashes = [r for r in caplog.records if r.getMessage() == "writing delivery records crashed"]
+    # A bug (not DynamoDB's refusal) is logged with its traceback, once per batch.
+    assert len(crashes) == (2 if isinstance(error, RuntimeError) else 0)
+    assert all(r.exc_info for r in crashes)
+
+
+def test_two_invocations_recording_the_same_moment_keep_both_records(lean, jti):
+    records = DeliveryRecords(lean.clients, lean.settings)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for n in range(2):
+            batcher = RecordBatcher(records, pool)
+            batcher.add(attempt(jti, n))
+            batcher.finish()
+
+    assert len(lean.items(delivery_key(jti))) == 2
+    assert sorted(a.callback_host for a in records.for_event(jti)) == [
+        "sub0.example:8443",
+        "sub1.example:8443",
+    ]
