@@ -440,3 +440,35 @@ def test_disabling_a_poll_stream_drops_what_it_had_queued(transmitter):
     sets = transmitter.service.poll(RECEIVER, poll, stream_id).body["sets"]
     assert [verified(compact, transmitter.keys)["iat"] for compact in sets.values()] != []
     assert len(sets) == 1
+
+
+def test_dispatch_never_overwrites_a_receivers_concurrent_change(transmitter, endpoint):
+    stream_id = transmitter.create({"method": PUSH, "endpoint_url": endpoint.url})["stream_id"]
+    dispatch = SsfStore(
+        transmitter.hub.clients_for("DispatchFunction").dynamodb, transmitter.hub.settings.table_name
+    )
+    rounds: list[str | None] = []
+
+    def stamp(stream: Any) -> Any:
+        rounds.append(stream.description)
+        if len(rounds) == 1:
+            # The receiver updates its stream between dispatch's read and its write.
+            body = json.dumps({"stream_id": stream_id, "description": "renamed"}).encode()
+            assert (
+                transmitter.service.update(
+                    RECEIVER, body, base_url="http://127.0.0.1:3000", replace_all=False
+                ).status
+                == 200
+            )
+        return replace(stream, failing_since=1234)
+
+    dispatch.change_stream(RECEIVER.client_id, stream_id, stamp)
+
+    # THEN dispatch's write was refused, the stream read again and changed as it now is
+    assert rounds == [None, "renamed"]
+    stored = dispatch.get_stream(RECEIVER.client_id, stream_id)
+    assert stored is not None
+    assert (stored.description, stored.failing_since) == ("renamed", 1234)
+    # AND the copy dispatch routes by says the same
+    [indexed] = [s for s in dispatch.streams_for_type(SESSION_REVOKED) if s.stream_id == stream_id]
+    assert (indexed.description, indexed.failing_since) == ("renamed", 1234)

@@ -278,6 +278,7 @@ class StreamRouter:
 
         def change(stream: Stream) -> Stream | None:
             nonlocal disabled
+            disabled = False  # a compare-and-swap round again: only the last one's answer counts
             if (
                 stream.method != model.PUSH
                 or stream.endpoint_url != request.callback
