@@ -845,9 +845,10 @@ def test_a_topic_url_at_a_private_address_is_not_fetched(lean, keys, feed, feed_
     assert "127.0.0.1" in extra["reason"]
 
 
-def test_a_topic_url_that_does_not_answer_is_a_failed_fetch(lean, keys, caplog):
-    # A port with nothing listening: connection refused.
-    topic = f"http://127.0.0.1:9/{uuid.uuid4().hex[:8]}"
+@pytest.mark.parametrize("scheme", ["http", "https", "HTTPS"])
+def test_a_topic_url_that_does_not_answer_is_a_failed_fetch(lean, keys, caplog, scheme):
+    # A port with nothing listening: connection refused, whichever scheme.
+    topic = f"{scheme}://127.0.0.1:9/{uuid.uuid4().hex[:8]}"
     SubscriptionStore(lean.clients, lean.settings).register_topic(topic)
 
     with caplog.at_level(logging.INFO, logger="sethub.websub"):
