@@ -225,12 +225,16 @@ def test_a_push_stream_failing_for_disable_after_seconds_is_disabled_and_told_so
     status = transmitter.status(stream_id)
     assert status["status"] == "disabled"
     assert "no successful push for 101 seconds" in status["reason"]
-    # AND a stream-updated SET goes to the endpoint (once it answers again)
-    endpoint.status = 202
+    # AND a stream-updated SET goes to the endpoint, retried while it still fails
     tasks = transmitter.tasks()
     assert len(tasks) == 1
+    sender = RecordingSender(transmitter.hub.clients_for("DispatchFunction").sqs)
+    assert transmitter.dispatcher(sender=sender).dispatch(tasks).counts == {"retrying": 1}
+    [retry] = [o.body for url, o in sender.sent if url == transmitter.hub.settings.retry_queue_url]
+    endpoint.status = 202
+    transmitter.clock.at += 61  # the retry is due
     before = len(endpoint.received())
-    dispatcher.dispatch(tasks)
+    assert dispatcher.dispatch([("retry", retry)]).counts == {"ok": 1}
     [notice] = [verified(body, transmitter.keys) for body in endpoint.received()[before:]]
     assert notice["events"] == {STREAM_UPDATED: {"status": "disabled", "reason": status["reason"]}}
     assert notice["sub_id"] == {"format": "opaque", "id": stream_id}
