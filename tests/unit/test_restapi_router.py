@@ -7,6 +7,8 @@ see no difference.
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import pytest
@@ -116,3 +118,19 @@ def test_an_unhandled_error_propagates_and_the_router_forgets_the_event() -> Non
         app.resolve(_event("PUT", "/crash"))
     with pytest.raises(RuntimeError):
         app.current_event  # noqa: B018 - reading it is the check
+
+
+def test_threads_resolving_at_once_each_see_their_own_event() -> None:
+    # The local stack's workers serve requests on threads with one router per function.
+    app = RestRouter()
+    inside = threading.Barrier(2, timeout=10)
+
+    def echo() -> Response:
+        body = app.current_event.body
+        inside.wait()  # both requests are being resolved now
+        return Response(status_code=200, content_type="text/plain", body=f"{body} {app.current_event.body}")
+
+    app.post("/echo")(echo)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        replies = list(pool.map(lambda body: app.resolve(_event("POST", "/echo", body)), ["a", "b"]))
+    assert [reply["body"] for reply in replies] == ["a a", "b b"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -69,18 +70,23 @@ class RestEvent:
 
 
 class RestRouter:
-    """Routes by method and exact path (a trailing slash allowed); one event at a time."""
+    """Routes by method and exact path (a trailing slash allowed).
+
+    ``current_event`` is the event this thread is resolving: the local stack's workers
+    serve requests on threads, so one router may resolve several events at once.
+    """
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], Callable[[], Any]] = {}
         self._errors: dict[type[BaseException], Callable[[Any], Response]] = {}
-        self._event: RestEvent | None = None
+        self._local = threading.local()
 
     @property
     def current_event(self) -> RestEvent:
-        if self._event is None:
+        event: RestEvent | None = getattr(self._local, "event", None)
+        if event is None:
             raise RuntimeError("no event is being resolved")
-        return self._event
+        return event
 
     def route(self, method: str, path: str) -> Callable[[_Handler], _Handler]:
         def register(function: _Handler) -> _Handler:
@@ -114,14 +120,13 @@ class RestRouter:
         return register
 
     def resolve(self, event: dict[str, Any], context: object = None) -> dict[str, Any]:
-        self._event = RestEvent(event)
+        self._local.event = RestEvent(event)
         try:
-            return _proxy_reply(self._dispatch())
+            return _proxy_reply(self._dispatch(self._local.event))
         finally:
-            self._event = None
+            self._local.event = None
 
-    def _dispatch(self) -> Response:
-        event = self.current_event
+    def _dispatch(self, event: RestEvent) -> Response:
         route = self._routes.get((event.http_method, _SLASHES.sub("", event.path) or "/"))
         if route is None:
             return Response(status_code=404, content_type=APPLICATION_JSON, body=_NOT_FOUND)
