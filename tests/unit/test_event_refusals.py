@@ -95,3 +95,10 @@ def test_an_event_of_exactly_the_limit_is_accepted_and_one_byte_more_is_not() ->
 
     with pytest.raises(PayloadTooLargeError):
         validate([_event_of(MAX_EVENT_BYTES + 1)], issuer="https://hub.example", now=lambda: 0.0)
+
+
+@pytest.mark.parametrize("name", ["iss", "jti", "txn", "rci"])
+@pytest.mark.parametrize("value", ["", 7, None, ["a"]])
+def test_a_string_claim_must_be_a_non_empty_string(name: str, value: Any) -> None:
+    (item,) = refusal([event(**{name: value})]).problems
+    assert item["problems"] == [f"{name} must be a non-empty string"]
