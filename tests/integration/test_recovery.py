@@ -24,6 +24,7 @@ from seeding import seed_subscription
 from sethub.archive import EventArchive
 from sethub.catalog import WSO2_EVENT_TYPES
 from sethub.cli import main
+from sethub.cli.target import CliClients
 from sethub.dispatch import Dispatcher
 from sethub.messages import ContentEvent, RecoverWindow, SetEvent, parse_message
 from sethub.outbound import GuardedHttp
@@ -93,10 +94,16 @@ def kept_set(jti: str, toe: int) -> SetEvent:
     return message
 
 
+_CLIENTS: dict[str, CliClients] = {}
+
+
 def cli(hub: Any, moto_endpoint: str, *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
+    # One set of the operator's clients for every command (a boto3 session each is slow).
+    clients = _CLIENTS.setdefault(moto_endpoint, CliClients(moto_endpoint, "us-east-1"))
     code = main(
         [*argv, "--endpoint", moto_endpoint, "--stack", hub.provisioned.prefix, "--json"],
+        clients=clients,
         env={},
         out=out,
         err=err,
