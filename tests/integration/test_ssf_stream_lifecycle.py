@@ -10,6 +10,7 @@ the endpoint gets is verified with jwcrypto against the SSF JWKS.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -53,6 +54,11 @@ class Endpoint:
     status: int = 202
     bodies: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    answer_after: float = 0.0
+    """A slow receiver: seconds before it answers (a push's subject is in flight meanwhile)."""
+    in_flight: list[str] = field(default_factory=list)
+    overlapping: list[str] = field(default_factory=list)
+    """Subjects pushed while a push about the same subject was still unanswered."""
 
     def received(self) -> list[str]:
         with self.lock:
@@ -66,8 +72,19 @@ def endpoint() -> Iterator[Endpoint]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            payload = body.split(b".")[1]
+            subject = json.dumps(
+                json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))["sub_id"]
+            )
             with state.lock:
                 state.bodies.append(body.decode())
+                if subject in state.in_flight:
+                    state.overlapping.append(subject)
+                state.in_flight.append(subject)
+            if state.answer_after:
+                time.sleep(state.answer_after)  # a slow receiver, not a wait for anything
+            with state.lock:
+                state.in_flight.remove(subject)
             self.send_response(state.status)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -476,3 +493,27 @@ def test_dispatch_never_overwrites_a_receivers_concurrent_change(transmitter, en
     # AND the copy dispatch routes by says the same
     [indexed] = [s for s in dispatch.streams_for_type(SESSION_REVOKED) if s.stream_id == stream_id]
     assert (indexed.description, indexed.failing_since) == ("renamed", 1234)
+
+
+def test_a_subjects_held_sets_are_flushed_in_the_order_they_came(transmitter, endpoint):
+    stream_id = transmitter.create({"method": PUSH, "endpoint_url": endpoint.url})["stream_id"]
+    transmitter.set_status(stream_id, "paused")
+    # GIVEN two subjects' events held, interleaved, more than a page of them
+    people = ["ada@example.com", "bob@example.com"]
+    published = [event(n, people[n % 2]) for n in range(2 * FLUSH_PAGE)]
+    assert transmitter.dispatcher().dispatch(published).failed == set()
+    store = SsfStore(transmitter.hub.clients.dynamodb, transmitter.hub.settings.table_name)
+    held = [verified(queued.jws, transmitter.keys) for queued in store.queued(stream_id, limit=100)[0]]
+
+    # WHEN the stream is enabled and its receiver answers slowly (pushes overlap if sent together)
+    endpoint.answer_after = 0.1
+    transmitter.set_status(stream_id, "enabled")
+    drain(transmitter, transmitter.dispatcher())
+
+    # THEN every held SET arrived, never two about one subject at once, each subject's in order
+    received = [verified(body, transmitter.keys) for body in endpoint.received()]
+    assert sorted(c["jti"] for c in received) == sorted(c["jti"] for c in held)
+    assert endpoint.overlapping == []
+    for person in people:
+        order = [c["jti"] for c in received if c["sub_id"]["email"] == person]
+        assert order == [c["jti"] for c in held if c["sub_id"]["email"] == person]

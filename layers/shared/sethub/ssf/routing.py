@@ -12,7 +12,8 @@ Each (event, event type, stream) becomes one SET signed with the SSF key (RS256)
 - a disabled stream, or one that removed the event's subject, gets nothing.
 
 Flushing a push stream's held SETs is resumable and single-flight: a flush holds the
-stream's lease (``SSFQ#<id>``/``FLUSH``) and pushes a page of the oldest held SETs; only
+stream's lease (``SSFQ#<id>``/``FLUSH``) and pushes a page of the oldest held SETs (one
+per subject: a page's pushes run side by side, a subject's go in order); only
 once every push of the page is settled (sent, or handed to the retry queue) are they
 deleted, and only then is the next page's task queued (``finish_flush``). A crash at any
 point loses nothing: SQS delivers the task again, its owner takes the lease back and
@@ -242,6 +243,11 @@ class StreamRouter:
             plan.followups.append(Outgoing(task.to_json(), max(1, min(MAX_SQS_DELAY, wait))))
             return plan
         held, more = self._store.queued(stream.stream_id, limit=FLUSH_PAGE)
+        # A page's pushes run side by side: it holds one SET per subject, so that a subject's
+        # held events still reach the receiver in generation order (SSF 8.1.2.1).
+        page_sets = _one_per_subject(held)
+        more = more or len(page_sets) < len(held)
+        held = page_sets
         plan.requests.extend(push_request(stream, queued.jti, queued.jws, attempt=1) for queued in held)
         plan.flush = FlushStep(task, owner, page, tuple(queued.jti for queued in held), more)
         return plan
@@ -343,14 +349,32 @@ def _body_text(message: DeliveryRetry) -> str:
     return base64.b64decode(message.body_b64).decode("ascii")
 
 
-def _is_stream_updated(jws: str) -> bool:
-    """Whether a compact SET is a stream-updated event (its claims read, not verified: sethub signed it)."""
+def _claims_of(jws: str) -> dict[str, Any]:
+    """A compact SET's claims, read, not verified (sethub signed it); {} when unreadable."""
     try:
         part = jws.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     except (IndexError, ValueError, binascii.Error):
-        return False
-    return isinstance(claims, dict) and model.STREAM_UPDATED in (claims.get("events") or {})
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def _one_per_subject(held: Sequence[QueuedSet]) -> list[QueuedSet]:
+    """The oldest held SETs up to the first whose subject is already among them."""
+    page: list[QueuedSet] = []
+    subjects: set[str] = set()
+    for queued in held:
+        subject = json.dumps(_claims_of(queued.jws).get("sub_id"), sort_keys=True)
+        if subject in subjects:
+            break
+        subjects.add(subject)
+        page.append(queued)
+    return page
+
+
+def _is_stream_updated(jws: str) -> bool:
+    """Whether a compact SET is a stream-updated event."""
+    return model.STREAM_UPDATED in (_claims_of(jws).get("events") or {})
 
 
 __all__ = [
