@@ -286,7 +286,9 @@ def held_stream(transmitter: Transmitter, endpoint: Endpoint, count: int) -> tup
     """A push stream paused while ``count`` events came, then enabled: its id and held jtis."""
     stream_id = transmitter.create({"method": PUSH, "endpoint_url": endpoint.url})["stream_id"]
     transmitter.set_status(stream_id, "paused")
-    assert transmitter.dispatcher().dispatch([event(n) for n in range(count)]).failed == set()
+    # One subject each: a page holds one SET per subject, so these fill whole pages.
+    published = [event(n, f"user{n}@example.com") for n in range(count)]
+    assert transmitter.dispatcher().dispatch(published).failed == set()
     assert endpoint.received() == []
     store = SsfStore(transmitter.hub.clients.dynamodb, transmitter.hub.settings.table_name)
     held = [queued.jti for queued in store.queued(stream_id, limit=count)[0]]
