@@ -63,12 +63,14 @@ template: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ##
 	$(BIN)/cfn-lint template.yaml
 	@# From the scratch folder: sam build keeps dependencies in ./.aws-sam/deps, which a
 	@# concurrent `sam build` in the checkout (make build, the sam local stack) also uses.
+	@# Built with Ingress=http, which deploys every function the default does plus the HTTP API's
+	@# authorizer, so the import check below covers every handler either choice deploys.
 	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
 	  (cd "$$scratch" && PATH="$(PYTHON_DIR):$$PATH" $(CURDIR)/$(SAM) build --template $(CURDIR)/template.yaml \
-	    --build-dir build --cache-dir cache >log 2>&1) || { cat "$$scratch/log"; exit 1; }; \
+	    --parameter-overrides Ingress=http --build-dir build --cache-dir cache >log 2>&1) || { cat "$$scratch/log"; exit 1; }; \
 	  test -f "$$scratch/build/SharedLayer/python/sethub/dispatch.py" || { echo "sam build: the layer lacks sethub"; exit 1; }; \
 	  echo "sam build: ok"; \
-	  $(BIN)/python -m devstack.artifact "$$scratch/build" --python $(RUNTIME_VENV)/bin/python
+	  $(BIN)/python -m devstack.artifact "$$scratch/build" --python $(RUNTIME_VENV)/bin/python --parameter Ingress=http
 
 test: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## everything CI runs: lint, types, template checks, every test
 	@# The checks are independent of each other: run them side by side, then the tests.

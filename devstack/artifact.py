@@ -137,11 +137,11 @@ class ImportResult:
 class _Placeholders:
     """Values a deployed stack would give ``Ref`` and ``GetAtt``: right shape, made-up ids."""
 
-    def __init__(self, template: Mapping[str, Any], region: str) -> None:
+    def __init__(self, template: Mapping[str, Any], region: str, overrides: Mapping[str, str]) -> None:
         self.resources: dict[str, Any] = dict(template.get("Resources") or {})
         self.region = region
         self.parameters = {
-            name: spec.get("Default", f"placeholder-{name}")
+            name: overrides.get(name, spec.get("Default", f"placeholder-{name}"))
             for name, spec in (template.get("Parameters") or {}).items()
         }
 
@@ -190,8 +190,11 @@ class _Placeholders:
         return f"{STACK_NAME}-{logical_id}-PLACEHOLDER"
 
 
-def read_functions(build_dir: Path, region: str = REGION) -> list[BuiltFunction]:
-    """Every function of ``build_dir/template.yaml`` with its folders and deployed environment."""
+def read_functions(
+    build_dir: Path, region: str = REGION, parameters: Mapping[str, str] | None = None
+) -> list[BuiltFunction]:
+    """Every function of ``build_dir/template.yaml`` that a deploy with ``parameters`` (the
+    rest at their defaults) creates, with its folders and deployed environment."""
     template_path = build_dir / "template.yaml"
     if not template_path.is_file():
         raise ArtifactError(f"{template_path.name} not found in the build folder (did sam build run?)")
@@ -199,7 +202,7 @@ def read_functions(build_dir: Path, region: str = REGION) -> list[BuiltFunction]
         template = load_template(template_path)
     except TemplateError as exc:
         raise ArtifactError(str(exc)) from None
-    placeholders = _Placeholders(template, region)
+    placeholders = _Placeholders(template, region, parameters or {})
     resolver = Resolver(
         ref=placeholders.ref,
         get_att=placeholders.get_att,
@@ -339,7 +342,9 @@ def dev_packages_in(python: Path) -> list[str]:
     return found
 
 
-def check_build(build_dir: Path, python: Path) -> list[ImportResult]:
+def check_build(
+    build_dir: Path, python: Path, parameters: Mapping[str, str] | None = None
+) -> list[ImportResult]:
     # Absolute (each import runs in its function's folder), not resolved: a virtualenv's
     # python is a symlink to the base interpreter, which would lose the venv's packages.
     python, build_dir = python.absolute(), build_dir.absolute()
@@ -348,7 +353,7 @@ def check_build(build_dir: Path, python: Path) -> list[ImportResult]:
     leaked = dev_packages_in(python)
     if leaked:
         raise ArtifactError(f"the runtime interpreter {python} has development packages: {', '.join(leaked)}")
-    return [check_function(function, python) for function in read_functions(build_dir)]
+    return [check_function(function, python) for function in read_functions(build_dir, parameters=parameters)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -358,10 +363,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("build_dir", type=Path, help="the folder sam build wrote (with template.yaml)")
     parser.add_argument("--python", type=Path, default=RUNTIME_PYTHON, help="the runtime interpreter")
+    parser.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a template parameter of the deploy to check (its functions; repeatable)",
+    )
     args = parser.parse_args(argv)
+    parameters = dict(item.partition("=")[::2] for item in args.parameter)
     started = time.monotonic()
     try:
-        results = check_build(args.build_dir, args.python)
+        results = check_build(args.build_dir, args.python, parameters)
     except (ArtifactError, IntrinsicError) as exc:
         print(f"artifact check: {exc}", file=sys.stderr)
         return 2

@@ -238,3 +238,25 @@ def test_reaching_the_network_while_importing_fails_even_when_the_handler_swallo
         f"artifact check: ChattyFunction: importing reached for the network: "
         f"create_connection ('127.0.0.1', {port})"
     ]
+
+
+def test_a_function_behind_a_parameter_is_checked_when_the_deploy_chooses_it(tmp_path):
+    # make test checks the build with Ingress=http: a deploy's functions, the authorizer too.
+    build = write_build(tmp_path, {"Always": HANDLER, "Debug": HANDLER}, {})
+    template = build / "template.yaml"
+    text = template.read_text(encoding="utf-8")
+    text = text.replace(
+        "  Never: !Equals [a, b]", "  Never: !Equals [a, b]\n  Debugging: !Equals [!Ref Level, DEBUG]"
+    )
+    text = text.replace(
+        "  DebugFunction:\n    Type: AWS::Serverless::Function\n",
+        "  DebugFunction:\n    Type: AWS::Serverless::Function\n    Condition: Debugging\n",
+    )
+    template.write_text(text, encoding="utf-8")
+
+    by_default = [function.logical_id for function in artifact.read_functions(build)]
+    chosen = artifact.read_functions(build, parameters={"Level": "DEBUG"})
+
+    assert by_default == ["AlwaysFunction"]
+    assert [function.logical_id for function in chosen] == ["AlwaysFunction", "DebugFunction"]
+    assert chosen[1].environment["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
