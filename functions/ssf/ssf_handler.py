@@ -18,7 +18,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 
 from sethub.api import base_url, request_body
@@ -26,6 +25,7 @@ from sethub.clients import AwsClients
 from sethub.errors import BadRequestError, PayloadTooLargeError, SethubError
 from sethub.hubstats import StreamCensus
 from sethub.queues import QueueSender
+from sethub.restapi import APPLICATION_JSON, Response, RestRouter
 from sethub.runtime import per_environment
 from sethub.settings import Settings
 from sethub.ssf import model
@@ -46,7 +46,9 @@ logger = Logger()
 # outbound HTTP request (every delivery and verification GET).
 tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sethub")
-app = APIGatewayRestResolver()
+# Not Powertools' APIGatewayRestResolver: its import costs ~40 ms of every cold start
+# (sethub.restapi says why and what it keeps the same).
+app = RestRouter()
 # The request as this thread received it: the resolver's current_event is shared by the app,
 # and the local stack's workers serve requests on threads (a long poll overlaps others).
 _request = threading.local()
@@ -113,22 +115,22 @@ def _stream_id() -> str | None:
     return (_event().get("queryStringParameters") or {}).get("stream_id")
 
 
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[Any]:
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     if body is None:
         return Response(status_code=status, headers={**NO_STORE, **(headers or {})}, body="")
     return Response(
         status_code=status,
-        content_type=content_types.APPLICATION_JSON,
+        content_type=APPLICATION_JSON,
         body=body,
         headers={**NO_STORE, **(headers or {})},
     )
 
 
-def _reply(reply: Reply) -> Response[Any]:
+def _reply(reply: Reply) -> Response:
     return _json(reply.status, reply.body, dict(reply.headers))
 
 
-def _changed(reply: Reply) -> Response[Any]:
+def _changed(reply: Reply) -> Response:
     """A stream-changing request's reply; once it succeeded, the streams by status again."""
     if reply.status < 300:
         container().census.publish(metrics, force=True)
@@ -136,94 +138,94 @@ def _changed(reply: Reply) -> Response[Any]:
 
 
 @app.get("/.well-known/ssf-configuration")
-def get_configuration() -> Response[Any]:
+def get_configuration() -> Response:
     base = _base()
     # jwks_uri publishes the SSF key from the moment receivers can discover it.
     container().keys.ensure()
     return Response(
         status_code=200,
-        content_type=content_types.APPLICATION_JSON,
+        content_type=APPLICATION_JSON,
         body=model.metadata(_issuer(), base),
         headers={"Cache-Control": "public, max-age=300"},
     )
 
 
 @app.get("/ssf/jwks.json")
-def get_jwks() -> Response[Any]:
+def get_jwks() -> Response:
     return Response(
         status_code=200,
-        content_type=content_types.APPLICATION_JSON,
+        content_type=APPLICATION_JSON,
         body=container().keys.jwks(),
         headers={"Cache-Control": "public, max-age=300"},
     )
 
 
 @app.post("/oauth2/token")
-def post_token() -> Response[Any]:
+def post_token() -> Response:
     answer = _service().authority.issue(_headers(), _body(), now=int(_now()))
     return _json(200, answer, {"Pragma": "no-cache"})
 
 
 @app.post("/ssf/stream")
-def create_stream() -> Response[Any]:
+def create_stream() -> Response:
     receiver = _service().receiver(_headers(), "ssf.manage")  # 401/403 before the body is read
     base = _base()
     return _changed(_service().create(receiver, _body(), iss=_issuer(), base_url=base))
 
 
 @app.get("/ssf/stream")
-def read_stream() -> Response[Any]:
+def read_stream() -> Response:
     return _reply(_service().read(_service().receiver(_headers(), "ssf.read"), _stream_id()))
 
 
 @app.patch("/ssf/stream")
-def update_stream() -> Response[Any]:
+def update_stream() -> Response:
     receiver = _service().receiver(_headers(), "ssf.manage")
     return _changed(_service().update(receiver, _body(), base_url=_base(), replace_all=False))
 
 
 @app.put("/ssf/stream")
-def replace_stream() -> Response[Any]:
+def replace_stream() -> Response:
     receiver = _service().receiver(_headers(), "ssf.manage")
     return _changed(_service().update(receiver, _body(), base_url=_base(), replace_all=True))
 
 
 @app.delete("/ssf/stream")
-def delete_stream() -> Response[Any]:
+def delete_stream() -> Response:
     return _changed(_service().delete(_service().receiver(_headers(), "ssf.manage"), _stream_id()))
 
 
 @app.get("/ssf/status")
-def get_status() -> Response[Any]:
+def get_status() -> Response:
     return _reply(_service().get_status(_service().receiver(_headers(), "ssf.read"), _stream_id()))
 
 
 @app.post("/ssf/status")
-def post_status() -> Response[Any]:
+def post_status() -> Response:
     receiver = _service().receiver(_headers(), "ssf.manage")
     return _changed(_service().set_status(receiver, _body(), _stream_id()))
 
 
 @app.post("/ssf/subjects/add")
-def add_subject() -> Response[Any]:
+def add_subject() -> Response:
     receiver = _service().receiver(_headers(), "ssf.manage")
     return _reply(_service().subject(receiver, _body(), add=True))
 
 
 @app.post("/ssf/subjects/remove")
-def remove_subject() -> Response[Any]:
+def remove_subject() -> Response:
     receiver = _service().receiver(_headers(), "ssf.manage")
     return _reply(_service().subject(receiver, _body(), add=False))
 
 
 @app.post("/ssf/verify")
-def verify() -> Response[Any]:
+def verify() -> Response:
     receiver = _service().receiver(_headers(), "ssf.manage")
     return _reply(_service().verify(receiver, _body()))
 
 
 @app.post("/ssf/poll")
-def poll() -> Response[Any]:
+def poll() -> Response:
     receiver = _service().receiver(_headers(), "ssf.read")
     return _reply(_service().poll(receiver, _body(), _stream_id()))
 
@@ -234,15 +236,15 @@ def _now() -> float:
     return time.time()
 
 
-@app.exception_handler(TokenError)  # type: ignore[untyped-decorator]
-def on_token_error(exc: TokenError) -> Response[Any]:
+@app.exception_handler(TokenError)
+def on_token_error(exc: TokenError) -> Response:
     # RFC 6749 5.2: {"error", "error_description"}; 401 names the Basic scheme.
     headers = {"WWW-Authenticate": 'Basic realm="sethub"'} if exc.status == 401 else {}
     return _json(exc.status, {"error": exc.error, "error_description": exc.reason}, headers)
 
 
-@app.exception_handler(BadRequestError)  # type: ignore[untyped-decorator]
-def on_refusal(exc: BadRequestError) -> Response[Any]:
+@app.exception_handler(BadRequestError)
+def on_refusal(exc: BadRequestError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, InvalidTokenError):
         headers["WWW-Authenticate"] = 'Bearer realm="sethub", error="invalid_token"'
@@ -251,8 +253,8 @@ def on_refusal(exc: BadRequestError) -> Response[Any]:
     return _json(exc.status, {"error": exc.reason}, headers)
 
 
-@app.exception_handler(SethubError)  # type: ignore[untyped-decorator]
-def on_error(exc: SethubError) -> Response[Any]:
+@app.exception_handler(SethubError)
+def on_error(exc: SethubError) -> Response:
     logger.exception("SSF request failed", extra={"error": type(exc).__name__})
     return _json(500, {"error": "internal error, try again later"})
 
