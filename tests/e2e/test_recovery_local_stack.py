@@ -11,17 +11,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from e2e_harness import callback_host, child_environment, wait_for  # type: ignore[import-not-found]
+from e2e_harness import child_environment, wait_for  # type: ignore[import-not-found]
 from standardwebhooks import Webhook
 
 pytestmark = pytest.mark.e2e
@@ -29,65 +23,6 @@ pytestmark = pytest.mark.e2e
 LOGIN = "https://schemas.identity.wso2.org/events/login/event-type/loginSuccess"
 SETHUB = Path(sys.executable).with_name("sethub")
 TOPIC = "recover.login"
-
-
-@dataclass
-class Subscriber:
-    """Confirms intent; answers the first ``down_for`` deliveries 503 (down), then 204."""
-
-    url: str
-    down_for: int = 0
-    posts: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def received(self) -> list[tuple[dict[str, str], bytes]]:
-        """What it took in (answered 204), in arrival order."""
-        with self.lock:
-            return [(headers, body) for status, headers, body in self.posts if status == 204]
-
-    def count(self) -> int:
-        with self.lock:
-            return len(self.posts)
-
-
-@pytest.fixture
-def subscribers() -> Iterator[Any]:
-    servers: list[ThreadingHTTPServer] = []
-
-    def make(down_for: int = 0) -> Subscriber:
-        holder: dict[str, Subscriber] = {}
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                challenge = parse_qs(urlsplit(self.path).query).get("hub.challenge", [""])[0].encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(challenge)))
-                self.end_headers()
-                self.wfile.write(challenge)
-
-            def do_POST(self) -> None:
-                me = holder["s"]
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with me.lock:
-                    status = 503 if len(me.posts) < me.down_for else 204
-                    me.posts.append((status, {k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer((callback_host(), 0), Handler)
-        servers.append(server)
-        holder["s"] = Subscriber(f"http://{callback_host()}:{server.server_address[1]}/hook", down_for)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return holder["s"]
-
-    yield make
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_subscriber_that_was_down_recovers_the_window_in_order(start_local_stack, subscribers):
@@ -100,7 +35,7 @@ def test_a_subscriber_that_was_down_recovers_the_window_in_order(start_local_sta
     (before,) = stack.publish({"topic": TOPIC, "events": {LOGIN: {"n": 0}}, "toe": 1})
     wait_for(lambda: crm.count() == siem.count() == 1, timeout=30, message="the first event delivered")
     since = f"{time.time():.6f}"
-    crm.down_for = 4  # its next three deliveries
+    crm.failures = 4  # its next three deliveries
 
     # GIVEN the CRM is down while three events come, published out of toe order
     published = stack.publish(
