@@ -9,6 +9,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +37,8 @@ class Recorder:
     requests: list[dict[str, Any]] = field(default_factory=list)
     sni: list[str | None] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    # Requests to /together wait here until three are in, so that three connections are open at once.
+    together: threading.Barrier = field(default_factory=lambda: threading.Barrier(3))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -108,6 +111,12 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, b"slow")
             elif path == "/redirect":
                 self._send(302, b"moved", {"Location": "/target"})
+            elif path == "/together":
+                recorder.together.wait(5)
+                self._send(200, b"together")
+            elif path == "/hang-up":
+                # A subscriber that reads the request and closes the connection without a word.
+                self.close_connection = True
             elif path == "/created":
                 self._send(201, b'{"ok":true}', {"Content-Type": "application/json", "X-Thing": "1"})
             else:
@@ -238,6 +247,16 @@ def test_redirects_are_returned_not_followed(server: Server) -> None:
     assert [request["path"] for request in server.recorder.requests] == ["/redirect"]
 
 
+def test_a_subscriber_hanging_up_without_an_answer_is_a_broken_connection_not_a_timeout(
+    server: Server,
+) -> None:
+    with pytest.raises(OutboundError) as broken:
+        local_http(timeout=5).request("POST", f"{server.url}/hang-up", body=b"event")
+    assert str(broken.value) == "connection broken: RemoteDisconnected"
+    # Not a timeout: the next attempt need not wait for the throttle floor.
+    assert not isinstance(broken.value, OutboundTimeoutError)
+
+
 def test_a_refused_connection_is_an_outbound_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -290,6 +309,24 @@ def test_connections_are_kept_alive_and_reused(server: Server) -> None:
         assert response.body == f"ok:{number}".encode()
     assert len(server.recorder.requests) == 5
     assert len(server.recorder.connections) == 1
+
+
+def test_between_bursts_a_client_keeps_as_many_connections_as_deliveries_run_at_once(server: Server) -> None:
+    settings = Settings(allow_private_callbacks=True, allow_http_callbacks=True, delivery_concurrency=2)
+    http = GuardedHttp.from_settings(settings, timeout=5)
+
+    def burst() -> None:
+        # Three requests at once (the server answers none until all three are in).
+        with ThreadPoolExecutor(3) as pool:
+            bodies = list(pool.map(lambda _: http.request("GET", f"{server.url}/together").body, range(3)))
+        assert bodies == [b"together"] * 3
+
+    burst()
+    burst()
+
+    # Two of the first burst's connections were kept (delivery_concurrency) and reused; the
+    # second burst opened one more.
+    assert len(server.recorder.connections) == 4
 
 
 def test_from_settings_takes_the_guard_and_timeout_from_settings() -> None:
@@ -365,6 +402,8 @@ def test_tls_refuses_a_certificate_for_another_name(tls_server: tuple[Server, Pa
     server, cert_path = tls_server
     http = local_http(allow_http=False, timeout=5, ca_certs=str(cert_path))
     # The certificate names localhost, not 127.0.0.1: connecting by IP must not weaken the check.
-    with pytest.raises(OutboundError, match="TLS failure"):
+    with pytest.raises(OutboundError, match="TLS failure") as refused:
         http.request("GET", f"https://127.0.0.1:{server.port}/cb")
     assert server.recorder.requests == []
+    # The record says what failed in the handshake, not only that it did.
+    assert "certificate verify failed" in str(refused.value)
