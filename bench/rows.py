@@ -1,0 +1,131 @@
+"""One speed row of ``make bench``, run several times: ``python -m bench.rows fanout|coldstart|latency``.
+
+For checking a change to the hot path without the whole run (about 12 minutes): each
+row is measured as ``make bench`` measures it and printed as the median (min-max) of
+``--runs`` runs, with the machine's load averages. Nothing is written to docs/.
+
+- ``fanout``: 1 event x 1000 subscribers, one invocation (each run the best of two, as
+  ``make bench`` times each side): sethub / bare urllib3 with AWS waits excluded (goal
+  >= 0.85) and client CPU per delivery beside urllib3's (goal <= 1.3x);
+- ``coldstart``: each handler's import, CPU, in fresh interpreters beside ``import boto3``
+  (goal <= 1.3x);
+- ``latency``: publish-to-delivery through ``make local``, 1 subscriber, 100 events at 20/s
+  per run (goal p50 <= 50 ms, p99 <= 250 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import coldstart, e2e
+from bench.__main__ import CONCURRENCY, FARM_PROCESSES, _fanout
+from bench.aws import start_moto
+from bench.farm import start_farm
+
+BIG = 1000
+
+
+def _spread(values: Sequence[float], unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
+    scaled = [value * scale for value in values]
+    return (
+        f"{statistics.median(scaled):,.{digits}f}{unit} "
+        f"({min(scaled):,.{digits}f}-{max(scaled):,.{digits}f}{unit})"
+    )
+
+
+def _load() -> str:
+    return "/".join(f"{value:.1f}" for value in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
+def fanout(runs: int) -> list[str]:
+    farm, moto = start_farm(FARM_PROCESSES), start_moto()
+    try:
+        row = {"name": f"1 event x {BIG}", "events": 1, "subscribers": BIG, "note": "one invocation"}
+        spec: dict[str, Any] = {
+            "aws_env": moto.env(),
+            "ports": farm.ports,
+            "concurrency": CONCURRENCY,
+            "sizes": [BIG],
+            "rows": [row] * runs,
+            "ingest": [],
+        }
+        with tempfile.TemporaryDirectory(prefix="sethub-bench-") as tmp:
+            rows = _fanout(spec, Path(tmp))["rows"]
+    finally:
+        moto.stop()
+        farm.stop()
+    own = [r["urllib3_wall"] / (r["hub_wall"] - r["aws_wall"]) for r in rows]
+    whole = [r["urllib3_wall"] / r["hub_wall"] for r in rows]
+    hub_cpu = [r["hub_cpu"] / r["deliveries"] for r in rows]
+    lib_cpu = [r["urllib3_cpu"] / r["deliveries"] for r in rows]
+    cpu_ratio = [hub / lib for hub, lib in zip(hub_cpu, lib_cpu, strict=True)]
+    errors = sum(r["hub_errors"] for r in rows)
+    return [
+        f"fan-out 1 x {BIG}, AWS waits excluded: sethub / urllib3 {_spread(own)} (goal >= 0.85)",
+        f"fan-out 1 x {BIG}, whole handler: sethub / urllib3 {_spread(whole)}",
+        f"client CPU per delivery: sethub {_spread(hub_cpu, ' µs', 1e6, 0)}, urllib3 "
+        f"{_spread(lib_cpu, ' µs', 1e6, 0)}, ratio {_spread(cpu_ratio)}"
+        " (goal <= 1.3)",
+        f"{len(rows)} runs, {errors} hub errors",
+    ]
+
+
+def cold(runs: int) -> list[str]:
+    moto = start_moto()
+    try:
+        colds = coldstart.measure(moto.env(), runs=runs)
+    finally:
+        moto.stop()
+    boto3 = colds.pop("boto3")
+    lines = [f"import boto3: {_spread(boto3.cpu, ' ms', 1e3, 0)} CPU"]
+    for name, imports in colds.items():
+        ratio = imports.cpu_median / boto3.cpu_median
+        lines.append(
+            f"import {name}: {_spread(imports.cpu, ' ms', 1e3, 0)} CPU, {ratio:.2f} of boto3 "
+            f"(goal <= {coldstart.TARGET_RATIO:g})"
+        )
+    return [*lines, f"median (min-max) of {runs} fresh interpreters each, taking turns"]
+
+
+def latency(runs: int) -> list[str]:
+    farm = start_farm(1)
+    try:
+        measured = e2e.measure(
+            farm, latency_events=100, rate=20.0, subscribers=1, publishes=1, latency_runs=runs
+        )
+    finally:
+        farm.stop()
+    return [
+        f"publish-to-delivery p50 {_spread(measured['p50s'], ' ms', 1e3, 0)}, p99 "
+        f"{_spread(measured['p99s'], ' ms', 1e3, 0)} (goal p50 <= 50 ms, p99 <= 250 ms)",
+        f"{runs} runs of 100 events at 20/s, 1 subscriber, after a warm-up",
+    ]
+
+
+ROWS = {"fanout": fanout, "coldstart": cold, "latency": latency}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.rows", description=__doc__.splitlines()[0])
+    parser.add_argument("row", choices=sorted(ROWS))
+    parser.add_argument("--runs", type=int, default=5, help="runs of the row (default 5)")
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    before = _load()
+    lines = ROWS[args.row](args.runs)
+    for line in lines:
+        print(line)
+    print(f"load averages {before} at the start, {_load()} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
