@@ -106,6 +106,11 @@ class Settings:
     delivery_concurrency: int = DEFAULT_DELIVERY_CONCURRENCY
     shard_size: int = DEFAULT_SHARD_SIZE
     """Subscriptions one dispatch invocation serves for one event before the rest is sharded."""
+    key_rate_limit: int = 0
+    key_burst_limit: int = 0
+    key_daily_quota: int = 0
+    """Per-key limits ingest enforces itself (Ingress=http only: the HTTP API has no usage
+    plans; sethub.credentials.ratelimit); 0 = the gateway's usage plan does it."""
 
     def __post_init__(self) -> None:
         if self.signing_mode not in SIGNING_MODES:
@@ -178,4 +183,7 @@ class Settings:
                 1,
             ),
             shard_size=_int(get("SETHUB_SHARD_SIZE", str(DEFAULT_SHARD_SIZE)), "SETHUB_SHARD_SIZE", 1),
+            key_rate_limit=_int(get("SETHUB_KEY_RATE_LIMIT", "0"), "SETHUB_KEY_RATE_LIMIT"),
+            key_burst_limit=_int(get("SETHUB_KEY_BURST_LIMIT", "0"), "SETHUB_KEY_BURST_LIMIT"),
+            key_daily_quota=_int(get("SETHUB_KEY_DAILY_QUOTA", "0"), "SETHUB_KEY_DAILY_QUOTA"),
         )
