@@ -242,6 +242,8 @@ def test_recorded_attempts_read_back_as_an_operator_sees_them(lean, jti):
         for n, a in enumerate(made)
     ]
     assert [a.error for a in found] == ["", "connection refused (twice)", "400 invalid_key"]
+    # Read back, an attempt names its callback by subscription id and host only.
+    assert [a.callback for a in found] == ["", "", ""]
     assert [a.status_code for a in found] == [202, None, 400]
 
 
