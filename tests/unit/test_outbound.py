@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import gzip
 import ipaddress
 import socket
 import ssl
@@ -27,6 +28,7 @@ from sethub.outbound import GuardedHttp, OutboundResponse
 from sethub.settings import Settings
 
 BIG_BODY_BYTES = 10 * 1024 * 1024
+GZIPPED = gzip.compress(b'{"err": "invalid_request"}')
 
 
 @dataclass
@@ -111,6 +113,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, b"slow")
             elif path == "/redirect":
                 self._send(302, b"moved", {"Location": "/target"})
+            elif path == "/gzip":
+                self._send(200, GZIPPED, {"Content-Encoding": "gzip"})
             elif path == "/together":
                 recorder.together.wait(5)
                 self._send(200, b"together")
@@ -238,6 +242,12 @@ def test_a_huge_response_is_capped_and_the_connection_is_not_reused_dirty(server
     # The next request on the same client gets its own, correct response.
     follow_up = http.request("POST", f"{server.url}/echo", body=b"next")
     assert follow_up.body == b"ok:next"
+
+
+def test_a_compressed_answer_is_kept_as_sent_never_inflated(server: Server) -> None:
+    # Inflating would let a small answer expand past the response cap (a decompression bomb).
+    response = local_http().request("POST", f"{server.url}/gzip", body=b"event")
+    assert response.body == GZIPPED
 
 
 def test_redirects_are_returned_not_followed(server: Server) -> None:
