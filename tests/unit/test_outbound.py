@@ -250,6 +250,14 @@ def test_a_compressed_answer_is_kept_as_sent_never_inflated(server: Server) -> N
     assert response.body == GZIPPED
 
 
+def test_a_request_writes_nothing_to_the_functions_log(
+    server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # http.client's debug output would print the subscriber's headers into the Lambda log.
+    local_http().request("POST", f"{server.url}/created", body=b"event")
+    assert capsys.readouterr() == ("", "")
+
+
 def test_redirects_are_returned_not_followed(server: Server) -> None:
     response = local_http().request("POST", f"{server.url}/redirect", body=b"event")
     assert response.status == 302
