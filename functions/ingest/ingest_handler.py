@@ -24,6 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from sethub.api import base_url, key_checker, request_body
 from sethub.clients import AwsClients
 from sethub.credentials import require_events_allowed
+from sethub.credentials.ratelimit import DynamoDBKeyCounters, KeyLimits, KeyRateLimitedError, KeyRateLimiter
 from sethub.errors import BadRequestError, SethubError
 from sethub.events import parse_request_body
 from sethub.ingest import Ingestor
@@ -54,6 +55,13 @@ class _Deps:
         self.clients = AwsClients()
         self.keys = key_checker(self.clients, self.settings)
         self.ingestor = Ingestor(self.clients, self.settings)
+        # Ingress=http only: the HTTP API has no usage plans, so ingest limits each key.
+        limits = KeyLimits.from_settings(self.settings)
+        self.key_limiter = (
+            KeyRateLimiter(limits, DynamoDBKeyCounters(self.clients, self.settings.table_name))
+            if limits is not None
+            else None
+        )
 
 
 deps = per_environment(_Deps)
@@ -70,14 +78,17 @@ def _base_url(raw_event: dict[str, Any], settings: Settings) -> str:
     return base_url(raw_event, settings)
 
 
-def _routes(app: ApiGatewayResolver) -> None:
-    """``POST /events`` and its error answers on ``app`` (either payload version)."""
+def _routes(app: ApiGatewayResolver, *, per_key_limits: bool) -> None:
+    """``POST /events`` and its error answers on ``app`` (either payload version);
+    ``per_key_limits``: the function counts each key's requests (the HTTP API's)."""
 
     @app.post("/events")
     def post_events() -> Response[Any]:
         event = app.current_event
         current = deps()
         principal = current.keys.authenticate(event.headers)
+        if per_key_limits and current.key_limiter is not None:
+            current.key_limiter.admit(principal.key_id)
         body = request_body(event.body, is_base64_encoded=bool(event.is_base64_encoded))
         raw_events = parse_request_body(body)
         require_events_allowed(principal, raw_events)
@@ -100,7 +111,10 @@ def _routes(app: ApiGatewayResolver) -> None:
         body: dict[str, Any] = {"error": exc.reason}
         if exc.problems:
             body["problems"] = exc.problems
-        return _json(exc.status, body)
+        response = _json(exc.status, body)
+        if isinstance(exc, KeyRateLimitedError):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(SethubError)  # type: ignore[untyped-decorator]
     def on_error(exc: SethubError) -> Response[Any]:
@@ -109,8 +123,9 @@ def _routes(app: ApiGatewayResolver) -> None:
         return _json(503, {"error": "events were not accepted, try again later"})
 
 
-_routes(rest_app)
-_routes(http_app)
+# The REST API's usage plan limits each key at the gateway.
+_routes(rest_app, per_key_limits=False)
+_routes(http_app, per_key_limits=True)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -5,7 +5,9 @@ functions call moto through their roles of the SAM-transformed template (devstac
 as the local stack does): the authorizer admits live admin and publisher keys and refuses
 missing, unknown, revoked and subscriber keys; the ingest function takes the HTTP API's
 payload 2.0 events as it takes the REST API's, with the hub's own URL from the stage
-variable; and an authorizer whose role lacks GetItem cannot read a key.
+variable; it limits each key to its rate and daily quota (429 with Retry-After, nothing
+queued, other keys served; the REST API's events are the usage plan's business); and an
+authorizer whose role lacks GetItem cannot read a key.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import copy
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -24,6 +27,7 @@ from devstack.credentials import seed_local_keys
 from devstack.gateway import proxy_event
 from devstack.provision import provision
 from sethub.clients import AwsClients
+from sethub.credentials import ratelimit
 from sethub.credentials.admin import KeyAdmin
 from sethub.credentials.dynamodb import DynamoDBCredentialStore
 from sethub.messages import SetEvent, parse_message
@@ -84,14 +88,14 @@ def authorizer_event(key: str | None) -> dict[str, Any]:
     return event
 
 
-def build(moto_endpoint: str, template: dict[str, Any]) -> Hub:
+def build(moto_endpoint: str, template: dict[str, Any], env: dict[str, str] | None = None) -> Hub:
     provisioned = provision(
         template,
         endpoint_url=moto_endpoint,
         parameters=HTTP_INGRESS,
         prefix=f"t{uuid.uuid4().hex[:10]}",
         # No public URL: the hub's own URL comes from the stage variable.
-        overrides={**LOCAL_OVERRIDES, "SETHUB_PUBLIC_URL": ""},
+        overrides={**LOCAL_OVERRIDES, "SETHUB_PUBLIC_URL": "", **(env or {})},
     )
     seed_local_keys(provisioned, {})
     env = provisioned.union_env()
@@ -104,14 +108,12 @@ def build(moto_endpoint: str, template: dict[str, Any]) -> Hub:
 
 
 @pytest.fixture
-def http_hub_factory(
-    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[dict[str, Any]], Hub]]:
+def http_hub_factory(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Hub]]:
     """Hubs with Ingress=http, their functions' environment in os.environ (as the local stack does)."""
     built: list[Hub] = []
 
-    def make(template: dict[str, Any]) -> Hub:
-        built.append(build(moto_endpoint, template))
+    def make(template: dict[str, Any], env: dict[str, str] | None = None) -> Hub:
+        built.append(build(moto_endpoint, template, env))
         for name, value in built[-1].env.items():
             monkeypatch.setenv(name, value)
         return built[-1]
@@ -122,7 +124,7 @@ def http_hub_factory(
 
 
 @pytest.fixture
-def http_hub(template: dict[str, Any], http_hub_factory: Callable[[dict[str, Any]], Hub]) -> Hub:
+def http_hub(template: dict[str, Any], http_hub_factory: Callable[..., Hub]) -> Hub:
     return http_hub_factory(template)
 
 
@@ -206,7 +208,7 @@ def test_ingest_refuses_on_http_api_events_as_on_rest_events(http_hub: Hub) -> N
 
 
 def test_an_authorizer_role_without_getitem_cannot_read_keys(
-    template: dict[str, Any], http_hub_factory: Callable[[dict[str, Any]], Hub]
+    template: dict[str, Any], http_hub_factory: Callable[..., Hub]
 ) -> None:
     broken = copy.deepcopy(template)
     statements = broken["Resources"]["AuthorizerFunction"]["Properties"]["Policies"][0]["Statement"]
@@ -216,3 +218,92 @@ def test_an_authorizer_role_without_getitem_cannot_read_keys(
     authorizer = hub.function("AuthorizerFunction")
     with pytest.raises(Exception, match="AccessDenied"):
         authorizer.invoke(authorizer_event(PUBLISHER))
+
+
+def publish(ingest: Any, key: str, *, rest: bool = False) -> dict[str, Any]:
+    body = json.dumps({"topic": "acme.login", "events": {LOGIN: {"user": {"id": "42"}}}})
+    if rest:
+        headers = [("x-api-key", key), ("Content-Type", "application/json")]
+        return ingest.invoke(
+            proxy_event(resource="/events", method="POST", headers=headers, body=body.encode())
+        )
+    return ingest.invoke(http_api_event(key, body, stage_variables={"hubBaseUrl": HUB_BASE}))
+
+
+def queued(hub: Hub) -> int:
+    """Events waiting on the events queue."""
+    sqs = boto3.client("sqs", endpoint_url=hub.provisioned.endpoint_url, region_name="us-east-1")
+    queue = hub.provisioned.env_for("IngestFunction")["SETHUB_EVENTS_QUEUE_URL"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def key_limits(*, rate: int, burst: int, daily_quota: int) -> dict[str, str]:
+    """What the template sets from KeyRateLimit, KeyBurstLimit and KeyDailyQuota with Ingress=http
+    (tests/unit/test_template.py; set here directly: another set of parameters costs a SAM
+    transform of seconds)."""
+    return {
+        "SETHUB_KEY_RATE_LIMIT": str(rate),
+        "SETHUB_KEY_BURST_LIMIT": str(burst),
+        "SETHUB_KEY_DAILY_QUOTA": str(daily_quota),
+    }
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """The limiter's clock (sethub.credentials.ratelimit reads time.time per call), set by the test."""
+    clock = SimpleNamespace(now=1_796_176_800.25)  # 2026-12-02T02:00:00.25Z
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: clock.now))
+    return clock
+
+
+def test_a_key_over_its_rate_gets_429_while_another_key_is_served(
+    template: dict[str, Any], http_hub_factory: Callable[..., Hub], frozen_clock: SimpleNamespace
+) -> None:
+    # 3 requests per 3 s window, each key's requests added to the table one by one.
+    hub = http_hub_factory(template, key_limits(rate=1, burst=3, daily_quota=1000))
+    ingest = hub.function("IngestFunction")
+
+    served = [publish(ingest, PUBLISHER)["statusCode"] for _ in range(3)]
+    refused = publish(ingest, PUBLISHER)
+    other = publish(ingest, ADMIN)
+    # The REST API's requests are limited by its usage plan, not counted here.
+    rest = publish(ingest, PUBLISHER, rest=True)
+
+    assert served == [202] * 3
+    assert refused["statusCode"] == 429
+    assert json.loads(refused["body"]) == {
+        "error": "this API key is over its rate limit of 1 requests per second"
+    }
+    # The 3 s window of 02:00:00.25 ends at 02:00:03.
+    assert refused["headers"]["Retry-After"] == "3"
+    assert other["statusCode"] == 202
+    assert rest["statusCode"] == 202
+    assert queued(hub) == 5  # the refused request queued nothing
+    frozen_clock.now += 3
+    assert publish(ingest, PUBLISHER)["statusCode"] == 202
+
+
+def test_a_key_over_its_daily_quota_gets_429_until_midnight_utc(
+    template: dict[str, Any], http_hub_factory: Callable[..., Hub], frozen_clock: SimpleNamespace
+) -> None:
+    hub = http_hub_factory(template, key_limits(rate=100, burst=100, daily_quota=3))
+    ingest = hub.function("IngestFunction")
+
+    served = []
+    for _ in range(3):
+        served.append(publish(ingest, PUBLISHER)["statusCode"])
+        frozen_clock.now += 60
+    refused = publish(ingest, PUBLISHER)
+    other = publish(ingest, ADMIN)
+
+    assert served == [202] * 3
+    assert refused["statusCode"] == 429
+    assert json.loads(refused["body"]) == {
+        "error": "this API key used its daily quota of 3 requests (UTC day)"
+    }
+    # 02:03:00.25 UTC: 21h57m of the day left.
+    assert refused["headers"]["Retry-After"] == str(22 * 3600 - 180)
+    assert other["statusCode"] == 202
+    frozen_clock.now = 1_796_256_000.0  # the next UTC day
+    assert publish(ingest, PUBLISHER)["statusCode"] == 202

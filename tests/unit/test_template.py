@@ -231,6 +231,9 @@ def expected_grants(function: str, parameters: Mapping[str, str]) -> set[tuple[s
     if function == "WebSubFunction" and parameters.get("PreviousSigningKeyArns"):
         # Only the JWKS reads the retired keys; dispatch signs with the active key alone.
         expected.add(("kms:GetPublicKey", "PreviousSigningKeyArns"))
+    if function == "IngestFunction" and parameters.get("Ingress") == "http":
+        # The per-key request counters (sethub.credentials.ratelimit): the HTTP API has no usage plans.
+        expected.add(("dynamodb:UpdateItem", "HubTable"))
     return expected
 
 
@@ -757,7 +760,7 @@ def test_a_queue_url_is_not_accepted_as_a_policy_resource(broken: Template) -> N
     statement = {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": {"Ref": "EventsQueue"}}
     broken["Resources"]["IngestFunction"]["Properties"]["Policies"].append({"Statement": [statement]})
     with pytest.raises(AssertionError, match="is not the ARN of one resource"):
-        grants(broken, "IngestFunction")
+        grants(configured(broken, DEPLOYMENTS["defaults"]), "IngestFunction")
 
 
 def test_key_policies_open_to_other_principals_only_through_dynamodb_in_this_account(
@@ -1165,3 +1168,19 @@ def test_each_consumer_may_poll_exactly_the_queues_that_feed_it(transformed: Tem
         fed[function].add(queue)
     assert {(queue, function) for function, queues in fed.items() for queue in queues} == EXPECTED_CONSUMERS
     assert polled_queues(deployed) == fed
+
+
+KEY_LIMIT_VARIABLES = {
+    "SETHUB_KEY_RATE_LIMIT": "KeyRateLimit",
+    "SETHUB_KEY_BURST_LIMIT": "KeyBurstLimit",
+    "SETHUB_KEY_DAILY_QUOTA": "KeyDailyQuota",
+}
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_ingest_limits_each_key_itself_only_behind_the_http_api(template: Template, deployment: str) -> None:
+    parameters = DEPLOYMENTS[deployment]
+    variables = functions(configured(template, parameters))["IngestFunction"]["Environment"]["Variables"]
+    limits = {var: ref_target(value) for var, value in variables.items() if var in KEY_LIMIT_VARIABLES}
+    # The REST API's usage plan limits each key at the gateway: ingest counts nothing there.
+    assert limits == (KEY_LIMIT_VARIABLES if parameters.get("Ingress") == "http" else {})

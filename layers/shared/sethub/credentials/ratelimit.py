@@ -228,12 +228,13 @@ class KeyRateLimiter:
 
     limits: KeyLimits
     store: CounterStore
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] | None = None
+    """Seconds since the epoch; None: ``time.time`` (looked up per call)."""
     _keys: dict[str, _KeyState] = field(default_factory=dict, init=False, repr=False)
 
     def admit(self, key_id: str) -> None:
         """Count one request of ``key_id``, or raise ``KeyRateLimitedError`` (nothing counted)."""
-        now = self.clock()
+        now = self.clock() if self.clock is not None else time.time()
         window_seconds = self.limits.window_seconds
         window = int(now // window_seconds)
         day_number = int(now // DAY_SECONDS)
