@@ -28,6 +28,7 @@ from typing import Any
 
 from bench import cost
 from bench.report import Line
+from sethub.credentials.ratelimit import MAX_FLUSH_EVERY
 from sethub.settings import DEFAULT_EVENT_RETENTION_DAYS
 
 IN_REGION_CALL_MS = 10.0
@@ -48,6 +49,10 @@ AUTHORIZER_MS = IN_REGION_CALL_MS + 5.0
 """One GetItem of the key record and a few ms of its own (not measured here)."""
 AUTHORIZER_MEMORY_MB = 256
 """The template's MemorySize of AuthorizerFunction (the bench provisions Ingress=rest)."""
+KEY_COUNTER_WRITES = 1 / MAX_FLUSH_EVERY
+"""Ingress=http: ingest's per-key counters (sethub.credentials.ratelimit), at most one
+UpdateItem (a write unit) per 10 requests of a key per container at the default
+KeyBurstLimit; the bench's ingest runs REST events, which count nothing, so it is added."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ def usage(
     d_calls = _per_event(dispatch["calls"], dispatch["events"])
     invocations = dispatch["invocations"] / dispatch["events"]
     authorizer = authorizer_invocations(rate) if deployment.ingress == "http" else 0.0
+    counters = KEY_COUNTER_WRITES if deployment.ingress == "http" else 0.0
     # Lambda's SQS poller: one ReceiveMessage and one DeleteMessageBatch per batch it hands over.
     poller = 2 * invocations
     platform = cost.PLATFORM_LOG_BYTES * (1 + invocations + authorizer) if deployment.platform_logs else 0.0
@@ -130,7 +136,8 @@ def usage(
                 1.0,
                 _in_region_ms(
                     ingest["wall"], ingest.get("aws_wall", 0.0), ingest["calls"], ingest["requests"]
-                ),
+                )
+                + counters * IN_REGION_CALL_MS,
                 memory["IngestFunction"],
             ),
             cost.LambdaUse(
@@ -145,7 +152,7 @@ def usage(
         ),
         api_requests=1.0,
         sqs_requests=cost.sqs_requests(i_calls) + cost.sqs_requests(d_calls) + poller,
-        dynamodb_write_units=i_calls.get("dynamodb WRU", 0) + d_calls.get("dynamodb WRU", 0),
+        dynamodb_write_units=i_calls.get("dynamodb WRU", 0) + d_calls.get("dynamodb WRU", 0) + counters,
         # The authorizer's GetItem of a key record: half a read unit (eventually consistent).
         dynamodb_read_units=i_calls.get("dynamodb RRU", 0) + d_calls.get("dynamodb RRU", 0) + authorizer / 2,
         archive_write_units=d_calls.get("dynamodb archive WRU", 0),
@@ -286,7 +293,10 @@ def assumptions(found: list[Scenario], prices: cost.Prices) -> str:
         f"per million plus the authorizer, invoked once per key per {AUTHORIZER_TTL_SECONDS} s (its "
         f"cached answer) with {PUBLISHER_KEYS} keys publishing: {AUTHORIZER_MS:g} ms x "
         f"{AUTHORIZER_MEMORY_MB} MB, half a read unit and, with SystemLogLevel INFO, its START/END/REPORT "
-        "lines each time (not measured: one GetItem). Tracing PassThrough: no X-Ray traces. "
+        "lines each time (not measured: one GetItem), and ingest's per-key counters (Ingress=http: "
+        f"{KEY_COUNTER_WRITES:g} UpdateItem per request, a write unit and {IN_REGION_CALL_MS:g} ms each, "
+        "one per 10 requests of a key per warm container at the default KeyBurstLimit; not measured, "
+        "the bench's ingest runs REST events). Tracing PassThrough: no X-Ray traces. "
         "SystemLogLevel WARN: no START/END/REPORT lines (Lambda's JSON log format; the functions' "
         "own lines, already JSON, are counted as measured)."
     )
