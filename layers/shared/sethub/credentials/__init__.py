@@ -8,6 +8,8 @@
     checker.py     the functions' check of a presented key, cached at most 60 s, and
                    what each operation requires
     admin.py       create, list, scope, revoke (the operator's ``sethub keys``)
+    authorizer.py  the HTTP API authorizer's decision (``Ingress=http``)
+    ratelimit.py   ``Ingress=http``: each key's rate limit and daily quota, counted by ingest
 
 Only a SHA-256 hash of each key is stored; the key itself is shown once, when created.
 """
