@@ -42,6 +42,7 @@ SETTING_NAMES = (
     "SETHUB_PUBLIC_URL",
     "SETHUB_DELIVERY_CONCURRENCY",
     "SETHUB_SHARD_SIZE",
+    "SETHUB_KEY_CACHE_SECONDS",
     "POWERTOOLS_LOG_LEVEL",
 )
 """Settings a user may set in the environment of ``make local``; they win over the template."""

@@ -104,6 +104,15 @@ def start_local_stack(tmp_path: Path) -> Iterator[StartLocalStack]:
     _stop_all(started)
 
 
+@pytest.fixture(scope="module")
+def start_module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartLocalStack]:
+    """Stacks with their own settings that the tests of one module share (stopped after it):
+    one start instead of one per test."""
+    started: list[LocalStackProcess] = []
+    yield _launcher(started, tmp_path_factory.mktemp("devstack"))
+    _stop_all(started)
+
+
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStackProcess]:
     """One stack with the default settings, shared by the tests that need nothing else

@@ -16,7 +16,7 @@ from sethub.settings import Settings
 
 def key_checker(clients: AwsClients, settings: Settings) -> KeyChecker:
     """The container's check of ``x-api-key``: keys with roles in the hub table (``sethub.credentials``)."""
-    return KeyChecker(DynamoDBCredentialStore(clients, settings.table_name))
+    return KeyChecker(DynamoDBCredentialStore(clients, settings.table_name), ttl=settings.key_cache_seconds)
 
 
 def header(headers: Mapping[str, str] | None, name: str) -> str | None:

@@ -24,6 +24,9 @@ DEFAULT_DELIVERY_CONCURRENCY = 32
 DEFAULT_SHARD_SIZE = 200
 DEFAULT_DISABLE_AFTER_SECONDS = 5 * 24 * 3600
 DEFAULT_EVENT_RETENTION_DAYS = 14
+DEFAULT_KEY_CACHE_SECONDS = 30
+MAX_KEY_CACHE_SECONDS = 60
+"""DESIGN.md: a revoked key stops working within a minute on every warm container."""
 SIGNING_MODES = ("wrapped", "kms")
 """``wrapped``: keys stored encrypted under KMS, SETs signed in process; ``kms``: KMS Sign per SET."""
 
@@ -55,6 +58,16 @@ def _float(value: str, name: str) -> float:
     if not 0 < number <= 900:
         raise ConfigurationError(f"{name} must be between 0 and 900 seconds, not {number}")
     return number
+
+
+def _key_cache_seconds(value: str) -> int:
+    seconds = _int(value, "SETHUB_KEY_CACHE_SECONDS", 1)
+    if seconds > MAX_KEY_CACHE_SECONDS:
+        raise ConfigurationError(
+            f"SETHUB_KEY_CACHE_SECONDS must be at most {MAX_KEY_CACHE_SECONDS} "
+            f"(a revoked key stops working within a minute), not {seconds}"
+        )
+    return seconds
 
 
 def parse_retry_schedule(value: str) -> tuple[int, ...]:
@@ -106,6 +119,8 @@ class Settings:
     delivery_concurrency: int = DEFAULT_DELIVERY_CONCURRENCY
     shard_size: int = DEFAULT_SHARD_SIZE
     """Subscriptions one dispatch invocation serves for one event before the rest is sharded."""
+    key_cache_seconds: int = DEFAULT_KEY_CACHE_SECONDS
+    """How long a container remembers an API key lookup (1 to 60: a revoked key's grace)."""
     key_rate_limit: int = 0
     key_burst_limit: int = 0
     key_daily_quota: int = 0
@@ -117,6 +132,10 @@ class Settings:
             raise ConfigurationError(f"SETHUB_SIGNING_MODE must be wrapped or kms, not {self.signing_mode!r}")
         if self.lease_seconds_min > self.lease_seconds_max:
             raise ConfigurationError("SETHUB_LEASE_SECONDS_MIN must not exceed SETHUB_LEASE_SECONDS_MAX")
+        if not 1 <= self.key_cache_seconds <= MAX_KEY_CACHE_SECONDS:
+            raise ConfigurationError(
+                f"SETHUB_KEY_CACHE_SECONDS must be 1 to {MAX_KEY_CACHE_SECONDS}, not {self.key_cache_seconds}"
+            )
 
     @property
     def default_lease_seconds(self) -> int:
@@ -183,6 +202,9 @@ class Settings:
                 1,
             ),
             shard_size=_int(get("SETHUB_SHARD_SIZE", str(DEFAULT_SHARD_SIZE)), "SETHUB_SHARD_SIZE", 1),
+            key_cache_seconds=_key_cache_seconds(
+                get("SETHUB_KEY_CACHE_SECONDS", str(DEFAULT_KEY_CACHE_SECONDS))
+            ),
             key_rate_limit=_int(get("SETHUB_KEY_RATE_LIMIT", "0"), "SETHUB_KEY_RATE_LIMIT"),
             key_burst_limit=_int(get("SETHUB_KEY_BURST_LIMIT", "0"), "SETHUB_KEY_BURST_LIMIT"),
             key_daily_quota=_int(get("SETHUB_KEY_DAILY_QUOTA", "0"), "SETHUB_KEY_DAILY_QUOTA"),

@@ -1,6 +1,7 @@
 """The functions' side: a presented key to a ``Principal``, and what each operation needs.
 
-A container remembers each lookup (found, unknown or revoked) for ``CACHE_SECONDS``, so
+A container remembers each lookup (found, unknown or revoked) for ``CACHE_SECONDS``
+(``SETHUB_KEY_CACHE_SECONDS``, at most 60), so
 a revoked key stops working on every warm container within that time, and a flood of
 requests with one key costs one table read per container and period. The cache is
 bounded: random keys cannot grow it without limit.
@@ -18,10 +19,12 @@ from sethub.credentials.keys import key_hash, presentable
 from sethub.credentials.principal import Principal
 from sethub.credentials.store import CredentialStore
 from sethub.errors import ForbiddenError, UnauthorizedError
+from sethub.settings import DEFAULT_KEY_CACHE_SECONDS
 
 API_KEY_HEADER = "x-api-key"
-CACHE_SECONDS = 30.0
-"""At most 60 s (DESIGN.md: a revoked key stops working within a minute)."""
+CACHE_SECONDS = float(DEFAULT_KEY_CACHE_SECONDS)
+"""The default; deployments set ``SETHUB_KEY_CACHE_SECONDS`` (at most 60 s, DESIGN.md: a revoked
+key stops working within a minute)."""
 CACHE_ENTRIES = 1024
 
 MISSING_KEY = f"missing API key: send it in the {API_KEY_HEADER} header"
@@ -55,6 +58,11 @@ class KeyChecker:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def ttl(self) -> float:
+        """Seconds a lookup is remembered: how long a revoked key may still work here."""
+        return self._ttl
 
     def lookup(self, key: str | None) -> Principal | None:
         """The live principal of ``key``; None for an empty, unknown or revoked key."""
