@@ -14,10 +14,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from sethub import outbound
 from sethub.errors import OutboundTimeoutError
 from sethub.netguard import AddrInfo
 from sethub.outbound import GuardedHttp
@@ -141,6 +143,23 @@ def test_callers_of_one_stalled_name_share_one_lookup(trickle: TrickleServer) ->
     assert len(errors) == 8
     # One hostile name holds one lookup thread, however many deliveries wait on it.
     assert resolver.calls == 1
+
+
+def test_a_lookup_that_spends_the_whole_timeout_leaves_no_time_to_connect(
+    trickle: TrickleServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # outbound's clock moves only when the resolver says so: no waiting, no timing.
+    clock = SimpleNamespace(now=100.0)
+    monkeypatch.setattr(outbound, "time", SimpleNamespace(monotonic=lambda: clock.now))
+
+    def late_resolver(host: str, port: int) -> Sequence[AddrInfo]:
+        clock.now += 1.5  # the answer comes after the whole request's 1 s
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    with pytest.raises(OutboundTimeoutError, match=r"^connect timed out after 1 s$"):
+        client(1.0, late_resolver).request("GET", f"http://late-dns.example:{trickle.port}/cb")
+    # No time was left to connect: the server never saw the hub.
+    assert trickle.connections == 0
 
 
 def test_slow_dns_and_a_slow_answer_share_one_deadline(trickle: TrickleServer) -> None:
