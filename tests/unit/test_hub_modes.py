@@ -311,8 +311,10 @@ def test_a_pending_request_is_kept_a_day_from_when_the_hub_received_it(lean, key
 def test_a_verification_sqs_did_not_take_is_an_upstream_error_and_the_caller_gets_no_202(lean, keys, topic):
     gone = lean.settings.verify_queue_url + "-gone"
 
-    with pytest.raises(UpstreamError, match=r"^SQS could not queue a verification: \w+"):
+    with pytest.raises(UpstreamError) as raised:
         send(hub_of(lean, verify_queue_url=gone), form=subscribe(topic), key=keys["subscriber"])
+
+    assert str(raised.value) == "SQS could not queue a verification: QueueDoesNotExist"
 
 
 def test_a_refused_callback_is_logged_by_host_with_the_reason(lean, keys, topic, caplog):
@@ -530,7 +532,8 @@ def test_a_scoped_publisher_publishes_by_hub_url_only_within_its_scope(lean, key
     ],
 )
 def test_a_publisher_request_without_a_proper_topic_is_refused(lean, keys, form, reason):
-    assert send(hub_of(lean), form=form, key=keys["publisher"]) == HubReply(status=400, body=reason)
+    # A key scoped to topics: a missing topic is a 400, never taken for a topic outside the scope.
+    assert send(hub_of(lean), form=form, key=keys["acme-publisher"]) == HubReply(status=400, body=reason)
 
 
 # Publishers: content
@@ -955,5 +958,7 @@ def test_the_hub_exposes_its_store(lean):
 def test_settings_without_a_verify_queue_cannot_take_subscriptions(lean, keys, topic):
     hub = Hub(lean.clients, replace(lean.settings, verify_queue_url=""))
 
-    with pytest.raises(ConfigurationError, match="SETHUB_VERIFY_QUEUE_URL is not set"):
+    with pytest.raises(ConfigurationError) as raised:
         send(hub, form=subscribe(topic), key=keys["subscriber"])
+
+    assert str(raised.value) == "SETHUB_VERIFY_QUEUE_URL is not set"

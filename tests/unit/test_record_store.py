@@ -191,8 +191,9 @@ def test_a_missing_table_is_an_upstream_error(lean):
 
 def test_markers_and_records_need_a_table():
     for cls in (EventMarkers, DeliveryRecords):
-        with pytest.raises(ConfigurationError, match="SETHUB_TABLE_NAME is not set"):
+        with pytest.raises(ConfigurationError) as raised:
             cls(AwsClients(), Settings())
+        assert str(raised.value) == "SETHUB_TABLE_NAME is not set"
 
 
 # Delivery records
@@ -212,6 +213,15 @@ def attempt(jti: str, n: int = 0, **changes: Any) -> Attempt:
     }
     fields.update(changes)
     return Attempt(**fields)
+
+
+def test_an_attempt_keeps_a_subscription_id_and_host_it_was_given():
+    given = attempt("e1", subscription_id="sub-1", callback_host="rp.example")
+
+    assert (given.subscription_id, given.callback_host) == ("sub-1", "rp.example")
+    derived = attempt("e1")
+    assert derived.subscription_id == subscription_id("acme.login", derived.callback)
+    assert derived.callback_host == "sub0.example:8443"
 
 
 def test_recorded_attempts_read_back_as_an_operator_sees_them(lean, jti):
@@ -456,9 +466,10 @@ def test_an_item_takes_outcomes_until_it_is_nine_bytes_short_of_4_kb():
     # Six outcomes with the longest error fill about 3.5 KB; a seventh fits or starts a new item.
     fill = [attempt("e1", n, status="dead", status_code=500, error="a" * MAX_ERROR_LENGTH) for n in range(6)]
 
-    def packed(error_length: int) -> list[dict[str, Any]]:
+    def packed(error_length: int, repeats: int = 0) -> list[dict[str, Any]]:
         last = attempt("e1", 99, status="dead", status_code=500, error="b" * error_length)
-        return pack([*fill, last], token="t")
+        # An attempt recorded again (redelivered in one batch) replaces its line: no room taken.
+        return pack([*fill, *[fill[0]] * repeats, last], token="t")
 
     assert (len(packed(0)), len(packed(MAX_ERROR_LENGTH))) == (1, 2)
     # The longest last error that still shares the item.
@@ -471,6 +482,8 @@ def test_an_item_takes_outcomes_until_it_is_nine_bytes_short_of_4_kb():
     # 8 bytes are kept for the item counter to grow; the packer's tally counts one more byte.
     assert item_size(full) == RECORD_ITEM_BYTES - 9
     assert [item["o"]["S"].count("\n") + 1 for item in packed(low + 1)] == [6, 1]
+    assert len(packed(low, repeats=50)) == 1
+    assert len(packed(low + 1, repeats=50)) == 2
 
 
 def test_the_same_attempt_recorded_again_replaces_its_line_without_filling_the_item():
