@@ -28,7 +28,7 @@ from typing import Any
 
 from bench import cost
 from bench.report import Line
-from sethub.credentials.ratelimit import MAX_FLUSH_EVERY
+from sethub.credentials.ratelimit import MAX_COLD_BATCH
 from sethub.settings import DEFAULT_EVENT_RETENTION_DAYS
 
 IN_REGION_CALL_MS = 10.0
@@ -49,10 +49,11 @@ AUTHORIZER_MS = IN_REGION_CALL_MS + 5.0
 """One GetItem of the key record and a few ms of its own (not measured here)."""
 AUTHORIZER_MEMORY_MB = 256
 """The template's MemorySize of AuthorizerFunction (the bench provisions Ingress=rest)."""
-KEY_COUNTER_WRITES = 1 / MAX_FLUSH_EVERY
-"""Ingress=http: ingest's per-key counters (sethub.credentials.ratelimit), at most one
-UpdateItem (a write unit) per 10 requests of a key per container at the default
-KeyBurstLimit; the bench's ingest runs REST events, which count nothing, so it is added."""
+KEY_COUNTER_WRITES = 1 / MAX_COLD_BATCH
+"""Ingress=http: ingest's per-key counters (sethub.credentials.ratelimit), one UpdateItem (a
+write unit) per 25 requests of a key far from its limits per container at the default
+KeyBurstLimit (each of the 10 keys at 10 requests/s of its 50); the bench's ingest runs REST
+events, which count nothing, so it is added."""
 
 
 @dataclass(frozen=True)
@@ -295,7 +296,8 @@ def assumptions(found: list[Scenario], prices: cost.Prices) -> str:
         f"{AUTHORIZER_MEMORY_MB} MB, half a read unit and, with SystemLogLevel INFO, its START/END/REPORT "
         "lines each time (not measured: one GetItem), and ingest's per-key counters (Ingress=http: "
         f"{KEY_COUNTER_WRITES:g} UpdateItem per request, a write unit and {IN_REGION_CALL_MS:g} ms each, "
-        "one per 10 requests of a key per warm container at the default KeyBurstLimit; not measured, "
+        "one per 25 requests of a key far from its limits per warm container at the default "
+        "KeyBurstLimit; not measured, "
         "the bench's ingest runs REST events). Tracing PassThrough: no X-Ray traces. "
         "SystemLogLevel WARN: no START/END/REPORT lines (Lambda's JSON log format; the functions' "
         "own lines, already JSON, are counted as measured)."

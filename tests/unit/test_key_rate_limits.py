@@ -86,11 +86,11 @@ def admitted(limiter: KeyRateLimiter, key: str, times: int) -> int:
 
 def test_the_window_and_the_batch_follow_the_parameters() -> None:
     defaults = KeyLimits(rate=50, burst=100, daily_quota=1_000_000)
-    assert (defaults.window_seconds, defaults.flush_every) == (2, 10)
+    assert (defaults.window_seconds, defaults.cold_batch, defaults.hot_batch) == (2, 25, 5)
     # A burst under the rate: one-second windows of the burst, counted one by one.
     assert (
         KeyLimits(rate=50, burst=5, daily_quota=100).window_seconds,
-        KeyLimits(50, 5, 100).flush_every,
+        KeyLimits(50, 5, 100).cold_batch,
     ) == (1, 1)
     assert KeyLimits(rate=3, burst=10, daily_quota=1000).window_seconds == 4
     with pytest.raises(ConfigurationError):
@@ -129,14 +129,15 @@ def test_counts_are_added_in_batches_and_the_first_request_of_the_day_at_once() 
     store = MemoryCounters()
     limiter = KeyRateLimiter(KeyLimits(rate=50, burst=100, daily_quota=10_000), store, Clock())
 
-    admitted(limiter, "k", 25)
+    admitted(limiter, "k", 60)
 
-    # The first request (learn the totals), then every 10.
-    assert store.calls == [("k", 1), ("k", 10), ("k", 10)]
-    assert store.items[("k", "2026-12-02")]["requests"] == 21
+    # The first request (learn the totals), then batches of 25 while the key is under half
+    # its window's 100, then of 5.
+    assert store.calls == [("k", 1), ("k", 25), ("k", 24), ("k", 5), ("k", 5)]
+    assert store.items[("k", "2026-12-02")]["requests"] == 60
 
 
-def test_containers_share_the_window_and_overshoot_it_by_at_most_their_batches() -> None:
+def test_containers_share_the_window_and_overshoot_it_by_about_two_batches_each() -> None:
     clock, store = Clock(), MemoryCounters()
     limits = KeyLimits(rate=50, burst=100, daily_quota=1_000_000)
     containers = [KeyRateLimiter(limits, store, clock) for _ in range(3)]
@@ -145,7 +146,7 @@ def test_containers_share_the_window_and_overshoot_it_by_at_most_their_batches()
     for _ in range(100):  # round robin, as Lambda spreads requests over warm containers
         served += sum(admitted(container, "k", 1) for container in containers)
 
-    assert limits.burst <= served <= limits.burst + len(containers) * limits.flush_every
+    assert limits.burst <= served <= limits.burst + 2 * len(containers) * limits.hot_batch
     # Later in the window every container refuses, having learned the total.
     assert sum(admitted(container, "k", 20) for container in containers) == 0
 

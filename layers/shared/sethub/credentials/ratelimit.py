@@ -12,20 +12,22 @@ counts each key's requests itself, cheaply, in the hub table:
 - **The counters.** One item per key and day holds the day's total and the current
   window's; a container adds its admitted requests with one ``UpdateItem ADD`` and the
   answer (``ALL_NEW``) tells it both totals. The item expires (TTL) a day after its day.
-- **Batched.** A container counts a key's requests locally and adds them every
-  ``flush_every`` requests (``KeyBurstLimit // 10``, 1 to 10), and at once for a key's
-  first request of the day in that container (so it learns the totals). A request is
-  refused when the last totals it learned plus its own unreported requests reach a limit.
+- **Batched.** A container counts a key's requests locally and adds them in batches: of
+  ``cold_batch`` requests (``KeyBurstLimit // 4``, 1 to 25) while the key is far from its
+  limits (under half its window's allowance and 90 % of its day's, as last learned), of
+  ``hot_batch`` (``KeyBurstLimit // 20``, 1 to 5) near them; and at once for a key's first
+  request of the day in that container (so it learns the totals). A request is refused
+  when the last totals it learned plus its own unreported requests reach a limit.
 
-Approximate, by design: each container can admit up to ``flush_every - 1`` requests of a
-key that the others do not know of yet, so a key can go over a limit by at most
-``containers x (flush_every - 1)`` requests (9 per warm ingest container at the defaults)
-and one more per container that had not seen the key that day; requests a container
-reports after their window ended count for the day only, after their day ended not
-at all; a container that is recycled loses its
-unreported requests (fewer than ``flush_every``). A request refused is not counted.
-Cost: at most one write unit per ``flush_every`` requests of a key per container (10 at
-the defaults: $0.0625 per million requests, on-demand), plus one per key, container and day.
+Approximate, by design: what a container has not reported yet, the others do not see, so
+a key can go over a limit by up to about two batches per warm ingest container (10 at the
+defaults near the limit; up to 50 in the window where a quiet key suddenly bursts) and one
+more per container that had not seen the key that day; requests a container reports after
+their window ended count for the day only, after their day ended not at all; a container
+that is recycled loses its unreported requests. A request refused is not counted. Cost:
+one write unit per batch of a key per container (a key far from its limits, the usual
+case: one per 25 requests at the defaults, $0.025 per million requests on demand; a key
+at its limit one per 5), plus one per key, container and day.
 
 A counter that cannot be written (DynamoDB trouble) does not refuse publishing: the
 requests stay counted locally and are added with the next flush (fails open; the route
@@ -59,8 +61,10 @@ logger = logging.getLogger(__name__)
 
 PK_PREFIX: Final = "KEYLIMIT#"
 DAY_SECONDS: Final = 86_400
-MAX_FLUSH_EVERY: Final = 10
-"""Requests of one key a container counts before it adds them to the table (at most)."""
+MAX_COLD_BATCH: Final = 25
+"""Requests of a key far from its limits a container counts before adding them (at most)."""
+MAX_HOT_BATCH: Final = 5
+"""The same, for a key near a limit: smaller batches, a smaller overshoot."""
 MAX_STALE_REMOVED: Final = 10
 """Past windows' attributes one flush removes (more wait for the next flush)."""
 RETRY_FLUSH_AFTER_SECONDS: Final = 1.0
@@ -107,9 +111,14 @@ class KeyLimits:
         return max(1, math.ceil(self.burst / self.rate))
 
     @property
-    def flush_every(self) -> int:
-        """A tenth of the smaller allowance, 1 to ``MAX_FLUSH_EVERY``: the over-limit margin."""
-        return max(1, min(MAX_FLUSH_EVERY, self.burst // 10, self.daily_quota // 10))
+    def cold_batch(self) -> int:
+        """The batch of a key far from its limits: a quarter of the window's allowance, 1 to 25."""
+        return max(1, min(MAX_COLD_BATCH, self.burst // 4, self.daily_quota // 20))
+
+    @property
+    def hot_batch(self) -> int:
+        """The batch of a key near a limit: a twentieth of the window's allowance, 1 to 5."""
+        return max(1, min(MAX_HOT_BATCH, self.burst // 20, self.daily_quota // 20))
 
 
 @dataclass(frozen=True)
@@ -259,7 +268,12 @@ class KeyRateLimiter:
         state.pending += 1
         state.pending_window, state.pending_in_window = window, in_window + 1
         first_today = totals is None or totals.day != day
-        if (state.pending >= self.limits.flush_every or first_today) and now >= state.retry_flush_at:
+        near = (
+            2 * (known_window + in_window + 1) >= self.limits.burst
+            or 10 * (known_day + state.pending) >= 9 * self.limits.daily_quota
+        )
+        batch = self.limits.hot_batch if near else self.limits.cold_batch
+        if (state.pending >= batch or first_today) and now >= state.retry_flush_at:
             self._flush(key_id, state, window=window, day=day, day_number=day_number, now=now)
 
     def _flush(
@@ -287,7 +301,8 @@ class KeyRateLimiter:
 
 __all__ = [
     "DAY_SECONDS",
-    "MAX_FLUSH_EVERY",
+    "MAX_COLD_BATCH",
+    "MAX_HOT_BATCH",
     "PK_PREFIX",
     "CounterStore",
     "DynamoDBKeyCounters",
