@@ -275,6 +275,20 @@ def test_a_subscriber_hanging_up_without_an_answer_is_a_broken_connection_not_a_
     assert not isinstance(broken.value, OutboundTimeoutError)
 
 
+def test_a_host_whose_first_address_refuses_is_reached_at_the_next(server: Server) -> None:
+    # Two answers for the name; nothing listens on the first (127.0.0.2 is loopback, but the
+    # server is bound to 127.0.0.1 only), so that connection is refused.
+    def two_addresses(host: str, port: int) -> list[tuple[Any, ...]]:
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+    http = local_http(timeout=5, resolver=two_addresses)
+    response = http.request("POST", f"http://two.example:{server.port}/cb", body=b"event")
+    assert response.body == b"ok:event"
+
+
 def test_a_refused_connection_is_an_outbound_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
