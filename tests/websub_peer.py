@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -119,6 +119,7 @@ class StallServer:
         self.most_open = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._held: set[socket.socket] = set()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -135,6 +136,7 @@ class StallServer:
                 self.accepted += 1
                 self.open_now += 1
                 self.most_open = max(self.most_open, self.open_now)
+                self._held.add(conn)
             threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
 
     def _hold(self, conn: socket.socket) -> None:
@@ -148,11 +150,19 @@ class StallServer:
                 pass
         with self._lock:
             self.open_now -= 1
+            self._held.discard(conn)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(10)
         self._listener.close()
+        # End the GETs still hanging: a stack stopping after the test would otherwise wait for
+        # each one's whole timeout before its workers exit.
+        with self._lock:
+            held = list(self._held)
+        for conn in held:
+            with suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 @contextmanager
