@@ -46,6 +46,7 @@ SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
 KEY_ALIAS = "AWS::KMS::Alias"
 FUNCTION = "AWS::Serverless::Function"
 SIGNING_KEY_RING = "Custom::SigningKeyRing"
+SSF_SIGNING_KEY = "Custom::SsfSigningKey"
 EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
 SERVERLESS_API = "AWS::Serverless::Api"
 IMPLICIT_API = "ServerlessRestApi"
@@ -281,6 +282,7 @@ class _Provisioner:
             KEY_ALIAS: self._key_alias,
             SECRET: self._secret,
             SIGNING_KEY_RING: self._signing_key_ring,
+            SSF_SIGNING_KEY: self._ssf_signing_key,
         }
         # logical id -> (what Ref gives, GetAtt attributes)
         self.created: dict[str, tuple[str, dict[str, str]]] = {}
@@ -494,6 +496,14 @@ class _Provisioner:
             spec=str(properties.get("KeySpec") or DEFAULT_KEY_SPEC),
         )
         return f"{table_name}/signing-key-ring", {"Kid": ring.keys[0].kid}
+
+    def _ssf_signing_key(self, logical_id: str, properties: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        """kms mode: the SSF KMS key recorded in the SSF ring, as the template's custom resource does."""
+        from sethub.ssf.keys import record_kms_key  # noqa: PLC0415 - kms mode only
+
+        table_name = str(properties["TableName"])
+        ring = record_kms_key(self.kms, self.dynamodb, table_name=table_name, key_id=str(properties["KeyId"]))
+        return f"{table_name}/ssf-kms-signing-key", {"Kid": ring.keys[0].kid}
 
     # -- functions, event sources, routes --------------------------------------------
 

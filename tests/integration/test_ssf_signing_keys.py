@@ -4,8 +4,10 @@ receiver that verifies with it (jwcrypto, an independent JOSE library) keeps ver
 across a rotation: SETs signed before it and SETs signed after it alike.
 
 The metadata and the JWKS are read through the SSF and WebSub functions' handlers (each
-with its role), the SETs are signed by the dispatcher's code with the dispatch role, and
-the rotation is ``sethub ssf signing-key rotate`` as an operator runs it.
+with its role), the SETs are signed by the dispatcher's code with the dispatch role. In
+wrapped mode the rotation is ``sethub ssf signing-key rotate`` as an operator runs it; in kms
+mode every SSF SET is a KMS ``Sign`` with the template's RSA KMS key, and the rotation is the
+deploy that flips ``SigningKeySlot`` (what ``sethub signing-keys rotate`` starts).
 """
 
 from __future__ import annotations
@@ -19,16 +21,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from cfn_responses import cfn_responses
+from cryptography.hazmat.primitives.serialization import load_der_public_key
 from hubs import LOCAL_OVERRIDES, DirectClients, Hub
 from jwcrypto import jwk, jws
+from mypy_boto3_kms import KMSClient
 
 from devstack.gateway import proxy_event
 from devstack.provision import provision
 from sethub.cli import parser
 from sethub.cli.context import Context
 from sethub.cli.target import CliClients
+from sethub.errors import ConfigurationError
 from sethub.settings import Settings
-from sethub.ssf.keys import REFRESH_SECONDS, SsfKeys
+from sethub.ssf.keys import ITEM_KEY, REFRESH_SECONDS, SsfKeys
 
 VERIFICATION = "https://schemas.openid.net/secevent/ssf/event-type/verification"
 
@@ -41,20 +47,26 @@ class Clock:
         return self.at
 
 
-@pytest.fixture(params=["wrapped", "kms"])
-def any_hub(request: pytest.FixtureRequest, moto_endpoint: str, template: dict[str, Any]) -> Iterator[Hub]:
-    """A hub in either signing mode (its first hub key made as the deploy makes it)."""
+def deploy(moto_endpoint: str, template: dict[str, Any], prefix: str, **parameters: str) -> Hub:
+    """The stack ``prefix`` deployed (again) with ``parameters``, as ``sam deploy`` would update it."""
     stack = provision(
-        template,
-        endpoint_url=moto_endpoint,
-        prefix=f"t{uuid.uuid4().hex[:10]}",
-        parameters={"SigningMode": request.param},
-        overrides=LOCAL_OVERRIDES,
+        template, endpoint_url=moto_endpoint, prefix=prefix, parameters=parameters, overrides=LOCAL_OVERRIDES
     )
     env = stack.union_env()
-    created = Hub(
+    return Hub(
         settings=Settings.from_env(env), clients=DirectClients(moto_endpoint), env=env, provisioned=stack
     )
+
+
+@pytest.fixture
+def kms_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def kms_hub(moto_endpoint: str, template: dict[str, Any], kms_prefix: str) -> Iterator[Hub]:
+    """A hub in kms signing mode, slot a (the deploy recorded its SSF KMS key)."""
+    created = deploy(moto_endpoint, template, kms_prefix, SigningMode="kms", SigningKeySlot="a")
     yield created
     created.close()
 
@@ -134,10 +146,28 @@ def claims(jti: str) -> dict[str, Any]:
     }
 
 
+def dispatcher(hub: Hub, clock: Clock) -> SsfKeys:
+    """The SSF signer of a warm dispatch container, calling AWS with the dispatch role."""
+    dispatch = hub.clients_for("DispatchFunction")
+    return SsfKeys(
+        dispatch.kms,
+        dispatch.dynamodb,
+        table_name=hub.settings.table_name,
+        data_key_id=hub.settings.data_key_id,
+        now=clock,
+    )
+
+
+def kms_kid(kms: KMSClient, key_id: str) -> str:
+    """The RFC 7638 thumbprint of a KMS key's public half (jwcrypto's, not sethub's)."""
+    return str(
+        jwk.JWK.from_pyca(load_der_public_key(kms.get_public_key(KeyId=key_id)["PublicKey"])).thumbprint()
+    )
+
+
 def test_receivers_verify_with_the_metadata_jwks_across_a_rotation(
-    any_hub: Hub, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hub = any_hub
     clock = Clock()
     # GIVEN the SSF function made the first key (a stream was created) and a warm dispatcher signed
     ssf = hub.clients_for("SsfFunction")
@@ -217,3 +247,101 @@ def test_a_key_stored_before_rotation_existed_keeps_signing_and_rotates(
     assert kid(new) != key.kid
     assert verify(old, keys_now)["jti"] == "old"
     assert verify(new, keys_now)["jti"] == "new"
+
+
+def test_kms_mode_signs_ssf_sets_with_kms_and_a_slot_flip_rotates_the_key(
+    kms_hub: Hub,
+    kms_prefix: str,
+    moto_endpoint: str,
+    template: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub, clock = kms_hub, Clock()
+    kms = hub.clients.kms
+    slot_a = hub.provisioned.key_ids["SsfSigningKey"]
+    # GIVEN the deploy recorded the SSF KMS key: the SSF function (no Encrypt in kms mode) finds
+    # it, and the ring holds no private key at all
+    ssf = hub.clients_for("SsfFunction")
+    SsfKeys(
+        ssf.kms, ssf.dynamodb, table_name=hub.settings.table_name, data_key_id=hub.settings.data_key_id
+    ).ensure()
+    item = hub.clients.dynamodb.get_item(TableName=hub.settings.table_name, Key=ITEM_KEY)["Item"]  # type: ignore[arg-type]
+    assert [entry["M"]["kid"]["S"] for entry in item["keys"]["L"]] == [kms_kid(kms, slot_a)]
+    assert not [entry for entry in item["keys"]["L"] if "wrapped" in entry["M"]]
+
+    # WHEN a warm dispatcher signs a SET
+    warm = dispatcher(hub, clock)
+    before = warm.sign(claims("before"))
+    # THEN KMS signed it (the kid is the KMS key's thumbprint) and it verifies with the metadata's JWKS
+    assert kid(before) == kms_kid(kms, slot_a)
+    first = jwks_from_metadata(hub, monkeypatch)
+    assert verify(before, first)["jti"] == "before"
+    assert {key["alg"] for key in published(first)} == {"ES256", "RS256"}
+    # ...and the wrapped-key command refuses: a wrapped key would take the signing out of KMS
+    with pytest.raises(ConfigurationError, match="KMS key"):
+        rotate(hub, clock, "--activate-in", "0")
+
+    # WHEN the stack is deployed with the other slot (sethub signing-keys rotate)
+    rotated = deploy(moto_endpoint, template, kms_prefix, SigningMode="kms", SigningKeySlot="b")
+    try:
+        slot_b = rotated.provisioned.key_ids["SsfSigningKeyB"]
+        clock.at = time.time() + REFRESH_SECONDS  # a dispatcher reads the ring again within this
+        after = dispatcher(rotated, clock).sign(claims("after"))
+        # THEN the new KMS key signs, and both SETs verify with the metadata's JWKS
+        assert kid(after) == kms_kid(kms, slot_b) != kid(before)
+        latest = jwks_from_metadata(rotated, monkeypatch)
+        assert verify(after, latest)["jti"] == "after"
+        assert verify(before, latest)["jti"] == "before"  # a retried or queued SET signed before
+    finally:
+        rotated.close()
+
+
+def test_a_stack_leaving_kms_mode_signs_with_a_wrapped_key_and_keeps_the_kms_key_published(
+    kms_hub: Hub,
+    kms_prefix: str,
+    moto_endpoint: str,
+    template: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hub, clock = kms_hub, Clock()
+    before = dispatcher(hub, clock).sign(claims("before"))
+    for name, value in hub.env_for("KeyRingFunction").items():
+        monkeypatch.setenv(name, value)
+    keyring = hub.function("KeyRingFunction")
+    active = hub.clients.kms.describe_key(KeyId=hub.provisioned.key_ids["SsfSigningKey"])["KeyMetadata"][
+        "Arn"
+    ]
+    properties = {"TableName": hub.settings.table_name, "KeyId": active}
+    physical_id = f"{hub.settings.table_name}/ssf-kms-signing-key"
+    with cfn_responses() as cfn:
+        # A re-deploy that keeps the slot changes nothing; a key its role may not read fails
+        # (and is answered); then the stack leaves kms mode: CloudFormation deletes the resource.
+        for kind, changed in (("Update", {}), ("Update", {"KeyId": other_key(hub)}), ("Delete", {})):
+            event = cfn.event(kind, {**properties, **changed}, physical_id)
+            keyring.invoke({**event, "ResourceType": "Custom::SsfSigningKey"})
+    same, refused, deleted = cfn.received
+    assert (same["Status"], same["Data"], same["PhysicalResourceId"]) == (
+        "SUCCESS",
+        {"Kid": kid(before)},
+        physical_id,
+    )
+    assert refused["Status"] == "FAILED"
+    assert "AccessDenied" in refused["Reason"]
+    assert deleted["Status"] == "SUCCESS"
+
+    # WHEN the stack runs in wrapped mode: the SSF function's next request makes a wrapped key
+    wrapped = deploy(moto_endpoint, template, kms_prefix, SigningMode="wrapped")
+    try:
+        jwks = jwks_from_metadata(wrapped, monkeypatch)
+        after = dispatcher(wrapped, clock).sign(claims("after"))
+        # THEN dispatch signs with the wrapped key, and the KMS-signed SET still verifies
+        assert kid(after) != kid(before)
+        assert verify(after, jwks)["jti"] == "after"
+        assert verify(before, jwks)["jti"] == "before"
+    finally:
+        wrapped.close()
+
+
+def other_key(hub: Hub) -> str:
+    created = hub.clients.kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")
+    return created["KeyMetadata"]["Arn"]

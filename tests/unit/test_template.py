@@ -231,6 +231,16 @@ def expected_grants(function: str, parameters: Mapping[str, str]) -> set[tuple[s
     if function == "WebSubFunction" and parameters.get("PreviousSigningKeyArns"):
         # Only the JWKS reads the retired keys; dispatch signs with the active key alone.
         expected.add(("kms:GetPublicKey", "PreviousSigningKeyArns"))
+    if kms_signing(parameters):
+        # The SSF streams' KMS key (RSA, same slot): dispatch signs, the deploy's custom
+        # resource reads its public half into the SSF ring; no wrapped SSF key is made.
+        ssf_key = "SsfSigningKeyB" if parameters.get("SigningKeySlot") == "b" else "SsfSigningKey"
+        expected |= {
+            "DispatchFunction": {("kms:Sign", ssf_key)},
+            "KeyRingFunction": {("kms:GetPublicKey", ssf_key)},
+        }.get(function, set())
+        if function == "SsfFunction":
+            expected.discard(("kms:Encrypt", "DataKey"))
     if function == "IngestFunction" and parameters.get("Ingress") == "http":
         # The per-key request counters (sethub.credentials.ratelimit): the HTTP API has no usage plans.
         expected.add(("dynamodb:UpdateItem", "HubTable"))
