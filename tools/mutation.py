@@ -9,7 +9,7 @@ checkout's), with the package linked at ``src/sethub``. mutmut copies that tree 
 ``[tool.mutmut]`` in pyproject.toml says what is mutated and which tests run.
 
     python tools/mutation.py run [--module retry ...] [--workers 2] [--keep]
-        [--survivors] [--unfinished]
+        [--survivors] [--unfinished] [--paired]
     python tools/mutation.py report
     python tools/mutation.py killers MUTANT... [--tests TEST...]
 
@@ -148,14 +148,27 @@ def run(
     keep: bool,
     survivors: bool = False,
     unfinished: bool = False,
+    paired: bool = False,
     worktree: bool = False,
 ) -> int:
-    stage(keep=keep or bool(selected) or survivors or unfinished, worktree=worktree)
+    stage(keep=keep or bool(selected) or survivors or unfinished or paired, worktree=worktree)
     commit = "working tree" if worktree else _head()  # what was staged, whatever lands meanwhile
     # Named, mutmut tests those mutants again (others keep their results); new tests are
     # added to its map of tests per function first.
     names = [f"sethub.{module}.*" for module in selected]
-    if survivors or unfinished:
+    if paired:
+        # The survivors the notes pair with a test written since: does it kill them?
+        noted = {(n["module"], n["function"], n["change"]) for n in load_notes() if "killed_by" in n}
+        names = [
+            m.name
+            for module in selected or modules()
+            for m in collect(module)
+            if m.status in ("survived", "suspicious") and m.key in noted
+        ]
+        if not names:
+            print("no mutants to test")
+            return 0
+    elif survivors or unfinished:
         # Survivors: tested again (a test written since may kill them). Unfinished: the
         # mutants no run reached (a stopped run carries on with the modules that matter first).
         names = [
@@ -189,7 +202,9 @@ def run(
     runs.append(
         {
             "modules": selected or modules(),
-            "what": _what(len(names), survivors=survivors, unfinished=unfinished),
+            "what": f"the {len(names)} survivors paired with a test written since"
+            if paired
+            else _what(len(names), survivors=survivors, unfinished=unfinished),
             "workers": workers,
             "seconds": round(elapsed),
             "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -580,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
         "--unfinished", action="store_true", help="test the mutants no run has reached yet"
     )
     run_parser.add_argument(
+        "--paired", action="store_true", help="test the survivors the notes pair with a test"
+    )
+    run_parser.add_argument(
         "--worktree", action="store_true", help="the checkout as it is, not the last commit"
     )
     commands.add_parser("report", help="write docs/mutation.md from the last results")
@@ -594,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
             keep=args.keep,
             survivors=args.survivors,
             unfinished=args.unfinished,
+            paired=args.paired,
             worktree=args.worktree,
         )
     if args.command == "report":
