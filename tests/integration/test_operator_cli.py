@@ -15,7 +15,7 @@ import pytest
 from counting import Counting
 
 from sethub.cli import main
-from sethub.cli.target import CliClients
+from sethub.cli.target import CliClients, endpoint_and_region
 from sethub.messages import DeliveryRetry
 from sethub.records import Attempt, DeliveryRecords
 from sethub.ssf.model import Stream
@@ -34,11 +34,15 @@ class Cli:
     def __init__(self, hub: Any, moto_endpoint: str) -> None:
         self.hub = hub
         self.where = ["--endpoint", moto_endpoint, "--stack", hub.provisioned.prefix]
+        # The clients main builds from those options, made once: a boto3 session per command
+        # cost most of each test's time and tests nothing of the CLI.
+        self.clients = CliClients(*endpoint_and_region(moto_endpoint, None, {}))
 
     def __call__(self, *argv: str, stdin: str = "", where: list[str] | None = None) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
         code = main(
             [*argv, *(self.where if where is None else where)],
+            clients=self.clients if where is None else None,
             env={},
             out=out,
             err=err,
