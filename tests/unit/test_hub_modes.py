@@ -133,6 +133,11 @@ def test_a_subscription_request_is_stored_and_its_verification_queued(lean, keys
     assert request.secret_ciphertext is not None
     box = SubscriptionStore(lean.clients, lean.settings).secretbox
     assert box.decrypt(request.secret_ciphertext, encryption_context(topic, CALLBACK)) == b"s3cret"
+    # As an operator reading the table sees it: the defaults spelt out, nothing extra.
+    item = lean.item(topic_key(topic), request_key(CALLBACK))
+    assert item is not None
+    assert (item["mode"], item["format"]) == ({"S": "subscribe"}, {"S": "jwt"})
+    assert not {"signing", "events", "override"} & set(item)
 
 
 def test_subscribe_keeps_format_lease_signing_and_event_filter(lean, keys, topic):
@@ -180,6 +185,10 @@ def test_unsubscribe_stores_an_unsubscribe_request_without_a_secret(lean, keys, 
     assert request.mode == "unsubscribe"
     assert request.secret_ciphertext is None
     assert request.format == "jwt"
+    item = lean.item(topic_key(topic), request_key(CALLBACK))
+    assert item is not None
+    assert item["format"] == {"S": "jwt"}
+    assert not {"secret", "signing", "events"} & set(item)
 
 
 def test_hub_parameters_may_come_from_the_query_string(lean, keys, topic):
