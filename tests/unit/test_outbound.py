@@ -113,6 +113,15 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, b"slow")
             elif path == "/redirect":
                 self._send(302, b"moved", {"Location": "/target"})
+            elif path == "/big-then-stall":
+                # More than the client's cap, then nothing more until the test ends.
+                self.send_response(200)
+                self.send_header("Content-Length", str(BIG_BODY_BYTES))
+                self.end_headers()
+                self.wfile.write(b"x" * 65536)
+                self.wfile.flush()
+                recorder.release.wait(10)
+                self.close_connection = True
             elif path == "/gzip":
                 self._send(200, GZIPPED, {"Content-Encoding": "gzip"})
             elif path == "/together":
@@ -256,6 +265,20 @@ def test_a_request_writes_nothing_to_the_functions_log(
     # http.client's debug output would print the subscriber's headers into the Lambda log.
     local_http().request("POST", f"{server.url}/created", body=b"event")
     assert capsys.readouterr() == ("", "")
+
+
+def test_an_answer_over_the_cap_is_kept_at_the_cap_without_waiting_for_the_rest(server: Server) -> None:
+    # The rest of the body never comes: reading it all first would run into the timeout.
+    response = local_http(timeout=5, max_response_bytes=1024).request("POST", f"{server.url}/big-then-stall")
+    assert (response.status, response.body) == (200, b"x" * 1024)
+    server.recorder.release.set()
+
+
+@pytest.mark.parametrize("url", ["http://exa mple.com/cb", "http://[::1/cb", "http://127.0.0.1:99999/cb"])
+def test_a_url_urllib3_cannot_parse_is_refused_as_malformed(url: str) -> None:
+    with pytest.raises(BlockedAddressError) as refused:
+        local_http().request("POST", url, body=b"event")
+    assert str(refused.value) == "malformed URL"
 
 
 def test_redirects_are_returned_not_followed(server: Server) -> None:
