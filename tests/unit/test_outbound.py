@@ -281,6 +281,26 @@ def test_a_url_urllib3_cannot_parse_is_refused_as_malformed(url: str) -> None:
     assert str(refused.value) == "malformed URL"
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("ftp://rp.example/hook", "'ftp'"),
+        ("rp.example/hook", "'missing'"),
+        ("a-very-long-scheme-name://rp.example/", "'a-very-long-sche'"),
+    ],
+)
+def test_a_url_of_another_scheme_is_refused_naming_it(url: str, shown: str) -> None:
+    with pytest.raises(BlockedAddressError) as refused:
+        local_http(allow_http=False).request("POST", url, body=b"event")
+    assert str(refused.value) == f"URL scheme must be https, not {shown}"
+
+
+@pytest.mark.parametrize("timeout", [0, -1])
+def test_a_client_needs_a_positive_timeout(timeout: float) -> None:
+    with pytest.raises(ValueError, match=r"^timeout must be positive$"):
+        GuardedHttp(allow_private=False, allow_http=False, timeout=timeout)
+
+
 def test_redirects_are_returned_not_followed(server: Server) -> None:
     response = local_http().request("POST", f"{server.url}/redirect", body=b"event")
     assert response.status == 302
