@@ -301,6 +301,14 @@ def test_a_client_needs_a_positive_timeout(timeout: float) -> None:
         GuardedHttp(allow_private=False, allow_http=False, timeout=timeout)
 
 
+def test_a_cap_of_zero_keeps_the_status_and_no_body_and_a_negative_cap_is_refused(server: Server) -> None:
+    # A cap of 0: only whether the subscriber accepted counts, never what it said.
+    response = local_http(max_response_bytes=0).request("POST", f"{server.url}/cb", body=b"event")
+    assert (response.status, response.body) == (200, b"")
+    with pytest.raises(ValueError, match=r"^max_response_bytes must not be negative$"):
+        local_http(max_response_bytes=-1)
+
+
 def test_redirects_are_returned_not_followed(server: Server) -> None:
     response = local_http().request("POST", f"{server.url}/redirect", body=b"event")
     assert response.status == 302
