@@ -399,6 +399,14 @@ def test_a_bad_subscription_request_is_refused_with_its_reason_and_nothing_is_st
     assert [i for i in lean.items(topic_key(topic)) if i["sk"]["S"] != "TOPIC"] == []
 
 
+def test_a_subscription_request_without_a_callback_parameter_is_refused(lean, keys, topic):
+    form = {"hub.mode": "subscribe", "hub.topic": topic}
+
+    assert send(hub_of(lean), form=form, key=keys["subscriber"]) == HubReply(
+        status=400, body="hub.callback is required"
+    )
+
+
 def test_a_secret_of_199_bytes_is_accepted(lean, keys, topic):
     reply = send(hub_of(lean), form=subscribe(topic, **{"hub.secret": "s" * 199}), key=keys["subscriber"])
 
