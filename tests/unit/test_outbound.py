@@ -412,6 +412,20 @@ def test_between_bursts_a_client_keeps_as_many_connections_as_deliveries_run_at_
     assert len(server.recorder.connections) == 4
 
 
+def test_connections_to_many_subscriber_hosts_stay_open_for_reuse(server: Server) -> None:
+    # Twenty callback hosts (all this server): each keeps its connection, so a second
+    # round of deliveries opens none (urllib3 alone keeps the pools of 10 hosts).
+    def every_name_here(host: str, port: int) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    http = local_http(timeout=5, resolver=every_name_here)
+    for _ in range(2):
+        for number in range(20):
+            http.request("POST", f"http://rp{number}.example:{server.port}/cb", body=b"event")
+
+    assert len(server.recorder.connections) == 20
+
+
 def test_from_settings_takes_the_guard_and_timeout_from_settings() -> None:
     settings = Settings(allow_private_callbacks=True, allow_http_callbacks=False, delivery_timeout_seconds=3)
     http = GuardedHttp.from_settings(settings, max_response_bytes=1024)
