@@ -275,3 +275,17 @@ def test_allow_private_accepts_mixed_answers(dns: dict[str, list[str]]) -> None:
     dns["mixed.example"] = ["93.184.216.34", "127.0.0.1"]
 
     assert resolve_public("mixed.example", 443, allow_private=True) == ["93.184.216.34", "127.0.0.1"]
+
+
+def test_a_name_is_looked_up_as_written_but_for_its_final_dot() -> None:
+    # Names starting or ending with letters that look like trimming targets stay whole.
+    asked: list[str] = []
+
+    def recording_resolver(host: str, port: int) -> list[tuple[Any, ...]]:
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+
+    for host in ("Xylophone.example.", "rp.boX", "XX.example"):
+        addresses = resolve_public(host, 443, allow_private=False, resolver=recording_resolver)
+        assert addresses == ["93.184.216.34"]
+    assert asked == ["Xylophone.example", "rp.boX", "XX.example"]
