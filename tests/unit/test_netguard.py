@@ -289,3 +289,10 @@ def test_a_name_is_looked_up_as_written_but_for_its_final_dot() -> None:
         addresses = resolve_public(host, 443, allow_private=False, resolver=recording_resolver)
         assert addresses == ["93.184.216.34"]
     assert asked == ["Xylophone.example", "rp.boX", "XX.example"]
+
+
+@pytest.mark.parametrize("host", ["", "[]", "."])
+def test_a_url_without_a_host_is_refused_saying_so(host: str) -> None:
+    with pytest.raises(BlockedAddressError) as refused:
+        resolve_public(host, 443, allow_private=True)
+    assert str(refused.value) == "URL has no host"
