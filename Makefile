@@ -75,7 +75,7 @@ template: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ##
 test: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## everything CI runs: lint, types, template checks, every test
 	@# The checks are independent of each other: run them side by side, then the tests.
 	$(MAKE) --no-print-directory -j3 lint typecheck template
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2
 
 # The functions in the Lambda emulator need a Docker daemon and the Lambda Python image:
 # .ci/run provides both (README, "With Docker and the SAM CLI").

@@ -71,18 +71,3 @@ def hub_factory(moto_endpoint: str) -> Iterator[Callable[[dict[str, Any]], Hub]]
     yield build
     for created in built:
         created.close()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep a module's tests on one xdist worker when they share a module-scoped fixture (a
-    stack, a built template): spread over two workers, each would build it again. Run with
-    ``--dist loadgroup``; other tests are still handed out one by one."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        scopes = {
-            definition.scope for definitions in info.name2fixturedefs.values() for definition in definitions
-        }
-        if "module" in scopes:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
