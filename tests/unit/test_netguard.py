@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sethub.errors import BlockedAddressError
+from sethub.errors import BlockedAddressError, OutboundError
 from sethub.netguard import check_address, forbidden_reason, is_odd_ipv4_spelling, resolve_public, vet_url
 
 # Literal hosts as they appear in a URL, each refused when allow_private=False.
@@ -296,3 +296,18 @@ def test_a_url_without_a_host_is_refused_saying_so(host: str) -> None:
     with pytest.raises(BlockedAddressError) as refused:
         resolve_public(host, 443, allow_private=True)
     assert str(refused.value) == "URL has no host"
+
+
+def test_a_name_that_does_not_resolve_says_why() -> None:
+    def failing(host: str, port: int) -> list[tuple[Any, ...]]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def empty(host: str, port: int) -> list[tuple[Any, ...]]:
+        return []
+
+    with pytest.raises(OutboundError) as failed:
+        resolve_public("gone.example", 443, allow_private=False, resolver=failing)
+    assert str(failed.value) == "cannot resolve host 'gone.example': gaierror"
+    with pytest.raises(OutboundError) as no_answer:
+        resolve_public("empty.example", 443, allow_private=False, resolver=empty)
+    assert str(no_answer.value) == "cannot resolve host 'empty.example': no addresses"
