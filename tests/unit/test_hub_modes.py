@@ -919,7 +919,7 @@ def test_the_form_media_type_is_matched_without_case_or_parameters() -> None:
     request = parse_hub_request(
         query=None,
         body=b"hub.mode=publish&hub.topic=t",
-        content_type=" Application/X-WWW-Form-Urlencoded ;charset=utf-8",
+        content_type=" Application/X-WWW-Form-Urlencoded ;charset=utf-8; q=1",
     )
 
     assert request.params == {"hub.mode": "publish", "hub.topic": "t"}
