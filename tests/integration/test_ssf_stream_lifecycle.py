@@ -30,6 +30,7 @@ from sethub.dispatch import Dispatcher
 from sethub.messages import SetEvent, StreamTask, parse_message
 from sethub.outbound import GuardedHttp
 from sethub.queues import Outgoing, QueueSender
+from sethub.retry import DEFAULT_JITTER
 from sethub.ssf import routing
 from sethub.ssf.auth import SCOPES, Receiver
 from sethub.ssf.keys import SsfKeys
@@ -249,7 +250,7 @@ def test_a_push_stream_failing_for_disable_after_seconds_is_disabled_and_told_so
     assert transmitter.dispatcher(sender=sender).dispatch(tasks).counts == {"retrying": 1}
     [retry] = [o.body for url, o in sender.sent if url == transmitter.hub.settings.retry_queue_url]
     endpoint.status = 202
-    transmitter.clock.at += 61  # the retry is due
+    transmitter.clock.at += 60 * (1 + DEFAULT_JITTER) + 1  # the retry is due, whatever its jitter
     before = len(endpoint.received())
     assert dispatcher.dispatch([("retry", retry)]).counts == {"ok": 1}
     [notice] = [verified(body, transmitter.keys) for body in endpoint.received()[before:]]
