@@ -75,7 +75,9 @@ template: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ##
 test: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## everything CI runs: lint, types, template checks, every test
 	@# The checks are independent of each other: run them side by side, then the tests.
 	$(MAKE) --no-print-directory -j3 lint typecheck template
-	$(BIN)/python -m pytest -n 2
+	@# Three workers on two cores: the end-to-end tests spend much of their time waiting on
+	@# their stacks and subscribers, and a third worker fills those waits.
+	$(BIN)/python -m pytest -n 3
 
 # The functions in the Lambda emulator need a Docker daemon and the Lambda Python image:
 # .ci/run provides both (README, "With Docker and the SAM CLI").
