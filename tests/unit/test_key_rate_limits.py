@@ -195,3 +195,14 @@ def test_a_counter_that_cannot_be_written_neither_refuses_nor_loses_the_requests
     limiter.admit("k")
 
     assert store.calls == [("k", 6)]
+
+
+def test_blank_limits_are_no_limits() -> None:
+    # The REST ingress deploys them as AWS::NoValue, which sam local passes as blank values.
+    settings = Settings.from_env(
+        {"SETHUB_KEY_RATE_LIMIT": "", "SETHUB_KEY_BURST_LIMIT": "", "SETHUB_KEY_DAILY_QUOTA": ""}
+    )
+
+    assert (settings.key_rate_limit, settings.key_burst_limit, settings.key_daily_quota) == (0, 0, 0)
+    with pytest.raises(ConfigurationError, match="SETHUB_KEY_RATE_LIMIT must be a whole number"):
+        Settings.from_env({"SETHUB_KEY_RATE_LIMIT": "fast"})

@@ -205,7 +205,9 @@ class Settings:
             key_cache_seconds=_key_cache_seconds(
                 get("SETHUB_KEY_CACHE_SECONDS", str(DEFAULT_KEY_CACHE_SECONDS))
             ),
-            key_rate_limit=_int(get("SETHUB_KEY_RATE_LIMIT", "0"), "SETHUB_KEY_RATE_LIMIT"),
-            key_burst_limit=_int(get("SETHUB_KEY_BURST_LIMIT", "0"), "SETHUB_KEY_BURST_LIMIT"),
-            key_daily_quota=_int(get("SETHUB_KEY_DAILY_QUOTA", "0"), "SETHUB_KEY_DAILY_QUOTA"),
+            # Declared only with Ingress=http (AWS::NoValue otherwise), which sam local, unable
+            # to evaluate the condition, passes as a blank value: blank is "no limit" as 0 is.
+            key_rate_limit=_int(get("SETHUB_KEY_RATE_LIMIT") or "0", "SETHUB_KEY_RATE_LIMIT"),
+            key_burst_limit=_int(get("SETHUB_KEY_BURST_LIMIT") or "0", "SETHUB_KEY_BURST_LIMIT"),
+            key_daily_quota=_int(get("SETHUB_KEY_DAILY_QUOTA") or "0", "SETHUB_KEY_DAILY_QUOTA"),
         )
