@@ -18,7 +18,7 @@ export SAM_CLI_TELEMETRY := 0
 PYTHON_DIR = $(shell dirname "$$(command -v $(PYTHON))")
 TEST_MYPY_FLAGS := --allow-untyped-defs --allow-incomplete-defs --no-warn-return-any
 
-.PHONY: help local test test-sam lint typecheck template unit integration e2e bench mutation build deploy clean
+.PHONY: help venvs local test pytest test-sam lint typecheck template bench mutation build deploy clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -72,11 +72,15 @@ template: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ##
 	  echo "sam build: ok"; \
 	  $(BIN)/python -m devstack.artifact "$$scratch/build" --python $(RUNTIME_VENV)/bin/python --parameter Ingress=http
 
-test: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## everything CI runs: lint, types, template checks, every test
-	@# The checks are independent of each other: run them side by side, then the tests.
-	$(MAKE) --no-print-directory -j3 lint typecheck template
-	@# Three workers on two cores: the end-to-end tests spend much of their time waiting on
-	@# their stacks and subscribers, and a third worker fills those waits.
+venvs: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## the virtualenvs: dev, SAM CLI, Lambda runtime
+
+test: venvs ## everything CI runs: lint, types, template checks, every test
+	@# Independent of each other, so side by side: the tests spend much of their time waiting
+	@# on stacks and subscribers, which the static checks fill.
+	$(MAKE) --no-print-directory -j4 lint typecheck template pytest
+
+pytest: $(BIN)/.installed ## every test (unit, integration on moto, e2e against local stacks)
+	@# Three workers on two cores, for the same reason.
 	$(BIN)/python -m pytest -n 3
 
 # The functions in the Lambda emulator need a Docker daemon and the Lambda Python image:
