@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -116,17 +116,22 @@ class WorkerPool:
     """A function's containers: each runs one invocation at a time, as on Lambda; when all are
     busy another one starts (a cold start), up to ``max_workers``, then invocations wait."""
 
-    def __init__(self, spec: FunctionSpec, root: Path, env: Mapping[str, str], max_workers: int) -> None:
+    def __init__(
+        self, spec: FunctionSpec, root: Path, env: Mapping[str, str], max_workers: int, *, warm: bool = True
+    ) -> None:
         self.spec = spec
         self._root = root
         self._env = dict(env)
         self._max = max(1, max_workers)
         self._idle: list[tuple[FunctionWorker, RemoteFunction]] = []
-        self._all: list[FunctionWorker] = [FunctionWorker(spec, root, env)]
+        # A warm pool starts its first worker at once; a cold one on its first invocation.
+        self._all: list[FunctionWorker] = [FunctionWorker(spec, root, env)] if warm else []
         self._changed = threading.Condition()
 
     def wait_ready(self) -> None:
-        """Wait for the first worker (started with the pool, so that pools start side by side)."""
+        """Wait for the first worker, if the pool started one (so that pools start side by side)."""
+        if not self._all:
+            return
         first = self._all[0]
         first.wait_ready()
         self._idle.append((first, RemoteFunction(self.spec, first.endpoint)))
@@ -179,9 +184,15 @@ def start_pools(
     root: Path,
     envs: Mapping[str, Mapping[str, str]],
     max_workers: int,
+    warm: Collection[str] | None = None,
 ) -> dict[str, WorkerPool]:
-    """A pool per function with one warm worker each, started side by side."""
-    pools = {name: WorkerPool(spec, root, envs[name], max_workers) for name, spec in specs.items()}
+    """A pool per function, those named in ``warm`` (default: all) with a worker started at
+    once, side by side; the others start one on their first invocation (a function that
+    nothing triggers locally, such as a custom resource's, costs no process)."""
+    pools = {
+        name: WorkerPool(spec, root, envs[name], max_workers, warm=warm is None or name in warm)
+        for name, spec in specs.items()
+    }
     try:
         for pool in pools.values():
             pool.wait_ready()

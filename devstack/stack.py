@@ -257,6 +257,9 @@ class LocalStack:
             self.config.template_path.parent,
             {name: {**base, **env} for name, env in lambda_envs.items()},
             max_workers=MAX_WORKERS_PER_FUNCTION,
+            # Warm: what the API and the queues invoke.
+            warm={route.function for route in provisioned.routes}
+            | {source.function for source in provisioned.event_sources},
         )
         return self._pools
 

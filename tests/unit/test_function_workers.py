@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from devstack.invoke import FunctionError, FunctionWorker, RemoteFunction, WorkerPool
+from devstack.invoke import FunctionError, FunctionWorker, RemoteFunction, WorkerPool, start_pools
 from devstack.provision import FunctionSpec
 
 HANDLER = """
 import os
+from dataclasses import replace
 import socket
 
 def handler(event, context):
@@ -111,3 +113,25 @@ def test_concurrent_invocations_never_share_a_container(pool):
                 connection.close()
             pids = {future.result(timeout=60)["pid"] for future in results}
     assert len(pids) == 2
+
+
+def test_only_warm_pools_start_a_container_before_their_first_invocation(tmp_path: Path):
+    probe = probe_spec(tmp_path)
+    broken = replace(probe, logical_id="BrokenFunction", handler="missing_handler.handler")
+    specs = {"ProbeFunction": probe, "BrokenFunction": broken}
+    envs = {name: {"PATH": os.environ["PATH"]} for name in specs}
+
+    # All warm (the default): a function that cannot start fails the stack's start.
+    with pytest.raises(FunctionError):
+        start_pools(specs, tmp_path, envs, max_workers=1)
+
+    # Only ProbeFunction warm (what the API and the queues invoke): the other starts nothing,
+    # and its import error shows on its first invocation, as a Lambda cold start's does.
+    pools = start_pools(specs, tmp_path, envs, max_workers=1, warm={"ProbeFunction"})
+    try:
+        assert pools["ProbeFunction"].invoke({"echo": "hi"})["echo"] == "hi"
+        with pytest.raises(FunctionError, match="BrokenFunction: the worker did not start"):
+            pools["BrokenFunction"].invoke({})
+    finally:
+        for started in pools.values():
+            started.stop()
