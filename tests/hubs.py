@@ -6,7 +6,9 @@ module named after what it holds: ``conftest`` is ambiguous with two test roots 
 
 from __future__ import annotations
 
+import io
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,9 @@ from devstack.awsgate import AuthorizingEndpoint, endpoint_for
 from devstack.credentials import seed_local_keys
 from devstack.functions import load_function
 from devstack.provision import Provisioned, provision
+from sethub.cli import parser
+from sethub.cli.context import Context
+from sethub.cli.target import CliClients
 from sethub.clients import DEFAULT_CONFIG, AwsClients
 from sethub.settings import Settings
 
@@ -100,3 +105,21 @@ def build_hub(moto_endpoint: str, template: dict[str, Any]) -> Hub:
         env=env,
         provisioned=provisioned,
     )
+
+
+def operator_command(hub: Hub, clock: Callable[[], float], *argv: str) -> str:
+    """``sethub ARGV`` as an operator runs it (admin credentials) against ``hub``, at the
+    clock's time; its output (it must succeed)."""
+    out = io.StringIO()
+    arguments = parser().parse_args(list(argv))
+    context = Context(
+        args=arguments,
+        clients=CliClients(),  # at moto, as every boto3 client of the fixture (AWS_ENDPOINT_URL)
+        env={"SETHUB_TABLE_NAME": hub.settings.table_name, "SETHUB_DATA_KEY_ID": hub.settings.data_key_id},
+        out=out,
+        err=io.StringIO(),
+        stdin=io.StringIO(),
+        now=clock,
+    )
+    assert arguments.run(context) == 0
+    return out.getvalue()

@@ -7,7 +7,6 @@ so a receiver that verifies it against the JWKS after the rotation must still fi
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import uuid
@@ -16,13 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
-from hubs import LOCAL_OVERRIDES, DirectClients, Hub
+from hubs import LOCAL_OVERRIDES, DirectClients, Hub, operator_command
 
 from devstack.gateway import proxy_event
 from devstack.provision import provision
-from sethub.cli import parser
-from sethub.cli.context import Context
-from sethub.cli.target import CliClients
 from sethub.keyring import DEFAULT_ACTIVATE_SECONDS, RingStore, WrappedSigner, signer_for
 from sethub.settings import Settings
 from sethub.signing import KmsSigner
@@ -168,20 +164,8 @@ class Clock:
 
 
 def rotate_command(hub: Hub, *args: str, clock: Clock) -> str:
-    """``sethub signing-keys rotate`` as an operator runs it (admin credentials), at the clock's time."""
-    out = io.StringIO()
-    arguments = parser().parse_args(["signing-keys", "rotate", *args])
-    context = Context(
-        args=arguments,
-        clients=CliClients(),  # at moto, as every boto3 client of the fixture (AWS_ENDPOINT_URL)
-        env={"SETHUB_TABLE_NAME": hub.settings.table_name, "SETHUB_DATA_KEY_ID": hub.settings.data_key_id},
-        out=out,
-        err=io.StringIO(),
-        stdin=io.StringIO(),
-        now=clock,
-    )
-    assert arguments.run(context) == 0
-    return out.getvalue()
+    """``sethub signing-keys rotate`` as an operator runs it, at the clock's time."""
+    return operator_command(hub, clock, "signing-keys", "rotate", *args)
 
 
 def dispatch_signer(hub: Hub, clock: Clock) -> WrappedSigner:

@@ -12,7 +12,6 @@ deploy that flips ``SigningKeySlot`` (what ``sethub signing-keys rotate`` starts
 
 from __future__ import annotations
 
-import io
 import json
 import time
 import uuid
@@ -23,15 +22,12 @@ from urllib.parse import urlsplit
 import pytest
 from cfn_responses import cfn_responses
 from cryptography.hazmat.primitives.serialization import load_der_public_key
-from hubs import LOCAL_OVERRIDES, DirectClients, Hub
+from hubs import LOCAL_OVERRIDES, DirectClients, Hub, operator_command
 from jwcrypto import jwk, jws
 from mypy_boto3_kms import KMSClient
 
 from devstack.gateway import proxy_event
 from devstack.provision import provision
-from sethub.cli import parser
-from sethub.cli.context import Context
-from sethub.cli.target import CliClients
 from sethub.errors import ConfigurationError
 from sethub.settings import Settings
 from sethub.ssf.keys import ITEM_KEY, REFRESH_SECONDS, SsfKeys
@@ -109,20 +105,8 @@ def rotate(hub: Hub, clock: Clock, *args: str) -> str:
 
 
 def signing_key(hub: Hub, clock: Clock, *args: str) -> str:
-    """``sethub ssf signing-key ARGS`` as an operator runs it (admin credentials), at the clock's time."""
-    out = io.StringIO()
-    arguments = parser().parse_args(["ssf", "signing-key", *args])
-    context = Context(
-        args=arguments,
-        clients=CliClients(),  # at moto, as every boto3 client of the fixture (AWS_ENDPOINT_URL)
-        env={"SETHUB_TABLE_NAME": hub.settings.table_name, "SETHUB_DATA_KEY_ID": hub.settings.data_key_id},
-        out=out,
-        err=io.StringIO(),
-        stdin=io.StringIO(),
-        now=clock,
-    )
-    assert arguments.run(context) == 0
-    return out.getvalue()
+    """``sethub ssf signing-key ARGS`` as an operator runs it, at the clock's time."""
+    return operator_command(hub, clock, "ssf", "signing-key", *args)
 
 
 def published(keys: jwk.JWKSet) -> list[dict[str, Any]]:
