@@ -6,7 +6,9 @@ module named after what it holds: ``conftest`` is ambiguous with two test roots 
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +21,9 @@ from authorized import AuthorizedFunction
 from devstack.awsgate import AuthorizingEndpoint, endpoint_for
 from devstack.credentials import seed_local_keys
 from devstack.functions import load_function
+from devstack.gateway import proxy_event
 from devstack.provision import Provisioned, provision
+from devstack.ssf import seed_ssf_clients
 from sethub.cli import parser
 from sethub.cli.context import Context
 from sethub.cli.target import CliClients
@@ -123,3 +127,24 @@ def operator_command(hub: Hub, clock: Callable[[], float], *argv: str) -> str:
     )
     assert arguments.run(context) == 0
     return out.getvalue()
+
+
+def local_receiver_token(hub: Hub, scope: str) -> str:
+    """An access token of the local SSF receiver (``devstack.ssf``), from the SSF function's
+    token endpoint as a receiver gets one (client credentials)."""
+    seed_ssf_clients(hub.provisioned, {})
+    basic = base64.b64encode(b"local-ssf-receiver:local-ssf-secret").decode()
+    token = hub.function("SsfFunction").invoke(
+        proxy_event(
+            resource="/oauth2/token",
+            method="POST",
+            headers=[
+                ("Authorization", f"Basic {basic}"),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body=f"grant_type=client_credentials&scope={scope}".encode(),
+        )
+    )
+    assert token["statusCode"] == 200, token["body"]
+    access: str = json.loads(token["body"])["access_token"]
+    return access

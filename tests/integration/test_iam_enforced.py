@@ -9,7 +9,6 @@ needs removed from a role in the loaded template, that flow fails with AccessDen
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import time
@@ -22,11 +21,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from cfn_responses import cfn_responses
+from hubs import local_receiver_token
 from websub_peer import CallbackServer, websub_peer
 
 from devstack.gateway import proxy_event
 from devstack.iam import Check
-from devstack.ssf import seed_ssf_clients
 from sethub.store import SubscriptionStore
 
 TOPIC = "acme.login"
@@ -55,22 +54,8 @@ class HubFlows:
 
     def ssf_stream(self) -> Any:
         """A receiver gets a token and creates a poll stream: the SSF function's table calls."""
-        seed_ssf_clients(self.hub.provisioned, {})
         ssf = self.hub.function("SsfFunction")
-        basic = base64.b64encode(b"local-ssf-receiver:local-ssf-secret").decode()
-        token = ssf.invoke(
-            proxy_event(
-                resource="/oauth2/token",
-                method="POST",
-                headers=[
-                    ("Authorization", f"Basic {basic}"),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                ],
-                body=b"grant_type=client_credentials&scope=ssf.manage",
-            )
-        )
-        assert token["statusCode"] == 200, token["body"]
-        access = json.loads(token["body"])["access_token"]
+        access = local_receiver_token(self.hub, "ssf.manage")
         return ssf.invoke(
             proxy_event(
                 resource="/ssf/stream",

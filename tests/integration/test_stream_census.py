@@ -7,14 +7,13 @@ five minutes after)."""
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
 import pytest
+from hubs import local_receiver_token
 
 from devstack.gateway import proxy_event
-from devstack.ssf import seed_ssf_clients
 
 
 def stream_counts(output: str) -> list[dict[str, float]]:
@@ -40,22 +39,8 @@ def test_stream_changes_and_dispatch_publish_the_streams_by_status(
 ):
     for name, value in hub.env.items():  # the functions' environment (their handlers read it)
         monkeypatch.setenv(name, value)
-    seed_ssf_clients(hub.provisioned, {})
     ssf = hub.function("SsfFunction")
-    basic = base64.b64encode(b"local-ssf-receiver:local-ssf-secret").decode()
-    token = ssf.invoke(
-        proxy_event(
-            resource="/oauth2/token",
-            method="POST",
-            headers=[
-                ("Authorization", f"Basic {basic}"),
-                ("Content-Type", "application/x-www-form-urlencoded"),
-            ],
-            body=b"grant_type=client_credentials&scope=ssf.manage ssf.read",
-        )
-    )
-    assert token["statusCode"] == 200, token["body"]
-    bearer = [("Authorization", f"Bearer {json.loads(token['body'])['access_token']}")]
+    bearer = [("Authorization", f"Bearer {local_receiver_token(hub, 'ssf.manage ssf.read')}")]
     json_body = [*bearer, ("Content-Type", "application/json")]
     capsys.readouterr()
 
