@@ -2,7 +2,8 @@
 
 Settings, clients and the ingestor are built once per container, on the first request.
 The same route answers the REST API's proxy events (payload 1.0) and, with
-``Ingress=http``, the HTTP API's (payload 2.0): one Powertools resolver for each.
+``Ingress=http``, the HTTP API's (payload 2.0): one ``sethub.restapi`` router for each,
+answering as Powertools' ``APIGatewayRestResolver`` and ``APIGatewayHttpResolver`` do.
 """
 
 from __future__ import annotations
@@ -12,13 +13,6 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import (
-    APIGatewayHttpResolver,
-    APIGatewayRestResolver,
-    Response,
-    content_types,
-)
-from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.metrics import MetricUnit
 
 from sethub.api import base_url, key_checker, request_body
@@ -28,6 +22,7 @@ from sethub.credentials.ratelimit import DynamoDBKeyCounters, KeyLimits, KeyRate
 from sethub.errors import BadRequestError, SethubError
 from sethub.events import parse_request_body
 from sethub.ingest import Ingestor
+from sethub.restapi import APPLICATION_JSON, HttpApiRouter, Response, RestRouter
 from sethub.runtime import per_environment
 from sethub.settings import Settings
 
@@ -42,8 +37,10 @@ tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "sethub")
 # Accepted requests publish no metric (below): no warning line about it either.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
-rest_app = APIGatewayRestResolver()
-http_app = APIGatewayHttpResolver()
+# Not Powertools' resolvers: importing its event_handler costs ~40 ms of every cold start
+# for one route (sethub.restapi says why and what it keeps the same).
+rest_app = RestRouter()
+http_app = HttpApiRouter()
 HUB_BASE_URL_VARIABLE = "hubBaseUrl"
 """The HTTP API stage variable naming the REST API's base URL (the hub's own URL and the
 default SET issuer): the publisher called another API's domain."""
@@ -67,8 +64,8 @@ class _Deps:
 deps = per_environment(_Deps)
 
 
-def _json(status: int, body: dict[str, Any]) -> Response[Any]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, content_type=APPLICATION_JSON, body=body, headers=headers or {})
 
 
 def _base_url(raw_event: dict[str, Any], settings: Settings) -> str:
@@ -78,12 +75,12 @@ def _base_url(raw_event: dict[str, Any], settings: Settings) -> str:
     return base_url(raw_event, settings)
 
 
-def _routes(app: ApiGatewayResolver, *, per_key_limits: bool) -> None:
+def _routes(app: RestRouter, *, per_key_limits: bool) -> None:
     """``POST /events`` and its error answers on ``app`` (either payload version);
     ``per_key_limits``: the function counts each key's requests (the HTTP API's)."""
 
     @app.post("/events")
-    def post_events() -> Response[Any]:
+    def post_events() -> Response:
         event = app.current_event
         current = deps()
         principal = current.keys.authenticate(event.headers)
@@ -104,20 +101,19 @@ def _routes(app: ApiGatewayResolver, *, per_key_limits: bool) -> None:
         logger.debug("events accepted", extra={"jtis": [item["jti"] for item in accepted][:100]})
         return _json(202, {"accepted": accepted})
 
-    @app.exception_handler(BadRequestError)  # type: ignore[untyped-decorator]
-    def on_refused(exc: BadRequestError) -> Response[Any]:
+    @app.exception_handler(BadRequestError)
+    def on_refused(exc: BadRequestError) -> Response:
         logger.info("events refused", extra={"status": exc.status, "reason": exc.reason})
         metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=1)
         body: dict[str, Any] = {"error": exc.reason}
         if exc.problems:
             body["problems"] = exc.problems
-        response = _json(exc.status, body)
         if isinstance(exc, KeyRateLimitedError):
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+            return _json(exc.status, body, {"Retry-After": str(exc.retry_after)})
+        return _json(exc.status, body)
 
-    @app.exception_handler(SethubError)  # type: ignore[untyped-decorator]
-    def on_error(exc: SethubError) -> Response[Any]:
+    @app.exception_handler(SethubError)
+    def on_error(exc: SethubError) -> Response:
         # AWS or configuration trouble: nothing was accepted; the publisher should retry.
         logger.exception("ingest failed", extra={"error": type(exc).__name__})
         return _json(503, {"error": "events were not accepted, try again later"})

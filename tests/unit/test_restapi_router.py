@@ -1,8 +1,9 @@
-"""sethub.restapi answers REST proxy events as Powertools' APIGatewayRestResolver did.
+"""sethub.restapi answers API Gateway's proxy events as Powertools' resolvers did.
 
-The hub's functions swapped that resolver for sethub.restapi (cold start): the same
-routes and handlers registered on both must give API Gateway the same reply, so callers
-see no difference.
+The hub's functions swapped ``APIGatewayRestResolver`` (REST API, payload 1.0) and
+``APIGatewayHttpResolver`` (HTTP API, payload 2.0) for sethub.restapi (cold start): the
+same routes and handlers registered on both must give API Gateway the same reply, so
+callers see no difference.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import pytest
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver
 from aws_lambda_powertools.event_handler import Response as PowertoolsResponse
 
 from sethub.errors import BadRequestError, SethubError
-from sethub.restapi import APPLICATION_JSON, Response, RestRouter
+from sethub.restapi import APPLICATION_JSON, HttpApiRouter, Response, RestRouter
 
 
 def _register(app: Any, response: Any) -> None:
@@ -41,6 +42,13 @@ def _register(app: Any, response: Any) -> None:
     def gone() -> Any:
         return response(status_code=204, headers={"Cache-Control": "no-store"}, body="")
 
+    def limited() -> Any:
+        # As ingest refuses a key over its rate: a JSON body and Retry-After.
+        headers = {"Retry-After": "7"}
+        return response(
+            status_code=429, content_type=APPLICATION_JSON, body={"error": "slow"}, headers=headers
+        )
+
     def raw() -> Any:
         return response(status_code=200, content_type="application/octet-stream", body=b"\x00\xff")
 
@@ -63,6 +71,7 @@ def _register(app: Any, response: Any) -> None:
     app.post("/hub")(hub)
     app.get("/jwks")(jwks)
     app.delete("/stream")(gone)
+    app.post("/events")(limited)
     app.get("/bytes")(raw)
     app.post("/refuse")(refuse)
     app.post("/fail")(fail)
@@ -91,6 +100,7 @@ REQUESTS = [
     ("POST", "/hub", "hub.mode=subscribe"),
     ("GET", "/jwks", None),
     ("DELETE", "/stream", None),
+    ("POST", "/events", "[]"),
     ("GET", "/bytes", None),
     ("POST", "/refuse", "{}"),
     ("POST", "/fail", "{}"),
@@ -108,6 +118,45 @@ def test_same_reply_as_powertools(method: str, path: str, body: str | None) -> N
     _register(theirs, PowertoolsResponse)
     assert ours.resolve(_event(method, path, body), None) == theirs.resolve(
         _event(method, path, body), cast(Any, {})
+    )
+
+
+def _http_event(method: str, path: str, body: str | None = None, stage: str = "$default") -> dict[str, Any]:
+    """An HTTP API's payload 2.0 event (``Ingress=http``): the stage, if named, leads the path."""
+    raw_path = path if stage == "$default" else f"/{stage}{path}"
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": raw_path,
+        "rawQueryString": "a=1" if body else "",
+        "headers": {"host": "hub.example", "x-api-key": "k"},
+        "queryStringParameters": {"a": "1"} if body else None,
+        "requestContext": {
+            "http": {"method": method, "path": raw_path},
+            "requestId": "r1",
+            "stage": stage,
+        },
+        "stageVariables": {"hubBaseUrl": "https://hub.example/Prod"},
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+HTTP_REQUESTS = [
+    *((method, path, body, "$default") for method, path, body in REQUESTS),
+    ("POST", "/events", "[]", "v1"),
+    ("GET", "/health", None, "v1"),
+    ("GET", "", None, "v1"),  # the stage alone: an empty path
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "stage"), HTTP_REQUESTS)
+def test_same_http_api_reply_as_powertools(method: str, path: str, body: str | None, stage: str) -> None:
+    ours, theirs = HttpApiRouter(), APIGatewayHttpResolver()
+    _register(ours, Response)
+    _register(theirs, PowertoolsResponse)
+    assert ours.resolve(_http_event(method, path, body, stage), None) == theirs.resolve(
+        _http_event(method, path, body, stage), cast(Any, {})
     )
 
 

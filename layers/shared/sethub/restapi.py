@@ -8,8 +8,10 @@ goal is 1.3x ``import boto3`` for the whole handler). This module keeps the deco
 API the handlers used (``@app.get``, ``@app.exception_handler``, ``app.current_event``,
 ``Response``) and answers as that resolver does: ``multiValueHeaders``, dict bodies as
 compact JSON, bytes as base64, a trailing slash matched, and unknown routes or methods
-``404 {"statusCode":404,"message":"Not found"}``. Logging, metrics and tracing stay
-Powertools'.
+``404 {"statusCode":404,"message":"Not found"}``. ``HttpApiRouter`` does the same for an
+HTTP API's payload 2.0 events as ``APIGatewayHttpResolver``: the stage stripped from the
+path, no trailing slash matched, ``headers`` with repeated values joined by ", " and
+``cookies``. Logging, metrics and tracing stay Powertools'.
 """
 
 from __future__ import annotations
@@ -69,6 +71,24 @@ class RestEvent:
         return bool(self.raw_event.get("isBase64Encoded"))
 
 
+class HttpApiEvent(RestEvent):
+    """An HTTP API's payload 2.0 event: the method and path live elsewhere."""
+
+    @property
+    def path(self) -> str:
+        # As Powertools reads it: a named stage is the path's first segment ($default has none).
+        raw = str(self.raw_event.get("rawPath") or "/")
+        stage = (self.raw_event.get("requestContext") or {}).get("stage")
+        if stage and stage != "$default":
+            return raw[len("/" + stage) :]
+        return raw
+
+    @property
+    def http_method(self) -> str:
+        http = (self.raw_event.get("requestContext") or {}).get("http") or {}
+        return str(http.get("method") or "").upper()
+
+
 class RestRouter:
     """Routes by method and exact path (a trailing slash allowed).
 
@@ -120,14 +140,24 @@ class RestRouter:
         return register
 
     def resolve(self, event: dict[str, Any], context: object = None) -> dict[str, Any]:
-        self._local.event = RestEvent(event)
+        self._local.event = self._event(event)
         try:
-            return _proxy_reply(self._dispatch(self._local.event))
+            return self._reply(self._dispatch(self._local.event))
         finally:
             self._local.event = None
 
+    def _event(self, event: dict[str, Any]) -> RestEvent:
+        return RestEvent(event)
+
+    def _route_path(self, path: str) -> str:
+        # REST API: "/health/" is "/health", as Powertools' REST resolver matches it.
+        return _SLASHES.sub("", path) or "/"
+
+    def _reply(self, response: Response) -> dict[str, Any]:
+        return _proxy_reply(response)
+
     def _dispatch(self, event: RestEvent) -> Response:
-        route = self._routes.get((event.http_method, _SLASHES.sub("", event.path) or "/"))
+        route = self._routes.get((event.http_method, self._route_path(event.path)))
         if route is None:
             return Response(status_code=404, content_type=APPLICATION_JSON, body=_NOT_FOUND)
         try:
@@ -151,19 +181,51 @@ class RestRouter:
 _SLASHES = re.compile(r"/+$")
 
 
+class HttpApiRouter(RestRouter):
+    """``RestRouter`` for an HTTP API's payload 2.0 events (``APIGatewayHttpResolver``'s replies)."""
+
+    def _event(self, event: dict[str, Any]) -> RestEvent:
+        return HttpApiEvent(event)
+
+    def _route_path(self, path: str) -> str:
+        # Powertools' HTTP resolver matches the path exactly: "/events/" is not found.
+        return path
+
+    def _reply(self, response: Response) -> dict[str, Any]:
+        body, encoded = _body(response)
+        headers: dict[str, str] = {}
+        for name, value in response.headers.items():
+            headers[name] = ", ".join(value) if isinstance(value, list) else value
+        if response.content_type:
+            headers.setdefault("Content-Type", response.content_type)  # a header of that name wins
+        return {
+            "statusCode": response.status_code,
+            "body": body,
+            "isBase64Encoded": encoded,
+            "headers": headers,
+            "cookies": [],
+        }
+
+
+def _body(response: Response) -> tuple[str, bool]:
+    """The reply's body as API Gateway takes it, and whether it is base64."""
+    body = response.body
+    if body is None:
+        return "", False
+    if isinstance(body, bytes):
+        return base64.b64encode(body).decode("ascii"), True
+    if not isinstance(body, str):
+        return json.dumps(body, separators=(",", ":")), False
+    return body, False
+
+
 def _proxy_reply(response: Response) -> dict[str, Any]:
     headers: dict[str, list[str]] = {}
     if response.content_type:
         headers["Content-Type"] = [response.content_type]
     for name, value in response.headers.items():
         headers[name] = list(value) if isinstance(value, list) else [value]
-    body, encoded = response.body, False
-    if body is None:
-        body = ""
-    elif isinstance(body, bytes):
-        body, encoded = base64.b64encode(body).decode("ascii"), True
-    elif not isinstance(body, str):
-        body = json.dumps(body, separators=(",", ":"))
+    body, encoded = _body(response)
     return {
         "statusCode": response.status_code,
         "body": body,
