@@ -37,13 +37,12 @@ from http.client import HTTPException
 from http.client import HTTPResponse as _StdlibResponse
 from typing import Any, Final
 
-from urllib3 import HTTPConnectionPool, HTTPResponse, PoolManager, Timeout
+from urllib3 import HTTPConnectionPool, HTTPResponse, PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
     LocationParseError,
-    NewConnectionError,
     ProtocolError,
     ReadTimeoutError,
     SSLError,
@@ -61,11 +60,12 @@ DEFAULT_NUM_POOLS: Final = 128
 """Distinct (scheme, host, port) pools kept; bounded because each idle connection is a file descriptor."""
 _READ_CHUNK: Final = 16 * 1024
 
-_DEADLINE: ContextVar[float | None] = ContextVar("sethub_outbound_deadline", default=None)
+_DEADLINE: ContextVar[float] = ContextVar("sethub_outbound_deadline")
 """``time.monotonic()`` by which the current thread's request must be over.
 
 Set by ``GuardedHttp.request`` around the whole urllib3 call; the connection and the
 response, which urllib3 builds and pools, read it to give each step only what is left.
+Only ``GuardedHttp.request`` uses these connections, so it is always set when they run.
 """
 
 
@@ -78,14 +78,12 @@ def _deadline(deadline: float) -> Iterator[None]:
         _DEADLINE.reset(token)
 
 
-def _remaining(fallback: float | None) -> float | None:
-    """Seconds left of the current request, ``fallback`` outside one; TimeoutError once spent."""
-    deadline = _DEADLINE.get()
-    if deadline is None:
-        return fallback
-    remaining = deadline - time.monotonic()
+def _remaining() -> float:
+    """Seconds left of the current request; TimeoutError once they are spent."""
+    remaining = _DEADLINE.get() - time.monotonic()
     if remaining <= 0:
-        raise TimeoutError("the request ran out of time")
+        # No text of its own: what wraps it (_describe) names the step that ran out of time.
+        raise TimeoutError
     return remaining
 
 
@@ -108,34 +106,33 @@ def _connect_vetted(conn: HTTPConnection, allow_private: bool, resolver: Resolve
     (which CPython bounds as a whole by the socket's timeout) and the first send.
     """
     try:
-        timeout = _remaining(conn.timeout)
+        addresses = resolve_public(
+            conn._dns_host, conn.port, allow_private=allow_private, resolver=resolver, timeout=_remaining()
+        )
+        refusals: list[OSError] = []
+        for address in addresses:
+            try:
+                # sethub sets no source address; the socket options are urllib3's (TCP_NODELAY).
+                sock = create_connection(
+                    (address, conn.port), _remaining(), socket_options=conn.socket_options
+                )
+            except TimeoutError:
+                raise
+            except OSError as exc:
+                refusals.append(exc)
+                continue
+            try:
+                sock.settimeout(_remaining())
+            except TimeoutError:
+                sock.close()
+                raise
+            return sock
     except TimeoutError as exc:
-        raise ConnectTimeoutError(conn, "connect timed out") from exc
-    addresses = resolve_public(
-        conn._dns_host, conn.port, allow_private=allow_private, resolver=resolver, timeout=timeout
-    )
-    failure: OSError | None = None
-    for address in addresses:
-        try:
-            sock = create_connection(
-                (address, conn.port),
-                _remaining(conn.timeout),
-                source_address=conn.source_address,
-                socket_options=conn.socket_options,
-            )
-        except TimeoutError as exc:
-            raise ConnectTimeoutError(conn, "connect timed out") from exc
-        except OSError as exc:
-            failure = exc
-            continue
-        try:
-            sock.settimeout(_remaining(conn.timeout))
-        except TimeoutError as exc:
-            sock.close()
-            raise ConnectTimeoutError(conn, "connect timed out") from exc
-        return sock
-    # The urllib3 error type lets urllib3 clean up the pool as it does for its own failures.
-    raise NewConnectionError(conn, f"connection failed: {_os_reason(failure)}")
+        # urllib3's type, not a socket timeout: urllib3 reports those while connecting for
+        # TLS as read timeouts. No text: _describe names it by the request's timeout.
+        raise ConnectTimeoutError from exc
+    # urllib3 closes the connection for any error; ours passes through it as it is.
+    raise OutboundError(f"connection failed: {_os_reason(refusals[-1])}")
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -145,29 +142,21 @@ class _DeadlineReader(io.RawIOBase):
     worker for as long as it likes; here every read gets only what is left of the budget.
     """
 
-    def __init__(self, sock: socket.socket, budget: float, deadline: float) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         super().__init__()
         self._sock = sock
         # The socket's own unbuffered reader: it keeps the socket open while the response
         # is read even if the connection closes it first (http.client does, on
         # "Connection: close"), exactly as the reader http.client would have made.
         self._raw = sock.makefile("rb", buffering=0)
-        self._budget = budget
-        self._deadline = deadline
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int | None:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("the response did not arrive within the timeout")
-        self._sock.settimeout(min(remaining, self._budget))
-        try:
-            return self._raw.readinto(buffer)
-        finally:
-            # The connection is reused: its next request sets its own time again.
-            self._sock.settimeout(self._budget)
+        # What is left, not restored after: a reused connection's next send sets it again.
+        self._sock.settimeout(_remaining())
+        return self._raw.readinto(buffer)
 
     def close(self) -> None:
         if not self.closed:
@@ -178,32 +167,22 @@ class _DeadlineReader(io.RawIOBase):
 class _DeadlineSocket:
     """What ``http.client.HTTPResponse`` needs of a socket: ``makefile``."""
 
-    def __init__(self, sock: socket.socket, budget: float, deadline: float) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._budget = budget
-        self._deadline = deadline
 
     def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self._sock, self._budget, self._deadline))
+        return io.BufferedReader(_DeadlineReader(self._sock))
 
 
 class _DeadlineResponse(_StdlibResponse):
-    """http.client's response, reading status line, headers and body under one deadline.
+    """http.client's response, reading status line, headers and body under the request's
+    deadline (what is left of it after resolving, connecting and sending)."""
 
-    The deadline is the request's own (what is left after resolving, connecting and
-    sending); outside ``GuardedHttp.request``, the socket's timeout from now.
-    """
-
-    def __init__(
-        self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None
-    ) -> None:
-        budget = sock.gettimeout()
-        deadline = _DEADLINE.get()
-        if deadline is None and budget:
-            deadline = time.monotonic() + budget
+    # http.client passes no url (it is only for the deprecated geturl()).
+    def __init__(self, sock: Any, debuglevel: int = 0, method: str | None = None) -> None:
         # Duck-typed: HTTPResponse only calls makefile("rb") on what it is given.
-        wrapped: Any = _DeadlineSocket(sock, budget, deadline) if budget and deadline else sock
-        super().__init__(wrapped, debuglevel, method, url)
+        wrapped: Any = _DeadlineSocket(sock)
+        super().__init__(wrapped, debuglevel, method)
 
 
 class _GuardedHTTPConnection(HTTPConnection):
@@ -211,10 +190,17 @@ class _GuardedHTTPConnection(HTTPConnection):
 
     response_class = _DeadlineResponse
 
+    # urllib3's pools pass everything by keyword, the guard's settings from _new_pool.
     def __init__(
-        self, *args: Any, allow_private: bool = False, resolver: Resolver | None = None, **kwargs: Any
+        self,
+        host: str,
+        port: int | None = None,
+        *,
+        allow_private: bool,
+        resolver: Resolver | None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(host, port, **kwargs)
         self._allow_private = allow_private
         self._resolver = resolver
 
@@ -225,7 +211,7 @@ class _GuardedHTTPConnection(HTTPConnection):
         # Headers and each body chunk are separate sends: each gets only what is left, so
         # a server that reads the body a byte at a time is cut off at the deadline too.
         if self.sock is not None:
-            self.sock.settimeout(_remaining(self.timeout))
+            self.sock.settimeout(_remaining())
         super().send(data)
 
 
@@ -279,8 +265,6 @@ class GuardedHttp:
         self.allow_http = allow_http
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
-        # Built once: urllib3 clones a Timeout per request, so sharing it is safe.
-        self._timeout = Timeout(connect=timeout, read=timeout)
         pool_kw: dict[str, Any] = {}
         if ca_certs is not None:
             pool_kw["ca_certs"] = ca_certs
@@ -289,8 +273,6 @@ class GuardedHttp:
             resolver=resolver,
             num_pools=num_pools,
             maxsize=pool_maxsize,
-            block=False,
-            retries=False,
             **pool_kw,
         )
 
@@ -338,12 +320,13 @@ class GuardedHttp:
                 method,
                 url,
                 body=body,
-                headers=headers if headers is not None else {},
+                headers=headers,
                 redirect=False,
                 retries=False,
-                timeout=self._timeout,
+                # Connecting, sending and reading each take what is left of the request's
+                # deadline; urllib3's own timeouts (the same seconds) never come first.
+                timeout=self.timeout,
                 preload_content=False,
-                decode_content=False,
             )
         except LocationParseError:
             raise BlockedAddressError("malformed URL") from None
@@ -391,24 +374,21 @@ class GuardedHttp:
             # cost more than a new connection, and a dirty connection must not be reused.
             response.close()
         response.release_conn()
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        # Joining one chunk returns it as it is (no copy).
+        return b"".join(chunks)
 
     def clear(self) -> None:
         """Close every pooled connection."""
         self._manager.clear()
 
 
-def _os_reason(exc: BaseException | None) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return "unknown error" if exc is None else exc.__class__.__name__
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror.lower() if exc.strerror else exc.__class__.__name__
 
 
 def _failure(exc: BaseException, timeout: float) -> OutboundError:
     """The sethub error for an urllib3/http.client/socket failure: one line, no URL."""
-    timed_out = isinstance(exc, ReadTimeoutError | TimeoutError) or (
-        isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError)
-    )
+    timed_out = isinstance(exc, ReadTimeoutError | TimeoutError | ConnectTimeoutError)
     if isinstance(exc, ProtocolError) and len(exc.args) > 1 and isinstance(exc.args[1], TimeoutError):
         timed_out = True
     reason = _describe(exc, timeout)
@@ -417,12 +397,7 @@ def _failure(exc: BaseException, timeout: float) -> OutboundError:
 
 def _describe(exc: BaseException, timeout: float) -> str:
     """A one-line, URL-free reason for an urllib3/http.client/socket failure."""
-    # NewConnectionError subclasses ConnectTimeoutError in urllib3, so it is tested first.
-    if isinstance(exc, NewConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        message = exc._message  # the text without the connection repr
-        reason = message if cause is None else f"connection failed: {_os_reason(cause)}"
-    elif isinstance(exc, ConnectTimeoutError):
+    if isinstance(exc, ConnectTimeoutError):
         reason = f"connect timed out after {timeout:g} s"
     elif isinstance(exc, ReadTimeoutError | TimeoutError):
         reason = f"read timed out after {timeout:g} s"
