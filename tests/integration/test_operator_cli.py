@@ -131,6 +131,8 @@ def test_subscriptions_show_state_owner_and_failing_since(cli: Cli, hub: Any) ->
         "format": "jwt",
         "expires": None,
         "failing_since": None,
+        "last_outcome": None,  # no delivery yet
+        "last_outcome_at": None,
     }
     assert rows["crm.example"]["failing_since"] is not None
     assert (rows["siem.example:8443"]["owner"], rows["siem.example:8443"]["failing_since"]) == (None, None)
@@ -218,6 +220,47 @@ def test_subscriptions_are_read_by_topic_or_state_a_page_at_a_time_never_scanned
     # A token it did not write is bad usage
     code, _, err = cli("subscriptions", "list", "--next", "bm90LWEtdG9rZW4=")
     assert (code, err) == (2, "sethub: not a page token of this listing (pass --next as printed)\n")
+
+
+def test_topics_are_listed_from_the_index_never_scanned_and_older_topics_indexed_once(
+    cli: Cli, hub: Any
+) -> None:
+    assert cli("topics", "register", TOPIC)[0] == 0
+    subscribe(hub, CRM)
+    subscribe(hub, SIEM, ago=7200)  # expired: not live
+    other_topics(hub, 2)
+    # A topic registered before topic items were indexed (no state): as an older hub wrote it.
+    hub.clients.dynamodb.put_item(
+        TableName=hub.settings.table_name,
+        Item={
+            "pk": {"S": "TOPIC#acme.legacy"},
+            "sk": {"S": "TOPIC"},
+            "topic": {"S": "acme.legacy"},
+            "created_at": {"N": "1764190000"},
+        },
+    )
+    expected = [("acme.legacy", 0), (TOPIC, 1), ("other.0", 1), ("other.1", 1)]
+
+    first = Counting(hub.clients.dynamodb)
+    code, out, err = cli.with_dynamodb(first, "topics", "list", "--json")
+    assert code == 0, err
+    assert [(t["topic"], t["subscriptions"]) for t in json.loads(out)] == expected
+    assert err == (
+        "indexed 1 topic(s) registered before the topic index "
+        "(a one-off scan of the table; later listings read the index only)\n"
+    )
+    assert json.loads(out)[0]["created"] == "2025-11-26T20:46:40Z"
+
+    # From then on: the index only, whatever else the table holds.
+    again = Counting(hub.clients.dynamodb)
+    code, out, err = cli.with_dynamodb(again, "topics", "list", "--json")
+    assert (code, err) == (0, "")
+    assert [(t["topic"], t["subscriptions"]) for t in json.loads(out)] == expected
+    assert again.calls.get("scan", 0) == 0
+    assert again.calls.get("query", 0) == 2  # the topic and active partitions, one page each
+    # A topic registered now is indexed as it is written.
+    assert cli("topics", "register", "acme.new")[0] == 0
+    assert "acme.new" in [t["topic"] for t in cli.json("topics", "list")]
 
 
 def test_deliveries_of_an_event_and_not_found(cli: Cli, hub: Any) -> None:

@@ -54,6 +54,9 @@ class Store:
     def mark_failing(self, topic: str, callback: str, *, requested_at: int, now: float) -> int:
         return int(now)
 
+    def due_outcomes(self, attempts: Any) -> list[Any]:
+        return []  # last outcomes (sethub.outcomes) are not what this test looks at
+
 
 class Subscribers:
     """Answers 202, but raises a bug (not a network error) for ``CRASHING``; counts requests."""

@@ -2,15 +2,19 @@
 
 Subscriptions are read by key, only what is asked: one topic's with one ``Query`` of its
 partition (``TOPIC#<topic>``, ``SUB#`` items), or those in a state with a ``Query`` of the
-``ByState`` index (partition ``state``: only subscription items have one), a page at a
-time (``limit``, ``next``). ``expired`` is not stored: it is an ``active`` item whose lease
-has run out (TTL deletes it later), filtered on ``expires_at``.
+``ByState`` index (partition ``state``), a page at a time (``limit``, ``next``). ``expired``
+is not stored: it is an ``active`` item whose lease has run out (TTL deletes it later),
+filtered on ``expires_at``. Each subscription's last outcome (``sethub.outcomes``) is on
+its item only (its writes then cost no index write): a page read from the index gets it
+with one ``BatchGetItem``.
 
-``topics`` and ``recent_attempts`` still ``Scan`` (filtered by key prefix): topic items
-and delivery records have no index by kind or time, so they read every item of the table
-(about one read unit per 4 KB). ``sethub topics list`` is an occasional view;
-``sethub stats`` reads the records only on ``make local`` (a deployed stack's delivery
-numbers come from CloudWatch, ``sethub.hubstats.cloudwatch_summary``).
+``topics`` reads the index too: topic items carry ``state = topic`` (a partition no
+subscription state shares), and the live subscriptions per topic are the ``active``
+partition's entries, projected to their topic. ``recent_attempts`` still ``Scan``s
+(filtered by key prefix): delivery records have no index by time, so it reads every item
+of the table (about one read unit per 4 KB); ``sethub stats`` reads the records only on
+``make local`` (a deployed stack's delivery numbers come from CloudWatch,
+``sethub.hubstats.cloudwatch_summary``; moto has no CloudWatch percentiles).
 
 Subscriptions are named by topic, subscription id and callback host (never the callback
 URL, whose path or query may carry a token), as delivery records name them.
@@ -29,9 +33,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub.errors import UpstreamError
 from sethub.hygiene import callback_host
+from sethub.outcomes import LastOutcome
 from sethub.records import Attempt
 from sethub.records import _attempts as attempts_of_item
-from sethub.subscriptions import SUBSCRIPTION_PREFIX, TOPIC_SORT_KEY, subscription_id, topic_key
+from sethub.store import TOPIC_STATE
+from sethub.subscriptions import SUBSCRIPTION_PREFIX, subscription_id, subscription_key, topic_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -41,7 +47,12 @@ STATE_INDEX = "ByState"
 STORED_STATES = ("active", "disabled", "unsubscribed")
 STATES = ("active", "expired", "disabled", "unsubscribed")
 """What ``--state`` takes: the stored states and ``expired`` (active, lease run out)."""
-_LISTED = "pk, sk, topic, callback, #state, #owner, #format, expires_at, failing_since"
+_INDEXED = "pk, sk, topic, callback, #state, #owner, #format, expires_at, failing_since"
+"""What a listing shows that the ``ByState`` index projects."""
+_OUTCOME = "last_outcome, last_outcome_at, last_status, last_error"
+"""The last outcome (``sethub.outcomes``): on the item only, so that its writes cost no index write."""
+_LISTED = f"{_INDEXED}, {_OUTCOME}"
+_BATCH_GET_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,8 @@ class SubscriptionInfo:
     expires_at: int
     failing_since: int = 0
     """When its deliveries started failing (no success since); 0 when they are not."""
+    last_outcome: LastOutcome | None = None
+    """Its last delivery's outcome as dispatch stored it (None: none since the upgrade)."""
 
 
 def _scan(db: DynamoDBClient, table: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -114,7 +127,37 @@ def _info(item: dict[str, Any], now: float) -> SubscriptionInfo:
         format=item.get("format", {}).get("S", "-"),
         expires_at=int(item.get("expires_at", {}).get("N", "0")),
         failing_since=int(item.get("failing_since", {}).get("N", "0")),
+        last_outcome=_outcome(item),
     )
+
+
+def _outcome(item: dict[str, Any]) -> LastOutcome | None:
+    kind = item.get("last_outcome", {}).get("S")
+    if kind not in ("delivered", "failed"):
+        return None
+    status = int(item.get("last_status", {}).get("N", "0"))
+    return LastOutcome(
+        "delivered" if kind == "delivered" else "failed",
+        float(item.get("last_outcome_at", {}).get("N", "0")),
+        status or None,
+        item.get("last_error", {}).get("S"),
+    )
+
+
+def _with_outcomes(db: DynamoDBClient, table: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Index items completed with their last outcome, read from the table by key (the index does
+    not project it): one ``BatchGetItem`` per 100 listed, half a read unit each."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for start in range(0, len(items), _BATCH_GET_MAX):
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items[start : start + _BATCH_GET_MAX]]
+        pending: Any = {table: {"Keys": keys, "ProjectionExpression": f"pk, sk, {_OUTCOME}"}}
+        while pending:
+            page = db.batch_get_item(RequestItems=pending)
+            for got in page.get("Responses", {}).get(table, []):
+                found[(got["pk"]["S"], got["sk"]["S"])] = got
+            # Unprocessed keys are throttling, not failure: ask again.
+            pending = page.get("UnprocessedKeys") or None
+    return [item | found.get((item["pk"]["S"], item["sk"]["S"]), {}) for item in items]
 
 
 def _token(index: int, key: dict[str, Any]) -> str:
@@ -166,7 +209,7 @@ def _queries(table: str, *, now: float, topic: str | None, state: str | None) ->
             "TableName": table,
             "IndexName": STATE_INDEX,
             "KeyConditionExpression": "#state = :state",
-            "ProjectionExpression": _LISTED,
+            "ProjectionExpression": _INDEXED,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {":state": {"S": one}, **filters},
             **live,
@@ -199,7 +242,10 @@ def subscriptions(
             if limit is not None:
                 request["Limit"] = limit - len(found)
             page = db.query(**request)
-            found.extend(_info(item, now) for item in page.get("Items", []))
+            items = page.get("Items", [])
+            if "IndexName" in request and items:
+                items = _with_outcomes(db, table, items)
+            found.extend(_info(item, now) for item in items)
             key = page.get("LastEvaluatedKey")
             if key is None:
                 index += 1
@@ -213,6 +259,32 @@ def subscriptions(
             f"DynamoDB could not list subscriptions of {table}: {type(exc).__name__}"
         ) from exc
     return Page(found, None if index >= len(queries) else _token(index, key or {}))
+
+
+def subscription(
+    db: DynamoDBClient, table: str, *, now: float, topic: str, name: str
+) -> SubscriptionInfo | None:
+    """One subscription of ``topic``, named by its callback URL (one ``GetItem``) or by its
+    id as listings print it (a ``Query`` of the topic's partition, a page at a time, until found)."""
+    names = {"#state": "state", "#owner": "owner", "#format": "format"}
+    try:
+        if "://" in name:
+            got = db.get_item(
+                TableName=table,
+                Key={"pk": {"S": topic_key(topic)}, "sk": {"S": subscription_key(name)}},
+                ProjectionExpression=_LISTED,
+                ExpressionAttributeNames=names,
+            )
+            item = got.get("Item")
+            return _info(item, now) if item is not None else None
+        request = _queries(table, now=now, topic=topic, state=None)[0]
+        for item in _query_all(db, request):
+            info = _info(item, now)
+            if info.subscription_id == name:
+                return info
+    except (ClientError, BotoCoreError) as exc:
+        raise UpstreamError(f"DynamoDB could not read a subscription of {table}: {_code(exc)}") from exc
+    return None
 
 
 def count(db: DynamoDBClient, table: str, state: str) -> int:
@@ -237,24 +309,85 @@ def count(db: DynamoDBClient, table: str, state: str) -> int:
         raise UpstreamError(f"DynamoDB could not count {state} subscriptions") from exc
 
 
+def _query_all(db: DynamoDBClient, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    request = dict(request)
+    try:
+        while True:
+            page = db.query(**request)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    except (ClientError, BotoCoreError) as exc:
+        raise UpstreamError(f"DynamoDB could not query {request['TableName']}: {_code(exc)}") from exc
+
+
 def topics(db: DynamoDBClient, table: str, *, now: float) -> list[TopicInfo]:
-    """Registered topics with their number of live subscriptions (one scan for both)."""
-    created: dict[str, int] = {}
+    """Registered topics with their number of live subscriptions, read from the ``ByState``
+    index: the ``topic`` partition (topic items, ``sethub.store.TOPIC_STATE``), their creation
+    times by key (not projected), and the ``active`` partition's topic and lease, a page at a time.
+
+    Topics registered before topic items had a ``state`` are not in the index until
+    ``SubscriptionStore.index_old_topics`` ran once (``sethub topics list`` runs it)."""
+    names = {"#state": "state"}
+    registered = list(
+        _query_all(
+            db,
+            {
+                "TableName": table,
+                "IndexName": STATE_INDEX,
+                "KeyConditionExpression": "#state = :topic",
+                "ProjectionExpression": "pk, sk, topic",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {":topic": {"S": TOPIC_STATE}},
+            },
+        )
+    )
+    created = _created(db, table, registered)
     live: dict[str, int] = {}
-    for item in _scan(
+    for item in _query_all(
         db,
-        table,
-        FilterExpression="sk = :topic OR begins_with(sk, :sub)",
-        ExpressionAttributeValues={":topic": {"S": TOPIC_SORT_KEY}, ":sub": {"S": SUBSCRIPTION_PREFIX}},
-        ProjectionExpression="sk, topic, created_at, #state, expires_at",
-        ExpressionAttributeNames={"#state": "state"},
+        {
+            "TableName": table,
+            "IndexName": STATE_INDEX,
+            "KeyConditionExpression": "#state = :active",
+            "FilterExpression": "expires_at > :now",
+            "ProjectionExpression": "topic",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {":active": {"S": "active"}, ":now": {"N": str(int(now))}},
+        },
     ):
         name = item.get("topic", {}).get("S", "")
-        if item["sk"]["S"] == TOPIC_SORT_KEY:
-            created[name] = int(item.get("created_at", {}).get("N", "0"))
-        elif _state(item, now) == "active":
-            live[name] = live.get(name, 0) + 1
-    return [TopicInfo(name, at, live.get(name, 0)) for name, at in sorted(created.items())]
+        live[name] = live.get(name, 0) + 1
+    found = [
+        TopicInfo(name, created.get(item["pk"]["S"], 0), live.get(name, 0))
+        for item in registered
+        for name in [item.get("topic", {}).get("S", "")]
+    ]
+    return sorted(found, key=lambda t: t.topic)
+
+
+def _created(db: DynamoDBClient, table: str, items: list[dict[str, Any]]) -> dict[str, int]:
+    """Topic items' ``created_at`` by partition key: one ``BatchGetItem`` per 100 topics."""
+    created: dict[str, int] = {}
+    try:
+        for start in range(0, len(items), _BATCH_GET_MAX):
+            keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items[start : start + _BATCH_GET_MAX]]
+            pending: Any = {table: {"Keys": keys, "ProjectionExpression": "pk, created_at"}}
+            while pending:
+                page = db.batch_get_item(RequestItems=pending)
+                for got in page.get("Responses", {}).get(table, []):
+                    created[got["pk"]["S"]] = int(got.get("created_at", {}).get("N", "0"))
+                pending = page.get("UnprocessedKeys") or None
+    except (ClientError, BotoCoreError) as exc:
+        raise UpstreamError(f"DynamoDB could not read topics of {table}: {_code(exc)}") from exc
+    return created
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "error"))
+    return type(exc).__name__
 
 
 def recent_attempts(db: DynamoDBClient, table: str, *, since: float) -> list[Attempt]:
@@ -281,6 +414,7 @@ __all__ = [
     "TopicInfo",
     "count",
     "recent_attempts",
+    "subscription",
     "subscriptions",
     "topics",
 ]

@@ -21,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,6 +30,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sethub.clients import AwsClients
 from sethub.errors import ConfigurationError, ForbiddenError, NotFoundError, UpstreamError
 from sethub.messages import Format
+from sethub.outcomes import LastOutcome, is_due, latest
+from sethub.records import Attempt
 from sethub.secretbox import SecretBox, encryption_context
 from sethub.settings import Settings
 from sethub.subscriptions import (
@@ -54,6 +57,14 @@ if TYPE_CHECKING:
 Item = Mapping[str, Any]
 
 _BATCH_WRITE_MAX = 25
+TOPIC_STATE = "topic"
+"""Topic items' ``state``: they are listed from the ``ByState`` index under this partition
+(``sethub.inventory.topics``), which no subscription state shares."""
+_TOPICS_INDEXED = {"pk": {"S": "META#topics"}, "sk": {"S": "INDEXED"}}
+"""Written once every topic registered before topic items had a ``state`` has one."""
+_KNOWN_OUTCOMES_MAX = 100_000
+"""Subscriptions whose stored last outcome a store remembers (about 200 bytes each); past
+that it forgets them all and learns them again from the next reads."""
 
 _SUBSCRIPTION_NAMES = {
     "#sk": "sk",
@@ -69,6 +80,8 @@ _SUBSCRIPTION_NAMES = {
     "#previous": "previous_secret",
     "#previous_until": "previous_secret_until",
     "#failing": "failing_since",
+    "#last_outcome": "last_outcome",
+    "#last_outcome_at": "last_outcome_at",
 }
 """The attributes ``_subscription`` reads, by placeholder (some names are DynamoDB reserved words)."""
 _SUBSCRIPTION_PROJECTION = ", ".join(_SUBSCRIPTION_NAMES)
@@ -126,6 +139,9 @@ class SubscriptionStore:
         self._secretbox = secretbox
         self._data_key_id = settings.data_key_id
         self._open_topics = settings.open_topics
+        # (topic, callback) -> (requested_at, stored last outcome) of the subscriptions this
+        # store read for delivery: tells dispatch which outcomes are worth a write.
+        self._known_outcomes: dict[tuple[str, str], tuple[int, LastOutcome | None]] = {}
 
     @property
     def _db(self) -> DynamoDBClient:
@@ -163,6 +179,8 @@ class SubscriptionStore:
                     "sk": _s(TOPIC_SORT_KEY),
                     "topic": _s(topic),
                     "created_at": _n(created_at),
+                    # Lists it from the ByState index (sethub topics list), not by a scan.
+                    "state": _s(TOPIC_STATE),
                 },
                 ConditionExpression="attribute_not_exists(pk)",
             )
@@ -190,6 +208,55 @@ class SubscriptionStore:
             raise _upstream("deregister a topic", exc) from exc
         # Subscriptions die with their topic: registering it again starts from nothing.
         self._delete_keys(list(self._keys_under(topic)))
+
+    def topics_indexed(self) -> bool:
+        """Whether ``index_old_topics`` has run on this table (topics are then all in the index)."""
+        try:
+            result = self._db.get_item(TableName=self._table, Key=_TOPICS_INDEXED, ProjectionExpression="pk")
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("read the topic index marker", exc) from exc
+        return "Item" in result
+
+    def index_old_topics(self) -> int:
+        """Put topics registered before topic items had a ``state`` into the ``ByState`` index;
+        how many. One scan of the table, once per table: a marker item says it is done."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk = :topic AND attribute_not_exists(#state)",
+            "ProjectionExpression": "pk, sk",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":topic": _s(TOPIC_SORT_KEY)},
+        }
+        indexed = 0
+        try:
+            while True:
+                page = self._db.scan(**request)
+                for key in page.get("Items", []):
+                    indexed += self._index_topic(key)
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            self._db.put_item(TableName=self._table, Item={**_TOPICS_INDEXED, "at": _n(int(time.time()))})
+        except (ClientError, BotoCoreError) as exc:
+            raise _upstream("index the registered topics", exc) from exc
+        return indexed
+
+    def _index_topic(self, key: dict[str, Any]) -> int:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET #state = :topic",
+                # Deregistered meanwhile: not brought back.
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#state)",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues={":topic": _s(TOPIC_STATE)},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return 0
+            raise
+        return 1
 
     def _keys_under(self, topic: str) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
@@ -652,6 +719,71 @@ class SubscriptionStore:
             raise _upstream("read a subscription", exc) from exc
         return bool(result.get("Item", {}).get("state", {}).get("S") == "disabled")
 
+    # Last outcomes (sethub.outcomes): written only when one changes kind or is stale, known
+    # from the items read for delivery, so a subscription that keeps succeeding costs no write.
+
+    def _remember_outcome(self, topic: str, callback: str, item: Item) -> None:
+        if len(self._known_outcomes) >= _KNOWN_OUTCOMES_MAX:
+            self._known_outcomes.clear()
+        kind = item.get("last_outcome", {}).get("S")
+        stored = None
+        if kind in ("delivered", "failed"):
+            stored = LastOutcome(
+                "delivered" if kind == "delivered" else "failed",
+                float(item.get("last_outcome_at", {}).get("N", "0")),
+            )
+        self._known_outcomes[(topic, callback)] = (int(item["requested_at"]["N"]), stored)
+
+    def due_outcomes(self, attempts: Iterable[Attempt]) -> list[OutcomeWrite]:
+        """The last outcomes of a batch's attempts worth writing (``sethub.outcomes.is_due``); only
+        of subscriptions this store read for delivery (not an SSF stream, not a removed one)."""
+        due: list[OutcomeWrite] = []
+        for (topic, callback), outcome in latest(attempts).items():
+            known = self._known_outcomes.get((topic, callback))
+            if known is not None and is_due(known[1], outcome):
+                due.append(OutcomeWrite(topic, callback, known[0], outcome))
+        return due
+
+    def write_outcome(self, write: OutcomeWrite) -> bool:
+        """Store a subscription's last outcome; False if its item holds a newer one (a late
+        writer), or it was re-subscribed or removed meanwhile: then nothing is written."""
+        outcome = write.outcome
+        values: dict[str, Any] = {
+            ":kind": _s(outcome.kind),
+            ":at": {"N": f"{outcome.at:.3f}"},
+            ":requested_at": _n(write.requested_at),
+        }
+        sets = ["last_outcome = :kind", "last_outcome_at = :at"]
+        removes = []
+        for name, value in (("last_status", outcome.status_code), ("last_error", outcome.error)):
+            if value:
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = _n(value) if isinstance(value, int) else _s(value)
+            else:
+                removes.append(name)
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        key = (write.topic, write.callback)
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"pk": _s(topic_key(write.topic)), "sk": _s(subscription_key(write.callback))},
+                UpdateExpression=expression,
+                ConditionExpression=(
+                    "requested_at = :requested_at"
+                    " AND (attribute_not_exists(last_outcome_at) OR last_outcome_at < :at)"
+                ),
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                self._known_outcomes.pop(key, None)  # learnt again from the next read
+                return False
+            raise _upstream("record a subscription's last outcome", exc) from exc
+        except BotoCoreError as exc:
+            raise _upstream("record a subscription's last outcome", exc) from exc
+        self._known_outcomes[key] = (write.requested_at, outcome)
+        return True
+
     def remove(self, topic: str, callback: str) -> None:
         """Delete a subscription (its callback answered ``410 Gone``)."""
         try:
@@ -664,6 +796,7 @@ class SubscriptionStore:
 
     def _subscription(self, topic: str, item: Item) -> Subscription:
         callback = item["callback"]["S"]
+        self._remember_outcome(topic, callback, item)
         secret: bytes | None = None
         context = encryption_context(topic, callback)
         if "secret" in item:
@@ -688,6 +821,16 @@ class SubscriptionStore:
             previous_secret_until=previous_until if previous else 0,
             failing_since=int(item.get("failing_since", {}).get("N", "0")),
         )
+
+
+@dataclass(frozen=True)
+class OutcomeWrite:
+    """A subscription's last outcome to store, for the subscription read (its ``requested_at``)."""
+
+    topic: str
+    callback: str
+    requested_at: int
+    outcome: LastOutcome
 
 
 def _apply_condition(request: PendingRequest, now: float) -> dict[str, Any]:
@@ -717,4 +860,4 @@ def _apply_condition(request: PendingRequest, now: float) -> dict[str, Any]:
     }
 
 
-__all__ = ["SubscriptionStore"]
+__all__ = ["TOPIC_STATE", "OutcomeWrite", "SubscriptionStore"]

@@ -1,8 +1,12 @@
-"""``sethub subscriptions``: subscriptions, their state, owner and whether they are failing.
+"""``sethub subscriptions``: subscriptions, their state, owner and last delivery outcome.
 
 Reads only what is asked: one topic's subscriptions (``--topic``, a Query of its
 partition) or those in a state (``--state``, a Query of the table's ``ByState`` index),
 ``--limit`` at a time; a listing cut short says on stderr how to go on (``--next TOKEN``).
+``show TOPIC SUBSCRIPTION`` is one of them, named by its id or callback URL.
+``last_outcome`` is its last delivery's (``delivered (200)``, ``failed (503)``, ``failed
+(timeout)``) and ``last_outcome_at`` when: dispatch stores it when it changes kind, or at
+most every 5 minutes while it stays the same (so a time may be that old).
 ``failing_since`` is when the subscription's deliveries started failing (no success
 since): it is disabled after ``SETHUB_DISABLE_AFTER_SECONDS`` of that. The outcome of each
 delivery of an event is ``sethub deliveries JTI``.
@@ -14,7 +18,7 @@ import argparse
 from typing import Any
 
 from sethub import inventory
-from sethub.cli.context import Context
+from sethub.cli.context import CommandFailedError, Context
 from sethub.cli.output import when
 from sethub.cli.target import UsageError
 
@@ -27,12 +31,14 @@ COLUMNS = [
     "format",
     "expires",
     "failing_since",
+    "last_outcome",
+    "last_outcome_at",
 ]
 
 
 def register(groups: Any, common: argparse.ArgumentParser) -> None:
     group = groups.add_parser(
-        "subscriptions", help="subscriptions: state, owner, failing since", description=__doc__
+        "subscriptions", help="subscriptions: state, owner, last outcome", description=__doc__
     )
     commands = group.add_subparsers(dest="command", required=True, metavar="COMMAND")
     listing = commands.add_parser(
@@ -45,6 +51,12 @@ def register(groups: Any, common: argparse.ArgumentParser) -> None:
         "--next", default=None, metavar="TOKEN", help="go on where a --limit listing stopped"
     )
     listing.set_defaults(run=list_subscriptions)
+    show = commands.add_parser(
+        "show", parents=[common], help="one subscription: state, owner, lease, last outcome"
+    )
+    show.add_argument("topic")
+    show.add_argument("subscription", help="its id (as listings print it) or its callback URL")
+    show.set_defaults(run=show_subscription)
 
 
 def _positive(text: str) -> int:
@@ -68,20 +80,38 @@ def list_subscriptions(context: Context) -> int:
         )
     except inventory.BadPageTokenError as exc:
         raise UsageError(str(exc)) from None
-    rows = [
-        {
-            "topic": info.topic,
-            "subscription": info.subscription_id,
-            "callback_host": info.callback_host,
-            "state": info.state,
-            "owner": info.owner,
-            "format": info.format,
-            "expires": when(info.expires_at),
-            "failing_since": when(info.failing_since) if info.failing_since else None,
-        }
-        for info in page.items
-    ]
-    context.emit(rows, COLUMNS)
+    context.emit([_row(info) for info in page.items], COLUMNS)
     if page.next is not None:
         context.note(f"more: sethub subscriptions list ... --next {page.next}")
     return 0
+
+
+def show_subscription(context: Context) -> int:
+    args = context.args
+    info = inventory.subscription(
+        context.clients.dynamodb,
+        context.target.table(),
+        now=context.now(),
+        topic=args.topic,
+        name=args.subscription,
+    )
+    if info is None:
+        raise CommandFailedError(f"no subscription {args.subscription} of topic {args.topic}")
+    context.emit(_row(info))
+    return 0
+
+
+def _row(info: inventory.SubscriptionInfo) -> dict[str, Any]:
+    last = info.last_outcome
+    return {
+        "topic": info.topic,
+        "subscription": info.subscription_id,
+        "callback_host": info.callback_host,
+        "state": info.state,
+        "owner": info.owner,
+        "format": info.format,
+        "expires": when(info.expires_at),
+        "failing_since": when(info.failing_since) if info.failing_since else None,
+        "last_outcome": last.describe() if last else None,
+        "last_outcome_at": when(last.at) if last else None,
+    }

@@ -1,4 +1,9 @@
-"""``sethub topics``: the registered topics and their live subscriptions."""
+"""``sethub topics``: the registered topics and their live subscriptions.
+
+``list`` reads the table's ``ByState`` index (topics, and the active subscriptions per
+topic), never the whole table; the first listing after the upgrade that indexed topics
+indexes the topics registered before it, once (it says so on stderr).
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,15 @@ def _store(context: Context) -> SubscriptionStore:
 
 def list_topics(context: Context) -> int:
     table = context.target.table()
+    store = _store(context)
+    if not store.topics_indexed():
+        # Once per table, after the upgrade that put topics in the ByState index.
+        count = store.index_old_topics()
+        if count:
+            context.note(
+                f"indexed {count} topic(s) registered before the topic index "
+                "(a one-off scan of the table; later listings read the index only)"
+            )
     found = inventory.topics(context.clients.dynamodb, table, now=context.now())
     context.emit(
         [
