@@ -74,6 +74,7 @@ from sethub.subscriptions import Subscription, subscription_id
 
 if TYPE_CHECKING:
     from sethub.recovery import RecoveryWorker
+    from sethub.store import OutcomeWrite
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class Subscriptions(Protocol):
     def clear_failing(self, topic: str, callback: str, *, requested_at: int) -> None: ...
     def disable(self, topic: str, callback: str, *, requested_at: int) -> bool: ...
     def is_disabled(self, topic: str, callback: str) -> bool: ...
+    def due_outcomes(self, attempts: Sequence[Attempt]) -> list[OutcomeWrite]: ...
+    def write_outcome(self, write: OutcomeWrite) -> bool: ...
 
 
 class Signer(Protocol):
@@ -310,6 +313,7 @@ class Dispatcher:
         self._finish_flushes(work)
         if recorder is not None:
             self._finish_records(recorder)
+            self._record_outcomes(work)
         _kept(kept)
         self._recover(work, start_by)
         _log_summaries(work)
@@ -710,6 +714,16 @@ class Dispatcher:
             for index in failed:
                 # The source message comes back from SQS and is delivered again.
                 entries[index][0].failed = True
+
+    def _record_outcomes(self, work: list[_Work]) -> None:
+        """Subscriptions' last outcomes (``sethub.outcomes``), after the deliveries: written only
+        when one changes kind or is stale, on the record threads."""
+        try:
+            due = self.store.due_outcomes([a for item in work for a in item.attempts])
+            if due:  # none on the success path but once per HEARTBEAT_SECONDS
+                list(self._record_pool.map(self.store.write_outcome, due))
+        except SethubError as exc:
+            logger.warning("could not record subscriptions' last outcomes: %s", exc)
 
     def _finish_records(self, recorder: RecordBatcher) -> None:
         try:
