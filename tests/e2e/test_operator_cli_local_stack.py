@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from e2e_harness import ROOT, callback_host, child_environment, wait_for
+from operator_cli import table_rows
 
 from sethub.cli import main
 from sethub.cli.target import CliClients, endpoint_and_region
@@ -147,9 +148,12 @@ def test_every_readme_command_runs_against_the_local_stack(
         return next(out for command, out in outputs.items() if command.startswith(prefix))
 
     assert "acme.login" in output("sethub topics list")
-    subscription = output("sethub subscriptions list --topic").splitlines()[1].split()
-    assert (subscription[0], subscription[3]) == ("acme.login", "active")
-    assert subscription[-1] != "-"  # failing since its first 503
+    header, row = table_rows(output("sethub subscriptions list --topic"))
+    subscription = dict(zip(header, row, strict=True))
+    assert (subscription["topic"], subscription["state"]) == ("acme.login", "active")
+    assert subscription["failing_since"] != "-"  # failing since its first 503
+    assert subscription["last_outcome"] == "failed (503)"
+    assert re.search(r"^last_outcome\s+failed \(503\)$", output("sethub subscriptions show"), re.MULTILINE)
     assert "revoked" in output("sethub keys revoke")
     assert "crm-receiver" in output("sethub ssf receivers list")
     statuses = [line.split()[5] for line in output("sethub deliveries").splitlines()[1:]]
