@@ -20,13 +20,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from sethub.clients import AwsClients
 from sethub.dispatch import BatchResult, Dispatcher
 from sethub.errors import SethubError
-from sethub.hubstats import StreamCensus
 from sethub.runtime import per_environment
 from sethub.settings import Settings
-from sethub.ssf.store import SsfStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from sethub.hubstats import StreamCensus
 
 logger = Logger()
 # X-Ray subsegments for AWS calls only: patching every library Powertools knows (requests,
@@ -46,11 +46,19 @@ class DeliveryNotSettledError(SethubError):
 
 
 dispatcher = per_environment(lambda: Dispatcher(AwsClients(), Settings.from_env()))
+
+
+def _census() -> StreamCensus:
+    # Imported here, with the first batch: the SSF store is not part of the handler's import.
+    from sethub.hubstats import StreamCensus  # noqa: PLC0415
+    from sethub.ssf.store import SsfStore  # noqa: PLC0415
+
+    return StreamCensus(SsfStore(AwsClients().dynamodb, Settings.from_env().table_name))
+
+
 # SSF streams by status for the dashboard: dispatch disables failing streams, and runs
 # often enough to count them every few minutes (sethub.hubstats).
-census = per_environment(
-    lambda: StreamCensus(SsfStore(AwsClients().dynamodb, Settings.from_env().table_name))
-)
+census = per_environment(_census)
 
 
 @logger.inject_lambda_context(clear_state=True)

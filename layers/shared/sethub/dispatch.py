@@ -69,11 +69,12 @@ from sethub.queues import Outgoing, QueueSender
 from sethub.records import Attempt, DeliveryRecords, RecordBatcher
 from sethub.retry import RetryPolicy, sqs_delay
 from sethub.settings import Settings
-from sethub.ssf.routing import FlushStep, StreamRouter, is_stream_topic
+from sethub.ssf.topics import is_stream_topic  # not ssf.routing: it loads with the first stream
 from sethub.subscriptions import Subscription, subscription_id
 
 if TYPE_CHECKING:
     from sethub.recovery import RecoveryWorker
+    from sethub.ssf.routing import FlushStep, StreamRouter
     from sethub.store import OutcomeWrite
 
 logger = logging.getLogger(__name__)

@@ -51,11 +51,10 @@ from sethub.ssf import model
 from sethub.ssf.model import Stream
 from sethub.ssf.sets import event_set, stream_event_set, stream_updated_payload, subject_of_event
 from sethub.ssf.store import QueuedSet, SsfStore
+from sethub.ssf.topics import TOPIC_PREFIX, is_stream_topic
 
 logger = logging.getLogger(__name__)
 
-TOPIC_PREFIX = "ssf:"
-"""Deliveries to streams carry ``ssf:<stream id>:<client id>`` where a subscription has its topic."""
 FLUSH_PAGE = 25
 """Held SETs one flush task pushes; the rest go to the next task."""
 FLUSH_LEASE_SECONDS = 120
@@ -71,10 +70,6 @@ class Signer(Protocol):
 
 def stream_topic(stream: Stream) -> str:
     return f"{TOPIC_PREFIX}{stream.stream_id}:{stream.client_id}"
-
-
-def is_stream_topic(topic: str) -> bool:
-    return topic.startswith(TOPIC_PREFIX)
 
 
 def _parse_topic(topic: str) -> tuple[str, str]:
