@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -11,8 +11,8 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-Job = tuple[str, bytes, str]
-"""(url, body, content type)"""
+Job = tuple[str, bytes, Mapping[str, str]]
+"""(url, body, headers): the very request the hub sends, headers included (DESIGN.md's)."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ def urllib3_run(jobs: Sequence[Job], warmup: Sequence[Job], concurrency: int) ->
     manager = urllib3.PoolManager(num_pools=64, maxsize=concurrency, retries=False)
 
     def post(job: Job) -> int:
-        url, body, content_type = job
-        response = manager.request("POST", url, body=body, headers={"Content-Type": content_type})
+        url, body, headers = job
+        response = manager.request("POST", url, body=body, headers=headers)
         return int(response.status)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -59,8 +59,8 @@ def requests_run(jobs: Sequence[Job], warmup: Sequence[Job], concurrency: int) -
     session.mount("http://", adapter)
 
     def post(job: Job) -> int:
-        url, body, content_type = job
-        return session.post(url, data=body, headers={"Content-Type": content_type}, timeout=10).status_code
+        url, body, headers = job
+        return session.post(url, data=body, headers=headers, timeout=10).status_code
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(post, warmup))

@@ -8,6 +8,7 @@ is the client's alone: moto and the receiver farm run in processes of their own.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -200,6 +201,21 @@ class Bench:
         signer = signer_for(self.setup_clients, self.settings)
         return [signer.sign(_claims()).encode("ascii") for _ in range(events)]
 
+    def headers(self, topic: str, body: bytes) -> dict[str, str]:
+        """The headers the hub sends a subscription of the bench (jwt, no secret) with ``body``."""
+        from sethub import sets  # noqa: PLC0415
+        from sethub.delivery import headers_for  # noqa: PLC0415
+
+        jti = json.loads(base64.urlsafe_b64decode(body.split(b".")[1] + b"=="))["jti"]
+        return headers_for(
+            topic=topic,
+            hub_url=f"{self.settings.public_url}/hub",
+            jti=jti,
+            content_type=sets.SET_CONTENT_TYPE,
+            body=body,
+            secret=None,
+        )
+
     # -- the hub ---------------------------------------------------------------------
 
     def _sqs_event(self, topic: str, count: int) -> dict[str, Any]:
@@ -289,7 +305,9 @@ class Bench:
         # Warm-up: a container that has served this topic before (pools full, clients built).
         self.hub_run(function, topic, subscribers, min(events, 10), 10)
         urls = [self.callback(topic, index) for index in range(subscribers)]
-        jobs = [(url, body, "application/secevent+jwt") for body in self.bodies(events) for url in urls]
+        # The same POSTs as the hub's: its body and its headers (a jwt subscription without a
+        # secret, as the bench's are), so that the baselines pay for the same bytes on the wire.
+        jobs = [(url, body, self.headers(topic, body)) for body in self.bodies(events) for url in urls]
         warmup = jobs[: self.concurrency * len(self.ports)]
         best: Row | None = None
         # Two-core machine shared with other work: each side keeps the faster of its runs.
