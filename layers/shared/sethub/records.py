@@ -24,6 +24,7 @@ event Y, and what did it answer?" with one Query on ``DELIVERY#<jti>``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
@@ -120,10 +121,20 @@ class Attempt:
     """Derived from the callback when not given."""
 
     def __post_init__(self) -> None:
-        if self.callback and not self.subscription_id:
-            object.__setattr__(self, "subscription_id", subscription_id(self.topic, self.callback))
-        if self.callback and not self.callback_host:
-            object.__setattr__(self, "callback_host", callback_host(self.callback))
+        if self.callback and not (self.subscription_id and self.callback_host):
+            sub_id, host = _names(self.topic, self.callback)
+            if not self.subscription_id:
+                object.__setattr__(self, "subscription_id", sub_id)
+            if not self.callback_host:
+                object.__setattr__(self, "callback_host", host)
+
+
+@functools.lru_cache(maxsize=16384)
+def _names(topic: str, callback: str) -> tuple[str, str]:
+    """(subscription id, callback host) of a subscription, remembered by the container: a
+    fan-out names each of its subscriptions in every invocation, and a hash and a URL parse
+    per delivery cost the settling thread more than the rest of its record."""
+    return subscription_id(topic, callback), callback_host(callback)
 
 
 class EventMarkers:
