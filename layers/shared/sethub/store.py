@@ -46,6 +46,7 @@ from sethub.subscriptions import (
     is_owned,
     request_key,
     state_ttl,
+    subscription_id,
     subscription_key,
     topic_key,
 )
@@ -62,9 +63,10 @@ TOPIC_STATE = "topic"
 (``sethub.inventory.topics``), which no subscription state shares."""
 _TOPICS_INDEXED = {"pk": {"S": "META#topics"}, "sk": {"S": "INDEXED"}}
 """Written once every topic registered before topic items had a ``state`` has one."""
-_KNOWN_OUTCOMES_MAX = 100_000
-"""Subscriptions whose stored last outcome a store remembers (about 200 bytes each); past
-that it forgets them all and learns them again from the next reads."""
+_KNOWN_OUTCOMES_MAX = 50_000
+"""Subscriptions whose stored last outcome a store remembers (about 250 bytes each, by
+subscription id: not the URLs, which may be 2 KB); past that it forgets them all and learns
+them again from the next reads."""
 
 _SUBSCRIPTION_NAMES = {
     "#sk": "sk",
@@ -139,9 +141,9 @@ class SubscriptionStore:
         self._secretbox = secretbox
         self._data_key_id = settings.data_key_id
         self._open_topics = settings.open_topics
-        # (topic, callback) -> (requested_at, stored last outcome) of the subscriptions this
+        # subscription id -> (requested_at, stored last outcome) of the subscriptions this
         # store read for delivery: tells dispatch which outcomes are worth a write.
-        self._known_outcomes: dict[tuple[str, str], tuple[int, LastOutcome | None]] = {}
+        self._known_outcomes: dict[str, tuple[int, LastOutcome | None]] = {}
 
     @property
     def _db(self) -> DynamoDBClient:
@@ -732,14 +734,14 @@ class SubscriptionStore:
                 "delivered" if kind == "delivered" else "failed",
                 float(item.get("last_outcome_at", {}).get("N", "0")),
             )
-        self._known_outcomes[(topic, callback)] = (int(item["requested_at"]["N"]), stored)
+        self._known_outcomes[subscription_id(topic, callback)] = (int(item["requested_at"]["N"]), stored)
 
     def due_outcomes(self, attempts: Iterable[Attempt]) -> list[OutcomeWrite]:
         """The last outcomes of a batch's attempts worth writing (``sethub.outcomes.is_due``); only
         of subscriptions this store read for delivery (not an SSF stream, not a removed one)."""
         due: list[OutcomeWrite] = []
         for (topic, callback), outcome in latest(attempts).items():
-            known = self._known_outcomes.get((topic, callback))
+            known = self._known_outcomes.get(subscription_id(topic, callback))
             if known is not None and is_due(known[1], outcome):
                 due.append(OutcomeWrite(topic, callback, known[0], outcome))
         return due
@@ -762,7 +764,7 @@ class SubscriptionStore:
             else:
                 removes.append(name)
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        key = (write.topic, write.callback)
+        key = subscription_id(write.topic, write.callback)
         try:
             self._db.update_item(
                 TableName=self._table,
