@@ -48,6 +48,8 @@ HANDLERS = {
     "dispatch_handler": ROOT / "functions" / "dispatch" / "dispatch_handler.py",
     "ssf_handler": ROOT / "functions" / "ssf" / "ssf_handler.py",
     "keyring_handler": ROOT / "functions" / "keyring" / "keyring_handler.py",
+    # Ingress=http only: the HTTP API's Lambda authorizer of POST /events.
+    "authorizer_handler": ROOT / "functions" / "authorizer" / "authorizer_handler.py",
 }
 
 

@@ -15,7 +15,6 @@ from aws_lambda_powertools import Logger
 from sethub import cfnresponse
 from sethub.clients import AwsClients
 from sethub.errors import SethubError
-from sethub.keyring import DEFAULT_KEY_SPEC, ensure_ring
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -79,6 +78,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> None:
     try:
         data: dict[str, str] = {}
         if kind in ("Create", "Update"):
+            # Here, not at import: the key ring needs PyJWT and cryptography, a Delete does not.
+            from sethub.keyring import DEFAULT_KEY_SPEC, ensure_ring  # noqa: PLC0415
+
             clients = AwsClients()
             ring = ensure_ring(
                 clients.kms,
