@@ -9,6 +9,17 @@ window of N seconds keeps gathering, from the first message received, until the 
 is full or N seconds have passed; a mapping Lambda would refuse is refused. Unacknowledged
 messages come back after the queue's visibility timeout, and moto moves them to the
 dead-letter queue after ``maxReceiveCount`` receives.
+
+Like Lambda's mapping, each queue gets several pollers from the start (the stack starts five,
+at most ``MaximumConcurrency``), each in a long poll, so a message is received as soon as it is
+sent even while other pollers wait on the function. The long polls last 20 s, as Lambda's do:
+an idle poller costs one ReceiveMessage round trip through moto per poll (about 8 ms of CPU
+here), so 1 s polls would cost each idle stack most of a percent of a core per poller. moto
+answers a long poll as soon as a message is sent, and looks again every second for messages
+whose delay or visibility timeout ended, so the length of the poll delays nothing. A stack
+that owns its moto stops without waiting for idle long polls (``request_stop(abandon_receives=True)``);
+one attached to a shared moto polls for 1 s and waits, so that no poll of a stopped stack
+takes a message after it stopped.
 """
 
 from __future__ import annotations
@@ -28,7 +39,9 @@ if TYPE_CHECKING:
 
 SQS_MAX_RECEIVE = 10
 LONG_POLL_SECONDS = 1
-"""Short long-polls, so a stop request is noticed within about a second."""
+"""Short long-polls, so a stop request is noticed within about a second (a shared moto)."""
+LAMBDA_LONG_POLL_SECONDS = 20
+"""Lambda's long polls: the idle cost of a poller is one round trip per poll."""
 MAX_BATCH_SIZE = 10_000
 MAX_BATCHING_WINDOW_SECONDS = 300
 
@@ -63,6 +76,7 @@ class QueuePoller:
         region: str,
         concurrency: int = 1,
         visibility_timeout: int | None = None,
+        long_poll_seconds: int = LONG_POLL_SECONDS,
     ) -> None:
         check_mapping(mapping)
         self.mapping = mapping
@@ -70,7 +84,12 @@ class QueuePoller:
         self._sqs = sqs
         self._region = region
         self._visibility_timeout = visibility_timeout
+        self._long_poll = max(1, min(LAMBDA_LONG_POLL_SECONDS, long_poll_seconds))
         self._stop = threading.Event()
+        # Batches being handed to the function: stop waits for these, never for an idle poll.
+        self._busy = 0
+        self._abandoning = False
+        self._idle = threading.Condition()
         self._threads = [
             threading.Thread(target=self._run, name=f"poller-{mapping.queue}-{n}", daemon=True)
             for n in range(max(1, concurrency))
@@ -80,24 +99,55 @@ class QueuePoller:
         for thread in self._threads:
             thread.start()
 
-    def request_stop(self) -> None:
-        self._stop.set()
+    def request_stop(self, *, abandon_receives: bool = False) -> None:
+        """Stop polling. ``abandon_receives``: ``join`` then waits only for the batches being
+        processed; a poller still in its long poll is left to end on its own and hands nothing
+        over (for a stack whose moto stops with it: what such a poll received would come back
+        after the visibility timeout, and nobody reads that queue again)."""
+        with self._idle:
+            self._abandoning = abandon_receives
+            self._stop.set()
+
+    @property
+    def polling(self) -> bool:
+        """Whether any poller thread still runs (an abandoned one, until its long poll ends)."""
+        return any(thread.is_alive() for thread in self._threads)
 
     def join(self) -> None:
-        for thread in self._threads:
-            thread.join()
+        if not self._abandoning:
+            for thread in self._threads:
+                thread.join()
+            return
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 batch = self._receive()
-                if batch:
-                    self.process(batch)
+                if batch and self._begin():
+                    try:
+                        self.process(batch)
+                    finally:
+                        self._end()
             except Exception:
                 # A poller never dies: log and keep polling, like the Lambda service does.
                 if not self._stop.is_set():
                     traceback.print_exc(file=sys.stderr)
                     self._stop.wait(1)
+
+    def _begin(self) -> bool:
+        """Count a batch as being processed; False once a stop that abandons receives may be under way."""
+        with self._idle:
+            if self._stop.is_set() and self._abandoning:
+                return False
+            self._busy += 1
+            return True
+
+    def _end(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
 
     def _receive(self) -> list[MessageTypeDef]:
         """Up to BatchSize messages, waiting at most the batching window after the first one."""
@@ -107,7 +157,7 @@ class QueuePoller:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
-            wait = LONG_POLL_SECONDS if remaining is None else min(LONG_POLL_SECONDS, int(remaining))
+            wait = self._long_poll if remaining is None else min(self._long_poll, int(remaining))
             request: dict[str, Any] = {
                 "QueueUrl": self.mapping.queue_url,
                 "MaxNumberOfMessages": min(SQS_MAX_RECEIVE, self.mapping.batch_size - len(messages)),

@@ -16,7 +16,7 @@ from devstack.credentials import LocalKeys, seed_local_keys
 from devstack.functions import Invocable
 from devstack.gateway import ApiGateway
 from devstack.invoke import RemoteFunction, WorkerPool, start_pools
-from devstack.pollers import QueuePoller
+from devstack.pollers import LAMBDA_LONG_POLL_SECONDS, LONG_POLL_SECONDS, QueuePoller
 from devstack.provision import DEFAULT_API_KEY, Provisioned, provision
 from devstack.sam import SamLocalLambda, bridge_address
 from devstack.sam import build as sam_build
@@ -53,6 +53,9 @@ AWS_ENDPOINT_ENV = "SETHUB_LOCAL_AWS_ENDPOINT"
 PREFIX_ENV = "SETHUB_LOCAL_PREFIX"
 FUNCTIONS_ENV = "SETHUB_LOCAL_FUNCTIONS"
 FUNCTION_MODES = ("process", "sam")
+LAMBDA_INITIAL_POLLERS = 5
+"""Concurrent long polls Lambda's SQS event source mapping starts per queue (it adds more only
+under a backlog), capped by the mapping's ``MaximumConcurrency``."""
 MAX_WORKERS_PER_FUNCTION = 8
 """Concurrent invocations of one function (Lambda would start more containers; a laptop should not)."""
 # What a worker process keeps of the stack's own environment: enough to run Python, nothing
@@ -75,7 +78,7 @@ class StackConfig:
     api_key: str = DEFAULT_API_KEY
     environ: Mapping[str, str] = field(default_factory=dict)
     """Where the settings are read from (the process environment)."""
-    max_pollers_per_queue: int = 2
+    max_pollers_per_queue: int = LAMBDA_INITIAL_POLLERS
     visibility_timeout: int | None = None
     """Receive with this visibility timeout instead of the queue's (for quick recovery tests)."""
     access_log: bool = True
@@ -90,7 +93,7 @@ class StackConfig:
             moto_port=int(environ.get("MOTO_PORT") or 0),
             api_key=environ.get("SETHUB_LOCAL_API_KEY") or DEFAULT_API_KEY,
             environ=dict(environ),
-            max_pollers_per_queue=int(environ.get(POLLERS_ENV) or 2),
+            max_pollers_per_queue=int(environ.get(POLLERS_ENV) or LAMBDA_INITIAL_POLLERS),
             visibility_timeout=int(visibility) if visibility else None,
             moto_endpoint=environ.get(AWS_ENDPOINT_ENV) or None,
             prefix=environ.get(PREFIX_ENV) or "sethub",
@@ -206,8 +209,14 @@ class LocalStack:
                 functions[mapping.function],
                 sqs,
                 region=region,
-                concurrency=min(mapping.maximum_concurrency or 1, config.max_pollers_per_queue),
+                # Without MaximumConcurrency Lambda still starts its initial pollers.
+                concurrency=min(
+                    mapping.maximum_concurrency or LAMBDA_INITIAL_POLLERS, config.max_pollers_per_queue
+                ),
                 visibility_timeout=config.visibility_timeout,
+                # Lambda's 20 s polls cost an idle stack almost nothing; a shared moto gets short
+                # ones, as a stopping stack waits for its polls to end (pollers.py).
+                long_poll_seconds=LAMBDA_LONG_POLL_SECONDS if self._moto is not None else LONG_POLL_SECONDS,
             )
             poller.start()
             self._pollers.append(poller)
@@ -299,7 +308,9 @@ class LocalStack:
     def stop(self) -> None:
         """Stop pollers (letting a running batch finish), then the API, then moto."""
         for poller in self._pollers:
-            poller.request_stop()
+            # Our own moto stops below: nothing can read its queues after us, so an idle long
+            # poll need not end first.
+            poller.request_stop(abandon_receives=self._moto is not None)
         for poller in self._pollers:
             poller.join()
         self._pollers.clear()

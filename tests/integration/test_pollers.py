@@ -129,3 +129,39 @@ def test_a_full_batch_ends_the_window_early(sqs, queue, running):
 def test_a_mapping_lambda_would_refuse_is_refused(sqs, queue, batch_size, window):
     with pytest.raises(MappingError):
         QueuePoller(mapping(queue, batch_size=batch_size, window=window), Recorder(), sqs, region="us-east-1")
+
+
+class Watched:
+    """The SQS client, noting when a poller has started a receive."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+        self.receiving = threading.Event()
+
+    def receive_message(self, **request: Any) -> Any:
+        self.receiving.set()
+        return self._sqs.receive_message(**request)
+
+    def delete_message_batch(self, **request: Any) -> Any:
+        return self._sqs.delete_message_batch(**request)
+
+
+def test_a_stop_that_abandons_receives_leaves_an_idle_long_poll_and_hands_over_nothing_after_it(sqs, queue):
+    # A stack that owns its moto: Lambda's 20 s polls, and its stop does not wait for them.
+    function, watched = Recorder(), Watched(sqs)
+    poller = QueuePoller(mapping(queue), function, watched, region="us-east-1", long_poll_seconds=20)  # type: ignore[arg-type]
+    poller.start()
+    assert watched.receiving.wait(10)
+    poller.request_stop(abandon_receives=True)
+    poller.join()
+    assert poller.polling  # join returned with the long poll under way
+
+    # What the abandoned poll receives is not handed over: it comes back after the visibility timeout.
+    sqs.send_message(QueueUrl=queue, MessageBody="after the stop")
+    deadline = time.monotonic() + 10
+    while poller.polling and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not poller.polling
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert function.batches == []
