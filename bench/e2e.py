@@ -175,10 +175,21 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def _latencies(stack: Stack, farm: Farm, *, events: int, rate: float) -> list[float]:
-    """Publish-to-arrival seconds of ``events`` events published at a steady ``rate``."""
+@dataclass
+class Latencies:
+    """Seconds per event: publish to arrival, and its two parts (the POST answered, then the rest)."""
+
+    total: list[float]
+    ingest: list[float]
+    """``POST /events`` round trip: gateway, ingest function (key, topic, jti marker, SQS send)."""
+    after_accept: list[float]
+    """202 to arrival: the queue's wait for a poller and dispatch up to the delivery."""
+
+
+def _latencies(stack: Stack, farm: Farm, *, events: int, rate: float) -> Latencies:
+    """Latencies of ``events`` events published at a steady ``rate``."""
     farm.reset()
-    published: dict[str, float] = {}
+    published: dict[str, tuple[float, float]] = {}
     started = time.monotonic()
     for n in range(events):
         # A steady pace: each publish at its slot, so queueing does not build up.
@@ -186,13 +197,17 @@ def _latencies(stack: Stack, farm: Farm, *, events: int, rate: float) -> list[fl
         if delay > 0:
             time.sleep(delay)
         jti, at = stack.publish("bench.latency")
-        published[jti] = at
+        published[jti] = (at, time.time())
     arrivals = _wait(
         lambda: (found := farm.arrivals()) and set(published) <= set(found) and found,
         120,
         "every latency event to arrive",
     )
-    return [arrivals[jti] - at for jti, at in published.items()]
+    return Latencies(
+        total=[arrivals[jti] - at for jti, (at, _) in published.items()],
+        ingest=[accepted - at for at, accepted in published.values()],
+        after_accept=[arrivals[jti] - accepted for jti, (_, accepted) in published.items()],
+    )
 
 
 def measure(
@@ -223,8 +238,11 @@ def measure(
                 "latency_events": latency_events,
                 "latency_runs": latency_runs,
                 "rate": rate,
-                "p50s": [statistics.median(run) for run in runs],
-                "p99s": [_percentile(run, 0.99) for run in runs],
+                "p50s": [statistics.median(run.total) for run in runs],
+                "p99s": [_percentile(run.total, 0.99) for run in runs],
+                # Where it went: the POST's round trip, and the rest (queue wait and dispatch).
+                "ingest_p50s": [statistics.median(run.ingest) for run in runs],
+                "after_accept_p50s": [statistics.median(run.after_accept) for run in runs],
                 "subscribers": subscribers,
                 "publishes": publishes,
                 "deliveries": stats["posts"],
