@@ -236,6 +236,21 @@ def test_while_a_write_is_in_flight_full_items_wait_for_a_batch_of_25():
     assert len(records(db).for_event("e1")) == 3000
 
 
+def test_with_no_write_in_flight_each_write_takes_twice_the_items_of_the_last_up_to_25():
+    db = FakeDynamoDB()
+    batcher = RecordBatcher(records(db), InlineExecutor())  # every write done at once
+
+    for attempt in attempts(5000):
+        batcher.add(attempt)
+    batcher.finish()
+
+    # Not a call per full item: 1, 2, 4, 8, 16, then full batches, and what is left at the end.
+    sizes = [len(call) for call in db.calls]
+    assert sizes[:6] == [1, 2, 4, 8, 16, 25]
+    assert all(size == 25 for size in sizes[5:-1])
+    assert len(records(db).for_event("e1")) == 5000
+
+
 def test_finish_names_how_many_records_were_lost_and_still_writes_the_others():
     db = FakeDynamoDB(unprocess=2, rounds=5)  # the first batch never gets its last two items in
     batcher = RecordBatcher(records(db), InlineExecutor())

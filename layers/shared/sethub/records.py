@@ -321,9 +321,9 @@ class RecordBatcher:
     Each event's outcomes of the invocation go into one item (more only past
     ``RECORD_ITEM_BYTES``: a big fan-out), so the success path costs about one write unit
     per event per 15 subscriptions. Items that fill up during the deliveries are written on
-    ``executor`` while the rest are in flight (25 per call, fewer when no write is in
-    flight); ``finish`` writes the others and waits for all of them. Used by one thread at
-    a time (the one settling outcomes).
+    ``executor`` while the rest are in flight (25 per call; fewer when no write is in
+    flight: 1, 2, 4, ... items); ``finish`` writes the others and waits for all of them.
+    Used by one thread at a time (the one settling outcomes).
     """
 
     def __init__(self, records: DeliveryRecords, executor: Executor) -> None:
@@ -333,6 +333,8 @@ class RecordBatcher:
         self._packers: dict[tuple[str, str, float], _Packer] = {}
         self._ready: list[dict[str, Any]] = []
         self._futures: list[tuple[int, Future[None]]] = []
+        self._least = 1
+        """Full items a write waits for while none is in flight (doubles with each write)."""
         self._lock = threading.Lock()
 
     def add(self, attempt: Attempt) -> None:
@@ -346,11 +348,15 @@ class RecordBatcher:
                 return
             self._ready.append(full)
             # A full batch goes at once; fewer go when no write is in flight, so the writes of a
-            # big fan-out overlap its deliveries instead of all waiting for the end.
+            # big fan-out overlap its deliveries instead of all waiting for the end: the first
+            # full item alone, then twice as many each time (every call costs the client about
+            # as much CPU as a dozen deliveries; one item per call was a call per 64 outcomes).
+            ready = len(self._ready)
             busy = any(not future.done() for _, future in self._futures)
-            if len(self._ready) < BATCH_WRITE_MAX and busy:
+            if ready < BATCH_WRITE_MAX and (ready < self._least or busy):
                 return
             batch, self._ready = self._ready, []
+            self._least = min(BATCH_WRITE_MAX, 2 * self._least)
         self._submit(batch)
 
     def finish(self) -> None:
