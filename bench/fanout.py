@@ -325,7 +325,9 @@ class Bench:
             row.calls = dict(self.counter.since(before))
             row.log_bytes = _logged() - logged
             row.aws_wall = self.counter.seconds - aws + phases.get("records wait", 0.0)
-            if best is None or row.hub_wall < best.hub_wall:
+            # Faster by the hub's own time, the measure compared with the baselines' wall time
+            # (moto's waits, which vary the most, once picked the run).
+            if best is None or row.hub_wall - row.aws_wall < best.hub_wall - best.aws_wall:
                 best = row
         assert best is not None
         lib = min((urllib3_run(jobs, warmup, self.concurrency) for _ in range(REPEATS)), key=lambda r: r.wall)
