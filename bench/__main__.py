@@ -309,13 +309,17 @@ def main(argv: list[str] | None = None) -> int:
         "Fan-out cells: deliveries per second, then client CPU per delivery (process CPU time / deliveries). "
         f"Concurrency {result['concurrency']} (SETHUB_DELIVERY_CONCURRENCY) for the hub and both baselines; "
         f"the receiver farm is {FARM_PROCESSES} processes on 127.0.0.1, one ThreadingHTTPServer port each, "
-        "HTTP/1.1 keep-alive, `202` with an empty body; callbacks are spread round-robin over its ports.",
+        "HTTP/1.1 keep-alive, `202` with an empty body; callbacks are spread round-robin over its ports. "
+        "The baselines POST the hub's very requests: its body and its headers (DESIGN.md's, for a jwt "
+        "subscription without a secret).",
         "sethub rows time the dispatch handler (`functions/dispatch/dispatch_handler.handler`, "
         "Powertools and all) on SQS events of up to 10 messages: the subscription Query, the KMS Sign, "
         "the deliveries, the "
         "delivery-record BatchWriteItems and its logging (to a file). SQS receives are Lambda's, not timed. "
         "Each row follows an untimed warm-up invocation (a warm container); baselines warm their pools too. "
-        "Each side of a row is timed twice and the faster run is shown (this 2-core machine is shared). "
+        "Each side of a row is timed twice and the faster run is shown (this 2-core machine is shared; "
+        "the hub's faster by its own time, AWS waits excluded). DynamoDB capacity units are counted "
+        "from the calls' items after the timed run, not on the handler's threads. "
         "The `time in ms` notes split the handler's wall time by library phase (summed over the row; "
         "`deliver` includes `settle+log`, which runs in its collection loop; `records` runs on "
         "threads of its own, beside `deliver`, and `records wait` is the part after it).",
