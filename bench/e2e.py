@@ -218,8 +218,10 @@ def measure(
         try:
             port = farm.ports[0]
             stack.subscribe("bench.latency", [farm.url(port, "/rec/latency")])
-            # Warm-up, not measured: the first event builds each function's clients and pools.
-            _latencies(stack, farm, events=5, rate=rate)
+            # Warm-up, not measured: the first event builds each function's clients and pools, and
+            # two seconds at the measured rate start the containers it keeps busy (five pollers
+            # per queue invoke side by side, as Lambda's do: each new container is a cold start).
+            _latencies(stack, farm, events=max(5, round(2 * rate)), rate=rate)
             runs = [_latencies(stack, farm, events=latency_events, rate=rate) for _ in range(latency_runs)]
 
             callbacks = [
