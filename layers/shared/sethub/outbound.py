@@ -323,9 +323,8 @@ class GuardedHttp:
                 headers=headers,
                 redirect=False,
                 retries=False,
-                # Connecting, sending and reading each take what is left of the request's
-                # deadline; urllib3's own timeouts (the same seconds) never come first.
-                timeout=self.timeout,
+                # No urllib3 timeout: it only sets one on the socket before a send or the
+                # response, and the send and every read then set what is left of the deadline.
                 preload_content=False,
             )
         except LocationParseError:
