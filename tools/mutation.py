@@ -44,7 +44,7 @@ NOTES = ROOT / "tools" / "mutation_notes.toml"
 REPORT = ROOT / "docs" / "mutation.md"
 RUN_LOG = WORK / "runs.json"
 # Links in the work tree: what the tests read from the checkout besides the package.
-LINKS = ("tests", "template.yaml", "events", "functions", "layers", "docs", "pyproject.toml")
+LINKS = ("tests", "template.yaml", "events", "functions", "layers", "docs", "devstack", "pyproject.toml")
 GOAL = 90.0
 LONG_STATEMENT = 90
 
@@ -85,9 +85,13 @@ def stage(*, keep: bool, worktree: bool = False) -> None:
     was committed, not a file someone is halfway through. ``worktree`` links the checkout's
     files instead, uncommitted changes included.
     """
+    # The run log outlives a fresh start: the report lists every run, by its number.
+    runs = RUN_LOG.read_text() if RUN_LOG.exists() else None
     if not keep and WORK.exists():
         shutil.rmtree(WORK)
     WORK.mkdir(parents=True, exist_ok=True)
+    if runs is not None:
+        RUN_LOG.write_text(runs)
     for name in LINKS:
         link = WORK / name
         if link.is_symlink():
@@ -114,6 +118,9 @@ def stage(*, keep: bool, worktree: bool = False) -> None:
     if keep and MUTANTS.exists():
         # mutmut copies the tests only when it starts; refresh them so new tests take part.
         shutil.copytree(WORK / "tests", MUTANTS / "tests", dirs_exist_ok=True)
+    # The tests' local stack (devstack) as committed too, next to the mutants: otherwise the
+    # editable install imports the checkout's, which may not match the committed package.
+    shutil.copytree(WORK / "devstack", MUTANTS / "devstack", dirs_exist_ok=True)
 
 
 def _what(count: int, *, survivors: bool, unfinished: bool) -> str:
@@ -193,7 +200,10 @@ def run(
         "PYTHONDONTWRITEBYTECODE": "1",
         # Each mutant's tests fastest first (tools/mutation_order.py).
         "PYTEST_PLUGINS": "mutation_order",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tools"), os.environ.get("PYTHONPATH")])),
+        # The mutants' tree before the editable install's finder (devstack above).
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT / "tools"), str(MUTANTS), os.environ.get("PYTHONPATH")])
+        ),
     }
     command = [*mutmut_command(), "run", "--max-children", str(workers), *names]
     completed = subprocess.run(command, cwd=WORK, env=env, check=False)  # noqa: S603
@@ -210,6 +220,8 @@ def run(
             "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "exit_code": completed.returncode,
             "commit": commit,
+            # Mutants tested: those named, or every mutant of the modules.
+            "mutants": len(names) if names else sum(len(exit_codes(m)) for m in selected or modules()),
             "load": [round(load_before, 2), *(round(load, 2) for load in os.getloadavg())],
         }
     )
@@ -443,11 +455,12 @@ def write_report() -> None:
         "rest* leaves them out.",
         "",
     ]
+    out += [_whole_run(runs), ""]
     if runs:
         out += ["## Runs behind these numbers", ""]
         out += [
             f"{number}. {run['finished']}: {run.get('what', 'every mutant')} of {', '.join(run['modules'])}"
-            f"{_commit(run)}; {run['workers']} workers, {_duration(run['seconds'])}{_load(run)}"
+            f"{_commit(run)}; {_count(run)}{run['workers']} workers, {_duration(run['seconds'])}{_load(run)}"
             + _ending(run["exit_code"])
             for number, run in enumerate(runs, 1)
         ]
@@ -556,6 +569,32 @@ def _load(run: dict[str, Any]) -> str:
         return ""
     before, *after = run["load"]
     return f", load average {before} at the start, {after[0]} / {after[2]} (1 / 15 min) at the end"
+
+
+def _whole_run(runs: list[dict[str, Any]]) -> str:
+    """The time of the last run that tested every mutant of every module, or that none has."""
+    whole = [
+        (number, run)
+        for number, run in enumerate(runs, 1)
+        if run.get("what") == "every mutant"
+        and set(run["modules"]) == set(modules())
+        and run["exit_code"] == 0
+    ]
+    if not whole:
+        return (
+            "No run has tested every mutant of every module to the end yet: each row comes from "
+            "the run in its last column."
+        )
+    number, run = whole[-1]
+    mutants = f"{run['mutants']} mutants in " if "mutants" in run else ""
+    return (
+        f"A whole run (every mutant of every module), run {number}: {mutants}{_duration(run['seconds'])} "
+        f"on {run['workers']} workers{_load(run)}."
+    )
+
+
+def _count(run: dict[str, Any]) -> str:
+    return f"{run['mutants']} mutants, " if "mutants" in run else ""
 
 
 def _duration(seconds: int) -> str:
