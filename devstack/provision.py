@@ -32,6 +32,7 @@ from devstack.intrinsics import (
     ref_target,
 )
 from devstack.template import merge_globals
+from sethub.clients import new_session
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -247,6 +248,22 @@ def _boolean(value: Any) -> bool:
     return bool(value)
 
 
+@lru_cache(maxsize=8)
+def _clients(endpoint_url: str, region: str, access_key: str, secret_key: str) -> tuple[Any, Any, Any, Any]:
+    """The provisioner's clients, kept per endpoint: the tests provision hundreds of hubs into
+    one moto, and building four clients costs more CPU than most provisioning calls."""
+    session = boto3.Session(
+        botocore_session=new_session(),
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=region,
+    )
+    return tuple(
+        session.client(name, endpoint_url=endpoint_url)
+        for name in ("sqs", "dynamodb", "kms", "secretsmanager")
+    )  # type: ignore[return-value, call-overload]
+
+
 class _Provisioner:
     def __init__(
         self,
@@ -265,15 +282,12 @@ class _Provisioner:
         self.region = region
         self.result = Provisioned(prefix=prefix, endpoint_url=endpoint_url, region=region, api_key=api_key)
         self.parameters = self._parameters(parameters)
-        session = boto3.Session(
-            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
-            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
-            region_name=region,
+        self.sqs, self.dynamodb, self.kms, self.secrets = _clients(
+            endpoint_url,
+            region,
+            os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
         )
-        self.sqs = session.client("sqs", endpoint_url=endpoint_url)
-        self.dynamodb = session.client("dynamodb", endpoint_url=endpoint_url)
-        self.kms = session.client("kms", endpoint_url=endpoint_url)
-        self.secrets = session.client("secretsmanager", endpoint_url=endpoint_url)
         self._creators: dict[str, Callable[[str, dict[str, Any]], tuple[str, dict[str, str]]]] = {
             QUEUE: self._queue,
             TABLE: self._table,

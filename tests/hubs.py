@@ -12,10 +12,10 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import boto3
 from authorized import AuthorizedFunction
 
 from devstack.awsgate import AuthorizingEndpoint, endpoint_for
@@ -27,7 +27,7 @@ from devstack.ssf import seed_ssf_clients
 from sethub.cli import parser
 from sethub.cli.context import Context
 from sethub.cli.target import CliClients
-from sethub.clients import DEFAULT_CONFIG, AwsClients
+from sethub.clients import DEFAULT_CONFIG, AwsClients, new_session
 from sethub.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +40,13 @@ LOCAL_OVERRIDES = {
 }
 
 
+@cache
+def _client_at(service: str, endpoint_url: str) -> Any:
+    """One client per service and endpoint for the whole test process: the hubs of a session
+    share one moto, and a client costs ~20 ms of CPU to build (clients are thread-safe)."""
+    return new_session().create_client(service, endpoint_url=endpoint_url, config=DEFAULT_CONFIG)
+
+
 class DirectClients(AwsClients):
     """The test's own clients: straight to moto, whatever endpoint a function runs with."""
 
@@ -50,7 +57,7 @@ class DirectClients(AwsClients):
     def _client(self, service: str) -> Any:
         if service in self._overrides:
             return self._overrides[service]
-        return boto3.Session().client(service, endpoint_url=self._endpoint_url, config=DEFAULT_CONFIG)  # type: ignore[call-overload]
+        return _client_at(service, self._endpoint_url)
 
 
 @dataclass

@@ -30,7 +30,7 @@ import pytest
 from devstack.provision import Provisioned, provision
 from devstack.sam import bridge_address
 from devstack.template import load_template
-from sethub.clients import AwsClients
+from sethub.clients import AwsClients, new_session
 from sethub.settings import Settings
 from sethub.store import SubscriptionStore
 
@@ -119,7 +119,10 @@ class LocalStackProcess:
     def clients(self) -> AwsClients:
         """boto3 clients pointed at this stack's moto, for assertions."""
         session = boto3.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+            botocore_session=new_session(),
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
         )
         return AwsClients(
             None,
