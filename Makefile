@@ -58,7 +58,7 @@ typecheck: $(BIN)/.installed ## mypy, strict
 	$(BIN)/mypy $(TEST_MYPY_FLAGS) tests/unit tests/integration tests/conftest.py
 	$(BIN)/mypy $(TEST_MYPY_FLAGS) tests/e2e
 
-template: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## sam validate --lint, cfn-lint, a sam build into a scratch folder, its handlers imported in the Lambda runtime
+template: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## sam validate --lint, cfn-lint, a sam build into a scratch folder, its handlers imported in the Lambda runtime, its layer's bytecode checked
 	$(SAM) validate --lint --template template.yaml --region $(REGION)
 	$(BIN)/cfn-lint template.yaml
 	@# From the scratch folder: sam build keeps dependencies in ./.aws-sam/deps, which a
@@ -104,12 +104,9 @@ $(BIN)/.mutation-installed: $(BIN)/.installed requirements-mutation.txt
 mutation: $(BIN)/.mutation-installed ## mutation testing of the core modules with mutmut (docs/mutation.md)
 	$(BIN)/python tools/mutation.py run --workers $${WORKERS:-2} $(foreach module,$(MODULES),--module $(module))
 
-build: $(SAM_VENV)/.installed ## sam build (no Docker needed), then the build's bytecode
+build: $(SAM_VENV)/.installed ## sam build (no Docker needed), the layer's bytecode included
+	@# The layer's Makefile compiles it (layers/shared/Makefile): sam build alone ships it too.
 	PATH="$(PYTHON_DIR):$$PATH" $(SAM) build --template template.yaml
-	@# sam build ships no .pyc and Lambda cannot write any (read-only code), so without this
-	@# every cold start compiles botocore, Powertools and sethub: ~0.95 s of CPU to import
-	@# ingest instead of ~0.28 s (issue 12). checked-hash: a .pyc whose source changed is not used.
-	$(PYTHON) -m compileall -q -j 0 --invalidation-mode checked-hash .aws-sam/build
 
 # The first deploy from a checkout is guided (it asks for the parameters and saves them in
 # samconfig.toml); later ones reuse them. GUIDED=1 asks again.

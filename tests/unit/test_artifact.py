@@ -3,11 +3,15 @@
 Each test writes a small build folder the way ``sam build`` lays one out (``template.yaml``
 with ``CodeUri: <LogicalId>``, the layer under ``SharedLayer/python``) and checks it with
 the real runtime interpreter (``.venv-runtime``); ``make test`` checks the real build.
+The layer is compiled as layers/shared/Makefile compiles it (checked-hash .pyc) unless a
+test says otherwise.
 """
 
 from __future__ import annotations
 
+import compileall
 import json
+import py_compile
 import socket
 import subprocess
 import sys
@@ -74,9 +78,15 @@ def runtime_python() -> Path:
 
 
 def write_build(
-    root: Path, handlers: dict[str, str], layer: dict[str, str], report: Path | None = None
+    root: Path,
+    handlers: dict[str, str],
+    layer: dict[str, str],
+    report: Path | None = None,
+    *,
+    compiled: bool = True,
 ) -> Path:
-    """A build folder with one function per ``handlers`` entry (name -> handler source)."""
+    """A build folder with one function per ``handlers`` entry (name -> handler source); its
+    layer compiled to checked-hash bytecode unless not ``compiled``."""
     build = root / "build"
     functions = []
     for name, source in handlers.items():
@@ -90,6 +100,10 @@ def write_build(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(source), encoding="utf-8")
     (build / "SharedLayer" / "python").mkdir(parents=True, exist_ok=True)
+    if compiled:
+        compileall.compile_dir(
+            build / "SharedLayer", quiet=1, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH
+        )
     (build / "template.yaml").write_text(TEMPLATE.format(functions="".join(functions)), encoding="utf-8")
     return build
 
@@ -260,3 +274,64 @@ def test_a_function_behind_a_parameter_is_checked_when_the_deploy_chooses_it(tmp
     assert by_default == ["AlwaysFunction"]
     assert [function.logical_id for function in chosen] == ["AlwaysFunction", "DebugFunction"]
     assert chosen[1].environment["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
+
+
+def pycache_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*.pyc"))
+
+
+def test_a_layer_without_bytecode_fails_naming_its_packages_and_the_check_writes_none(
+    tmp_path, runtime_python, capsys
+):
+    build = write_build(
+        tmp_path,
+        {"Ingest": HANDLER},
+        {"helper.py": "def answer():\n    return 42\n", "pkg/__init__.py": "", "pkg/mod.py": ""},
+        compiled=False,
+    )
+
+    code, lines = run_check(build, runtime_python, capsys)
+
+    assert code == 1
+    assert lines == [
+        "artifact check: SharedLayer: no usable bytecode for 3 of 3 modules (helper, pkg; "
+        "e.g. helper.py): each cold start would compile them "
+        "(the layer's build must compile them for Python 3.12, hash-based)"
+    ]
+    # The handler did import (Lambda compiles in memory), and, as on Lambda's read-only
+    # code, nothing was written into the build that was checked.
+    assert pycache_files(build) == []
+
+
+def test_only_hash_based_bytecode_matching_its_source_counts(tmp_path, runtime_python):
+    layer = {name: f"VALUE = {name!r}\n" for name in ("good.py", "stale.py", "timestamped.py", "absent.py")}
+    build = write_build(tmp_path, {}, layer)
+    python = build / "SharedLayer" / "python"
+    # Edited after the build compiled it: its .pyc's hash no longer matches.
+    (python / "stale.py").write_text("VALUE = 'edited'\n", encoding="utf-8")
+    # What pip or a plain compileall writes: the mtime, which the deployment zip may not keep.
+    timestamp = py_compile.PycInvalidationMode.TIMESTAMP
+    py_compile.compile(str(python / "timestamped.py"), invalidation_mode=timestamp)
+    for cached in (python / "__pycache__").glob("absent.*.pyc"):
+        cached.unlink()
+
+    report = artifact.check_bytecode(build / "SharedLayer", artifact.magic_number(runtime_python))
+
+    assert report.modules == 4
+    assert report.missing == ("absent.py", "stale.py", "timestamped.py")
+    # Another interpreter's bytecode is not the runtime's.
+    assert artifact.check_bytecode(build / "SharedLayer", b"\x00\x00\r\n").missing == (
+        "absent.py",
+        "good.py",
+        "stale.py",
+        "timestamped.py",
+    )
+
+
+def test_a_complete_build_reports_its_layers_bytecode(tmp_path, runtime_python, capsys):
+    build = write_build(tmp_path, {"Ingest": HANDLER}, {"helper.py": "def answer():\n    return 42\n"})
+
+    code, lines = run_check(build, runtime_python, capsys)
+
+    assert code == 0
+    assert "; bytecode: SharedLayer 1 modules; " in lines[0]
