@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sethub import queryjson
 from sethub.clients import AwsClients
 from sethub.errors import ConfigurationError, ForbiddenError, NotFoundError, UpstreamError
 from sethub.messages import Format
-from sethub.outcomes import LastOutcome, is_due, latest
+from sethub.outcomes import HEARTBEAT_SECONDS, LastOutcome, is_due, latest
 from sethub.records import Attempt
 from sethub.secretbox import SecretBox, encryption_context
 from sethub.settings import Settings
@@ -580,6 +581,8 @@ class SubscriptionStore:
         if start_after is not None:
             kwargs["ExclusiveStartKey"] = {"pk": _s(topic_key(topic)), "sk": _s(start_after)}
         found: list[Subscription] = []
+        # A fan-out page is up to a thousand items: read from the JSON, not by botocore's parser.
+        queryjson.install(self._db)
         try:
             while True:
                 if limit is not None:
@@ -724,26 +727,50 @@ class SubscriptionStore:
     # Last outcomes (sethub.outcomes): written only when one changes kind or is stale, known
     # from the items read for delivery, so a subscription that keeps succeeding costs no write.
 
-    def _remember_outcome(self, topic: str, callback: str, item: Item) -> None:
+    def _remember_outcome(self, sub_id: str, item: Item) -> None:
         if len(self._known_outcomes) >= _KNOWN_OUTCOMES_MAX:
             self._known_outcomes.clear()
-        kind = item.get("last_outcome", {}).get("S")
         stored = None
-        if kind in ("delivered", "failed"):
-            stored = LastOutcome(
-                "delivered" if kind == "delivered" else "failed",
-                float(item.get("last_outcome_at", {}).get("N", "0")),
-            )
-        self._known_outcomes[subscription_id(topic, callback)] = (int(item["requested_at"]["N"]), stored)
+        if "last_outcome" in item:
+            kind = item["last_outcome"].get("S")
+            if kind in ("delivered", "failed"):
+                stored = LastOutcome(
+                    "delivered" if kind == "delivered" else "failed",
+                    float(item.get("last_outcome_at", {}).get("N", "0")),
+                )
+        self._known_outcomes[sub_id] = (int(item["requested_at"]["N"]), stored)
 
     def due_outcomes(self, attempts: Iterable[Attempt]) -> list[OutcomeWrite]:
         """The last outcomes of a batch's attempts worth writing (``sethub.outcomes.is_due``); only
-        of subscriptions this store read for delivery (not an SSF stream, not a removed one)."""
+        of subscriptions this store read for delivery (not an SSF stream, not a removed one).
+
+        O(changed): a success over a stored success younger than the heartbeat, the whole
+        success path, is passed over by a lookup; only the subscriptions with another
+        attempt have their outcome worked out (``latest``, over all their attempts).
+        """
+        attempts = list(attempts)
+        known = self._known_outcomes
+        changed: set[str] = set()
+        for attempt in attempts:
+            entry = known.get(attempt.subscription_id)
+            if entry is None:
+                continue
+            stored = entry[1]
+            if (
+                attempt.status == "ok"
+                and stored is not None
+                and stored.kind == "delivered"
+                and attempt.at - stored.at < HEARTBEAT_SECONDS
+            ):
+                continue  # is_due would say no, and any latest of such attempts is one of them
+            changed.add(attempt.subscription_id)
+        if not changed:
+            return []
         due: list[OutcomeWrite] = []
-        for (topic, callback), outcome in latest(attempts).items():
-            known = self._known_outcomes.get(subscription_id(topic, callback))
-            if known is not None and is_due(known[1], outcome):
-                due.append(OutcomeWrite(topic, callback, known[0], outcome))
+        for (topic, callback), outcome in latest(a for a in attempts if a.subscription_id in changed).items():
+            known_entry = known.get(subscription_id(topic, callback))
+            if known_entry is not None and is_due(known_entry[1], outcome):
+                due.append(OutcomeWrite(topic, callback, known_entry[0], outcome))
         return due
 
     def write_outcome(self, write: OutcomeWrite) -> bool:
@@ -797,31 +824,35 @@ class SubscriptionStore:
             raise _upstream("remove a subscription", exc) from exc
 
     def _subscription(self, topic: str, item: Item) -> Subscription:
+        # Runs per subscriber of a fan-out: one hash for the id, none for a missing secret.
         callback = item["callback"]["S"]
-        self._remember_outcome(topic, callback, item)
+        self._remember_outcome(subscription_id(topic, callback), item)
         secret: bytes | None = None
-        context = encryption_context(topic, callback)
         if "secret" in item:
-            secret = self.secretbox.decrypt(item["secret"]["B"], context)
+            secret = self.secretbox.decrypt(item["secret"]["B"], encryption_context(topic, callback))
         previous: bytes | None = None
-        previous_until = int(item.get("previous_secret_until", {}).get("N", "0"))
-        if "previous_secret" in item and time.time() < previous_until:
-            previous = self.secretbox.decrypt(item["previous_secret"]["B"], context)
+        previous_until = 0
+        if "previous_secret" in item:
+            previous_until = int(item.get("previous_secret_until", {}).get("N", "0"))
+            if time.time() < previous_until:
+                previous = self.secretbox.decrypt(
+                    item["previous_secret"]["B"], encryption_context(topic, callback)
+                )
         return Subscription(
             topic=topic,
             callback=callback,
-            format=_format(item.get("format", {}).get("S", "jwt")),
+            format=_format(item["format"]["S"]) if "format" in item else "jwt",
             secret=secret,
             lease_seconds=int(item["lease_seconds"]["N"]),
             expires_at=int(item["expires_at"]["N"]),
             requested_at=int(item["requested_at"]["N"]),
             sort_key=item["sk"]["S"],
             owner=item["owner"]["S"] if "owner" in item else None,
-            signing=_signing(item),
-            events=_events(item),
+            signing=_signing(item) if "signing" in item else "websub",
+            events=_events(item) if "events" in item else frozenset(),
             previous_secret=previous,
             previous_secret_until=previous_until if previous else 0,
-            failing_since=int(item.get("failing_since", {}).get("N", "0")),
+            failing_since=int(item["failing_since"]["N"]) if "failing_since" in item else 0,
         )
 
 
