@@ -11,9 +11,12 @@ SDK builds two botocore clients for centralized sampling and Powertools turns tr
 off, so an import measured with a developer's environment is neither Lambda's cost nor
 its code path.
 
-The handlers and the layer are compiled to bytecode first, as ``make build`` ships them:
-without that, a source changed since its last ``.pyc`` (or an environment with
-``PYTHONDONTWRITEBYTECODE``) would be compiled again in every run and counted as import.
+The handlers and the layer are compiled to bytecode first, as the deployed layer carries
+it (layers/shared/Makefile compiles it in every ``sam build``): without that, a source
+changed since its last ``.pyc`` (or an environment with ``PYTHONDONTWRITEBYTECODE``) would
+be compiled again in every run and counted as import. The init of each function in the
+Lambda runtime emulator, with its built artifact, is ``bench.emulator``'s (``make bench``
+prints it in the rows after these; ``python -m bench.emulator`` alone).
 """
 
 from __future__ import annotations

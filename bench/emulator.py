@@ -14,11 +14,17 @@ measurement. The first invoke's ``Duration`` is (runtime start, imports, the fir
 event), the second's is the warm event; their difference estimates the init. Memory is
 the runtime process's peak resident set (``VmHWM``) read inside the container after both
 invokes.
+
+The build is what ``sam build`` alone makes, bytecode included (layers/shared/Makefile
+compiles the layer); the result says how many of the layer's modules had a usable ``.pyc``,
+so a run without them (every module compiled at init) cannot pass for one with them.
+``python -m bench.emulator`` prints each function's estimated init.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -37,6 +43,7 @@ from typing import IO, Any
 import boto3
 from botocore.config import Config
 
+from devstack.artifact import check_bytecode
 from devstack.template import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,12 +122,19 @@ class FunctionStart:
     memory_size_mb: int
     function_error: str | None
 
+    @property
+    def init_ms(self) -> float:
+        """The init's estimate: the first invoke less the warm one (same event)."""
+        return self.first_ms - self.warm_ms
+
 
 @dataclass(frozen=True)
 class EmulatorResult:
     starts: list[FunctionStart]
     not_measured: str | None = None
     """Why nothing was measured (no Docker, no image), else None."""
+    layer_bytecode: str | None = None
+    """How many of the measured layer's modules had a usable .pyc, e.g. "892 of 892"."""
 
 
 class EmulatorError(RuntimeError):
@@ -162,6 +176,8 @@ def measure(
         work = Path(scratch)
         build = _build(sam, template, work)
         functions = _functions(build)
+        # This process is the runtime's Python (3.12): its magic number is the runtime's.
+        bytecode = check_bytecode(build / "SharedLayer", importlib.util.MAGIC_NUMBER)
         with _start_lambda(sam, work, docker) as (endpoint, log_path):
             client = boto3.client(
                 "lambda",
@@ -175,7 +191,9 @@ def measure(
                 _measure_function(client, log_path, docker, build, name, event, memory)
                 for name, (event, memory) in functions.items()
             ]
-    return EmulatorResult(starts)
+    return EmulatorResult(
+        starts, layer_bytecode=f"{bytecode.modules - len(bytecode.missing)} of {bytecode.modules}"
+    )
 
 
 def _sam_env() -> dict[str, str]:
@@ -358,8 +376,13 @@ def _measure_function(
 
 if __name__ == "__main__":
     result = measure()
-    print(
-        json.dumps(
-            {"not_measured": result.not_measured, "starts": [vars(s) for s in result.starts]}, indent=2
+    if result.not_measured:
+        print(result.not_measured)
+    for start in result.starts:
+        error = f", the event ended in {start.function_error}" if start.function_error else ""
+        print(
+            f"{start.function}: init ≈ {start.init_ms:,.0f} ms (first invoke {start.first_ms:,.0f} ms, "
+            f"warm {start.warm_ms:,.0f} ms), peak RSS {start.peak_rss_mb or 0:,.0f} MB{error}"
         )
-    )
+    if result.layer_bytecode:
+        print(f"layer modules with usable bytecode: {result.layer_bytecode}")
