@@ -221,7 +221,9 @@ def run(
             "exit_code": completed.returncode,
             "commit": commit,
             # Mutants tested: those named, or every mutant of the modules.
-            "mutants": len(names) if names else sum(len(exit_codes(m)) for m in selected or modules()),
+            "mutants": len(names)
+            if paired or survivors or unfinished
+            else sum(len(exit_codes(m)) for m in selected or modules()),
             "load": [round(load_before, 2), *(round(load, 2) for load in os.getloadavg())],
         }
     )
