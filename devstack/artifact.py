@@ -322,7 +322,8 @@ def _usable_pyc(source: Path, magic: bytes) -> bool:
     """Whether the import system would use ``source``'s cached bytecode without writing any."""
     cached = Path(importlib.util.cache_from_source(str(source), optimization=""))
     try:
-        header = cached.read_bytes()[:16]
+        with cached.open("rb") as pyc:
+            header = pyc.read(16)
     except OSError:
         return False
     if len(header) < 16 or header[:4] != magic:
