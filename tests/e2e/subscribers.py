@@ -11,11 +11,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from e2e_harness import callback_host  # type: ignore[import-not-found]
+from listeners import SubscriberServer
 
 Headers = dict[str, str]
 
@@ -64,11 +65,11 @@ class SubscriberFarm:
     """Starts subscribers, each on a port of its own; ``close`` stops them all."""
 
     def __init__(self) -> None:
-        self._servers: list[ThreadingHTTPServer] = []
+        self._servers: list[SubscriberServer] = []
 
     def start(self, *, failures: int = 0, ok_status: int = 204, path: str = "/hook") -> Subscriber:
         handler = _handler_for(lambda: subscriber)
-        server = ThreadingHTTPServer((callback_host(), 0), handler)
+        server = SubscriberServer((callback_host(), 0), handler)
         subscriber = Subscriber(
             url=f"http://{callback_host()}:{server.server_address[1]}{path}",
             failures=failures,

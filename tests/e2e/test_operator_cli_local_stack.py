@@ -18,13 +18,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from e2e_harness import ROOT, callback_host, child_environment, wait_for
+from listeners import SubscriberServer
 from operator_cli import table_rows
 
 from sethub.cli import main
@@ -65,7 +66,7 @@ def failing_subscriber() -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer((callback_host(), 0), Handler)
+    server = SubscriberServer((callback_host(), 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://{callback_host()}:{server.server_address[1]}/hook"

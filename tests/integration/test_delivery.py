@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import jwt
 import pytest
 from counting import Counting
 from jwcrypto import jwk, jws
+from listeners import SubscriberServer
 from operator_cli import run_cli
 from seeding import seed_subscription
 
@@ -107,8 +108,7 @@ def subscribers() -> Iterator[Subscribers]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = SubscriberServer(("127.0.0.1", 0), Handler)
     subs = Subscribers(base_url=f"http://127.0.0.1:{server.server_address[1]}")
     state["subs"] = subs
     thread = threading.Thread(target=server.serve_forever, daemon=True)

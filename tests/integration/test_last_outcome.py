@@ -10,11 +10,12 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 from counting import Counting
+from listeners import SubscriberServer
 from operator_cli import run_cli
 from seeding import seed_subscription
 
@@ -46,7 +47,7 @@ class Subscriber:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = SubscriberServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/crm?token=crm-t0ken"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

@@ -15,10 +15,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+from listeners import SubscriberServer
 from seeding import seed_subscription
 
 from sethub.archive import EventArchive
@@ -74,8 +75,7 @@ def subscribers() -> Iterator[Subscribers]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = SubscriberServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     found.base = f"http://127.0.0.1:{server.server_address[1]}"
     yield found

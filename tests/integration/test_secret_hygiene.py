@@ -16,13 +16,14 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from authorized import AuthorizedFunction
+from listeners import SubscriberServer
 
 from devstack.gateway import proxy_event
 
@@ -79,8 +80,7 @@ def subscriber() -> Iterator[Subscriber]:
                 state.deliveries.append((dict(self.headers), body))
             self._answer(500, b"down for maintenance")
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = SubscriberServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/sethub"
