@@ -119,8 +119,18 @@ def _glob(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
     return re.compile(body, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
-def _matches(patterns: Iterable[str], value: str, *, ignore_case: bool) -> bool:
-    return any(_glob(p, ignore_case=ignore_case).fullmatch(value) for p in patterns)
+@lru_cache(maxsize=1024)
+def _any_glob(patterns: tuple[str, ...], ignore_case: bool) -> re.Pattern[str] | None:
+    """One pattern for a statement's whole element, compiled once (``None``: it names nothing)."""
+    if not patterns:
+        return None
+    alternatives = "|".join(_glob(p, ignore_case=ignore_case).pattern for p in patterns)
+    return re.compile(f"(?:{alternatives})", re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+def _matches(patterns: tuple[str, ...], value: str, *, ignore_case: bool) -> bool:
+    pattern = _any_glob(patterns, ignore_case)
+    return pattern is not None and pattern.fullmatch(value) is not None
 
 
 class Decision(Enum):
@@ -185,12 +195,20 @@ _CONDITION_OPERATORS: dict[str, Callable[[str | None, list[str]], bool]] = {
 }
 
 
+_DECISIONS_KEPT = 4096
+
+
 @dataclass(frozen=True)
 class Policy:
     """Everything a role's identity-based policies say, as one list of statements."""
 
     role_name: str
     statements: tuple[Statement, ...]
+    # Decisions already taken: a decision depends on nothing but its arguments (the
+    # statements are frozen), and a function repeats the same few calls.
+    _decisions: dict[tuple[Any, ...], Decision] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def decide(
         self,
@@ -201,11 +219,23 @@ class Policy:
     ) -> Decision:
         """``context``: the call's condition keys (lower case); ``known``: the key prefixes
         the call sets in full, so a key of them missing from ``context`` is truly absent."""
+        key = (action, resource, tuple(sorted((context or {}).items())), known)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decide(action, resource, context or {}, known)
+            if len(self._decisions) >= _DECISIONS_KEPT:
+                self._decisions.clear()  # bounded: a long-lived endpoint sees unbounded item keys
+            self._decisions[key] = decision
+        return decision
+
+    def _decide(
+        self, action: str, resource: str, context: Mapping[str, str], known: tuple[str, ...]
+    ) -> Decision:
         allowed = False
         for statement in self.statements:
             if not statement.applies_to(action, resource):
                 continue
-            holds = statement.condition_holds(context or {}, known)
+            holds = statement.condition_holds(context, known)
             if statement.effect == "Deny":
                 if holds is False:
                     continue

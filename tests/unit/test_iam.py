@@ -117,6 +117,41 @@ def test_not_action_and_not_resource_cover_everything_else() -> None:
     assert role.decide("kms:Sign", KEY_ARN.replace(KEY_ID, "another")) is Decision.ALLOW
 
 
+def test_a_statement_of_many_patterns_matches_any_of_them_and_only_them() -> None:
+    # A statement's patterns are compiled into one: each still matches in full, alone.
+    role = policy(allow(["dynamodb:Get*", "sqs:SendMessage"], [TABLE_ARN, "arn:aws:sqs:*:*:events"]))
+    assert role.decide("dynamodb:GetItem", TABLE_ARN) is Decision.ALLOW
+    assert role.decide("sqs:SendMessage", QUEUE_ARN) is Decision.ALLOW
+    assert role.decide("sqs:SendMessageBatch", QUEUE_ARN) is Decision.IMPLICIT_DENY
+    assert role.decide("dynamodb:GetItem", TABLE_ARN + "/index/x") is Decision.IMPLICIT_DENY
+    assert role.decide("dynamodb:GetItem", QUEUE_ARN + "s") is Decision.IMPLICIT_DENY
+    assert policy(allow([], [])).decide("", "") is Decision.IMPLICIT_DENY
+
+
+def test_a_decision_remembered_is_only_reused_for_the_same_action_resource_and_context() -> None:
+    context_prefix = "kms:encryptioncontext:"
+    condition = {"StringEquals": {"kms:EncryptionContext:purpose": "signing-key"}}
+    role = policy(allow("kms:Decrypt", KEY_ARN, Condition=condition))
+    signing = {f"{context_prefix}purpose": "signing-key"}
+    other = {f"{context_prefix}purpose": "secret"}
+    for _ in range(2):  # the second round answers from what the first decided
+        assert role.decide("kms:Decrypt", KEY_ARN, signing, (context_prefix,)) is Decision.ALLOW
+        assert role.decide("kms:Decrypt", KEY_ARN, other, (context_prefix,)) is Decision.IMPLICIT_DENY
+        assert role.decide("kms:Decrypt", KEY_ARN, {}, (context_prefix,)) is Decision.IMPLICIT_DENY
+        assert role.decide("kms:Decrypt", KEY_ARN, signing) is Decision.IMPLICIT_DENY  # key not known
+        assert role.decide("kms:Decrypt", OTHER_TABLE_ARN, signing, (context_prefix,)) is (
+            Decision.IMPLICIT_DENY
+        )
+
+
+def test_remembered_decisions_stay_bounded() -> None:
+    role = policy(allow("dynamodb:GetItem", TABLE_ARN))
+    for n in range(10_000):
+        role.decide("dynamodb:GetItem", f"{TABLE_ARN}-{n}")
+    assert len(role._decisions) <= 4096
+    assert role.decide("dynamodb:GetItem", TABLE_ARN) is Decision.ALLOW
+
+
 def test_a_conditional_allow_never_grants_and_a_conditional_deny_always_applies() -> None:
     condition = {"StringEquals": {"aws:SourceVpc": "vpc-1"}}
     assert policy(allow("kms:Encrypt", Condition=condition)).decide("kms:Encrypt", KEY_ARN) is (
