@@ -20,10 +20,15 @@ import pytest
 from hubs import Hub, build_hub
 from moto.server import ThreadedMotoServer
 
+from devstack.motocost import lighten_moto
 from devstack.template import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
+
+# For every moto of the test process (the session's server, in-process mocks): no unused RSA
+# key per hub's data key, no listdir per request (devstack.motocost).
+lighten_moto()
 
 
 @pytest.fixture(scope="session")
