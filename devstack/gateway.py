@@ -297,6 +297,9 @@ def _handler_class(gateway: ApiGateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "sethub-devstack"
+        # The head and the body leave in two writes: with Nagle on, the body waits for the
+        # client's delayed ACK of the head (up to 40 ms on a kept-alive connection).
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.functions import FunctionLoadError, LocalFunction, load_function
-from devstack.provision import FunctionSpec
+from devstack.lambdaspec import FunctionSpec
 
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
 READY_PREFIX = "listening "
@@ -48,6 +48,9 @@ def _handler_class(function: LocalFunction) -> type[BaseHTTPRequestHandler]:
     # HTTP/1.0: the connection closes after each answer, so the next invocation (maybe from
     # another client) is accepted at once by this one-at-a-time server.
     class Handler(BaseHTTPRequestHandler):
+        # The head and the body leave in two writes: no waiting on Nagle between them.
+        disable_nagle_algorithm = True
+
         def do_POST(self) -> None:
             if self.path.split("?", 1)[0] != path:
                 self._answer(404, {"message": f"Function not found: {self.path}"}, error=None)
