@@ -335,6 +335,9 @@ class Receiver:
 def _handler_class(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Head and body leave in two writes: with Nagle on, the body of a reply on a kept-alive
+        # connection waits for the hub's delayed ACK (up to 40 ms).
+        disable_nagle_algorithm = True
 
         def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
             self.send_response(status)
