@@ -13,12 +13,14 @@ per-item action is allowed, and it knows nothing of SAM's managed policies.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import queue
+import socket
+import socketserver
 import sys
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
@@ -50,11 +52,118 @@ _HOP_BY_HOP = frozenset(
         "transfer-encoding",
         "upgrade",
         "content-length",
+        # Answered here (the body is read before it is forwarded).
+        "expect",
     }
 )
 # Long polls (ReceiveMessage WaitTimeSeconds) last up to 20 s.
 _UPSTREAM_TIMEOUT_SECONDS = 60.0
 _POOL_SIZE = 16
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD"})
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class HttpError(Exception):
+    """A malformed HTTP message: the connection cannot be read further."""
+
+
+# HTTP/1.1 read by hand: http.client and http.server parse every header block with the
+# email package, which was over half the endpoint's CPU per proxied call.
+def _read_head(stream: io.BufferedIOBase) -> tuple[str, list[tuple[str, str]]] | None:
+    """A message's start line and headers (``None``: the peer closed between messages)."""
+    start = stream.readline(_MAX_LINE + 1)
+    if not start:
+        return None
+    if len(start) > _MAX_LINE:
+        raise HttpError("start line too long")
+    headers: list[tuple[str, str]] = []
+    while (line := stream.readline(_MAX_LINE + 1)) not in (b"\r\n", b"\n"):
+        if not line:
+            raise HttpError("the connection closed inside the headers")
+        if len(line) > _MAX_LINE or len(headers) >= _MAX_HEADERS:
+            raise HttpError("headers too long")
+        name, colon, value = line.decode("latin-1").partition(":")
+        if not colon or not name or name != name.strip():
+            raise HttpError(f"malformed header line {line[:40]!r}")
+        headers.append((name, value.strip()))
+    return start.decode("latin-1").rstrip("\r\n"), headers
+
+
+def _read_body(stream: io.BufferedIOBase, lower: dict[str, str], *, to_close: bool) -> bytes:
+    """The body the headers announce; ``to_close``: without a length it runs to the close."""
+    if "chunked" in lower.get("transfer-encoding", "").lower():
+        chunks = []
+        while size := int(stream.readline(_MAX_LINE).split(b";")[0].strip() or b"0", 16):
+            chunks.append(_read_exactly(stream, size))
+            stream.readline(_MAX_LINE)
+        while stream.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+        return b"".join(chunks)
+    if "content-length" in lower:
+        try:
+            length = int(lower["content-length"])
+        except ValueError:
+            raise HttpError("Content-Length is not a number") from None
+        if length < 0:
+            raise HttpError("Content-Length is negative")
+        return _read_exactly(stream, length)
+    return stream.read() if to_close else b""
+
+
+def _read_exactly(stream: io.BufferedIOBase, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise HttpError("the connection closed inside the body")
+    return data
+
+
+def _lowered(headers: list[tuple[str, str]]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers}
+
+
+class _Upstream:
+    """One keep-alive connection to moto."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.socket = socket.create_connection((host, port), timeout=_UPSTREAM_TIMEOUT_SECONDS)
+        self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.stream = self.socket.makefile("rb")
+        self.open = True
+
+    def exchange(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        lines = [f"{method} {target} HTTP/1.1", *(f"{name}: {value}" for name, value in headers)]
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        # One write: head and body in one segment.
+        self.socket.sendall("\r\n".join(lines).encode("latin-1") + body)
+        head = _read_head(self.stream)
+        if head is None:
+            raise http.client.RemoteDisconnected("the embedded AWS closed the connection")
+        start, response_headers = head
+        version, _, rest = start.partition(" ")
+        try:
+            status = int(rest[:3])
+        except ValueError:
+            raise HttpError(f"malformed status line {start[:40]!r}") from None
+        lower = _lowered(response_headers)
+        closes = version != "HTTP/1.1" or lower.get("connection", "").lower() == "close"
+        if method == "HEAD" or status in _NO_BODY_STATUSES or 100 <= status < 200:
+            payload = b""
+        else:
+            delimited = "content-length" in lower or "transfer-encoding" in lower
+            payload = _read_body(self.stream, lower, to_close=not delimited)
+            closes = closes or not delimited
+        if closes:
+            self.close()
+        return status, response_headers, payload
+
+    def close(self) -> None:
+        self.open = False
+        self.stream.close()
+        self.socket.close()
 
 
 class _UpstreamPool:
@@ -66,10 +175,7 @@ class _UpstreamPool:
             raise ValueError(f"the embedded AWS must be an http:// URL, not {url!r}")
         self._host = parts.hostname
         self._port = parts.port or 80
-        self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue()
-
-    def _connect(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(self._host, self._port, timeout=_UPSTREAM_TIMEOUT_SECONDS)
+        self._idle: queue.LifoQueue[_Upstream] = queue.LifoQueue()
 
     def send(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
@@ -77,43 +183,24 @@ class _UpstreamPool:
         try:
             connection, reused = self._idle.get_nowait(), True
         except queue.Empty:
-            connection, reused = self._connect(), False
+            connection, reused = _Upstream(self._host, self._port), False
         try:
-            response = self._exchange(connection, method, target, headers, body)
+            response = connection.exchange(method, target, headers, body)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
             connection.close()
             if not reused:
                 raise
             # moto closed an idle keep-alive connection: the request never reached it.
-            connection = self._connect()
-            response = self._exchange(connection, method, target, headers, body)
+            connection = _Upstream(self._host, self._port)
+            response = connection.exchange(method, target, headers, body)
         except BaseException:
             connection.close()
             raise
-        if self._idle.qsize() < _POOL_SIZE:
+        if connection.open and self._idle.qsize() < _POOL_SIZE:
             self._idle.put(connection)
-        else:
+        elif connection.open:
             connection.close()
         return response
-
-    @staticmethod
-    def _exchange(
-        connection: http.client.HTTPConnection,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]],
-        body: bytes,
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
-        connection.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-        for name, value in headers:
-            connection.putheader(name, value)
-        connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body)
-        response = connection.getresponse()
-        payload = response.read()
-        if response.will_close:
-            connection.close()
-        return response.status, response.getheaders(), payload
 
     def close(self) -> None:
         while True:
@@ -145,8 +232,7 @@ class AuthorizingEndpoint:
         self.refused: list[Verdict] = []
         self._log = log
         self._pool = _UpstreamPool(upstream_url)
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _handler_for(self))
         self._thread: threading.Thread | None = None
 
     @property
@@ -222,64 +308,86 @@ def _denial(
     return 403, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], xml.encode()
 
 
-def _handler_for(endpoint: AuthorizingEndpoint) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        # Keep-alive, like AWS: SDKs reuse their connections.
-        protocol_version = "HTTP/1.1"
+class _Server(socketserver.ThreadingTCPServer):
+    # A thread per connection: the SDK keeps its connections, so a thread serves many calls.
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def _handler_for(endpoint: AuthorizingEndpoint) -> type[socketserver.StreamRequestHandler]:
+    class Handler(socketserver.StreamRequestHandler):
         # Replies go out at once: with Nagle's algorithm on, a reply's last segment waited for
         # the client's delayed ACK of the previous one (~40 ms on every call through here).
         disable_nagle_algorithm = True
 
-        def _body(self) -> bytes:
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                chunks = []
-                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(chunks)
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def _handle(self) -> None:
-            body = self._body()
-            raw_headers = [(name, value) for name, value in self.headers.items()]
-            lower = {name.lower(): value for name, value in raw_headers}
+        def handle(self) -> None:
             try:
-                request = parse_request(self.command, self.path, lower, body)
+                while self._one_request():
+                    pass
+            except HttpError as exc:
+                self._reply(400, [("Content-Type", "text/plain")], f"{exc}\n".encode(), close=True)
+            except (ConnectionResetError, BrokenPipeError):
+                pass  # the SDK went away; nothing to answer
+
+        def _one_request(self) -> bool:
+            """Serves one request; whether the connection stays open for the next."""
+            head = _read_head(self.rfile)
+            if head is None:
+                return False
+            start, raw_headers = head
+            parts = start.split(" ")
+            if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[1]:
+                raise HttpError(f"malformed request line {start[:40]!r}")
+            method, target, version = parts
+            lower = _lowered(raw_headers)
+            connection = lower.get("connection", "").lower()
+            keep_alive = connection == "keep-alive" if version == "HTTP/1.0" else connection != "close"
+            if lower.get("expect", "").lower() == "100-continue":
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = _read_body(self.rfile, lower, to_close=False)
+            if method not in _METHODS:
+                self._reply(501, [("Content-Type", "text/plain")], f"{method} is not served\n".encode())
+                return keep_alive
+            self._reply(*self._answer(method, target, raw_headers, lower, body), close=not keep_alive)
+            return keep_alive
+
+        def _answer(
+            self,
+            method: str,
+            target: str,
+            raw_headers: list[tuple[str, str]],
+            lower: dict[str, str],
+            body: bytes,
+        ) -> tuple[int, list[tuple[str, str]], bytes]:
+            try:
+                request = parse_request(method, target, lower, body)
             except RequestError as exc:
                 endpoint.note(f"refused a request: {exc}")
-                self._reply(*_denial(str(exc), lower, service=None))
-                return
+                return _denial(str(exc), lower, service=None)
             verdict = endpoint.authorize(request)
             if not verdict.allowed:
-                self._reply(*_denial(verdict.message, lower, service=request.service))
-                return
+                return _denial(verdict.message, lower, service=request.service)
             forwarded = [(name, value) for name, value in raw_headers if name.lower() not in _HOP_BY_HOP]
             try:
-                status, headers, payload = endpoint.forward(self.command, self.path, forwarded, body)
-            except OSError as exc:
+                return endpoint.forward(method, target, forwarded, body)
+            except (OSError, HttpError) as exc:
                 message = f"devstack could not reach the embedded AWS: {exc}"
-                self._reply(502, [("Content-Type", "text/plain")], message.encode())
-                return
-            self._reply(status, headers, payload)
+                return 502, [("Content-Type", "text/plain")], message.encode()
 
-        def _reply(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
-            reason = self.responses.get(status, ("",))[0]
-            head = [f"{self.protocol_version} {status} {reason}"]
+        def _reply(
+            self, status: int, headers: list[tuple[str, str]], payload: bytes, *, close: bool = False
+        ) -> None:
+            head = [f"HTTP/1.1 {status} {http.client.responses.get(status, '')}"]
             head += [
                 f"{name}: {value}"
                 for name, value in headers
                 if name.lower() not in _HOP_BY_HOP and name.lower() not in ("server", "date")
             ]
+            if close:
+                head.append("Connection: close")
             head.append(f"Content-Length: {len(payload)}\r\n\r\n")
             # Head and body in one write: two small writes are two segments on the wire.
             self.wfile.write("\r\n".join(head).encode("latin-1") + payload)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass  # One line per refusal is logged instead; allowed calls stay quiet.
 
     return Handler
 
