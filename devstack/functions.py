@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from devstack.provision import ACCOUNT_ID, FunctionSpec
+from devstack.lambdaspec import ACCOUNT_ID, FunctionSpec
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

@@ -22,6 +22,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from devstack import lambdaspec
 from devstack.iam import Lookups, Policy, function_policies, sam_transform
 from devstack.intrinsics import (
     IntrinsicError,
@@ -34,7 +35,9 @@ from devstack.intrinsics import (
 from devstack.template import merge_globals
 from sethub.clients import new_session
 
-ACCOUNT_ID = "123456789012"
+# Known as devstack.provision's; defined apart so that a worker process need not import this.
+ACCOUNT_ID = lambdaspec.ACCOUNT_ID
+FunctionSpec = lambdaspec.FunctionSpec
 DEFAULT_REGION = "us-east-1"
 DEFAULT_API_KEY = "local-dev-key"
 API_KEY_ENV = "SETHUB_LOCAL_API_KEY"
@@ -67,18 +70,6 @@ _QUEUE_ATTRIBUTES = (
 
 class ProvisionError(RuntimeError):
     """The template cannot be turned into a local stack."""
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    """A function as the template declares it (Globals merged in)."""
-
-    logical_id: str
-    code_uri: str
-    handler: str
-    timeout: int
-    memory_size: int
-    environment: dict[str, str]
 
 
 @dataclass(frozen=True)
