@@ -12,6 +12,7 @@ per-item action is allowed, and it knows nothing of SAM's managed policies.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -325,9 +326,10 @@ def _handler_for(endpoint: AuthorizingEndpoint) -> type[socketserver.StreamReque
                 while self._one_request():
                     pass
             except HttpError as exc:
-                self._reply(400, [("Content-Type", "text/plain")], f"{exc}\n".encode(), close=True)
-            except (ConnectionResetError, BrokenPipeError):
-                pass  # the SDK went away; nothing to answer
+                with contextlib.suppress(OSError):  # the client may be gone already
+                    self._reply(400, [("Content-Type", "text/plain")], f"{exc}\n".encode(), close=True)
+            except OSError:
+                pass  # the SDK went away (reset, broken pipe): nothing to answer
 
         def _one_request(self) -> bool:
             """Serves one request; whether the connection stays open for the next."""
