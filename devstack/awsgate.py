@@ -17,6 +17,7 @@ import http.client
 import io
 import json
 import queue
+import selectors
 import socket
 import socketserver
 import sys
@@ -243,21 +244,32 @@ class AuthorizingEndpoint:
 
     def start(self) -> AuthorizingEndpoint:
         if self._thread is None:
+            self._wake_read, self._wake_write = socket.socketpair()
             self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                # stop() waits for one poll: keep it short (test hubs come and go by the hundred).
-                kwargs={"poll_interval": 0.05},
-                name=f"aws-gate-{self.function_name}",
-                daemon=True,
+                target=self._serve, name=f"aws-gate-{self.function_name}", daemon=True
             )
             self._thread.start()
         return self
 
+    def _serve(self) -> None:
+        # Not serve_forever: its poll made every stop() wait ~50 ms, and test hubs come and go
+        # by the hundred; here stop() wakes the loop at once.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._server.socket, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_read:
+                        return
+                    self._server.handle_request()  # a connection is waiting: accepted at once
+
     def stop(self) -> None:
         if self._thread is not None:
-            self._server.shutdown()
+            self._wake_write.send(b"x")
             self._thread.join()
             self._thread = None
+            self._wake_read.close()
+            self._wake_write.close()
         self._server.server_close()
         self._pool.close()
 
@@ -313,6 +325,8 @@ class _Server(socketserver.ThreadingTCPServer):
     # A thread per connection: the SDK keeps its connections, so a thread serves many calls.
     daemon_threads = True
     allow_reuse_address = True
+    # handle_request's wait once a connection was seen (bounded should it vanish unaccepted).
+    timeout = 0.05
 
 
 def _handler_for(endpoint: AuthorizingEndpoint) -> type[socketserver.StreamRequestHandler]:
