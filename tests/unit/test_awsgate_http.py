@@ -218,3 +218,14 @@ def test_moto_unreachable_is_a_502(upstream) -> None:
             status, _, body = read_reply(stream)
     assert status.startswith("HTTP/1.1 502")
     assert b"could not reach the embedded AWS" in body
+
+
+def test_stop_returns_with_a_client_still_connected_and_the_port_closes(upstream) -> None:
+    policy = Policy("FnRole", ())
+    gate = AuthorizingEndpoint(policy, upstream.url, function_name="Fn").start()
+    sock, _ = connect(gate)  # an SDK's idle keep-alive connection
+    with sock:
+        gate.stop()
+        gate.stop()  # twice is harmless
+        with pytest.raises(ConnectionRefusedError):
+            connect(gate)
