@@ -100,7 +100,8 @@ $(BIN)/.mutation-installed: $(BIN)/.installed requirements-mutation.txt
 	@touch $@
 
 # Not part of `make test` nor CI: under half an hour on two cores. WORKERS=1 leaves a core free;
-# MODULES="netguard delivery" tests those modules' mutants only (the others keep their last results).
+# MODULES="netguard delivery" tests those modules' mutants only (the others keep their last results);
+# a module in a subpackage is named dotted or as its path below sethub: credentials.checker or credentials/checker.
 mutation: $(BIN)/.mutation-installed ## mutation testing of the core modules with mutmut (docs/mutation.md)
 	$(BIN)/python tools/mutation.py run --workers $${WORKERS:-2} $(foreach module,$(MODULES),--module $(module))
 

@@ -8,7 +8,7 @@ checkout's), with the package linked at ``src/sethub``. mutmut copies that tree 
 ``.mutation/mutants/`` and mutates the copy; the checkout is never changed.
 ``[tool.mutmut]`` in pyproject.toml says what is mutated and which tests run.
 
-    python tools/mutation.py run [--module retry ...] [--workers 2] [--keep]
+    python tools/mutation.py run [--module retry --module credentials.checker ...] [--workers 2] [--keep]
         [--survivors] [--unfinished] [--paired]
     python tools/mutation.py report
     python tools/mutation.py killers MUTANT... [--tests TEST...]
@@ -74,8 +74,29 @@ def mutmut_config() -> dict[str, Any]:
 
 
 def modules() -> list[str]:
-    """The mutated modules, by name, as [tool.mutmut] only_mutate lists them."""
-    return [Path(pattern).stem for pattern in mutmut_config()["only_mutate"]]
+    """The mutated modules as [tool.mutmut] only_mutate lists them, dotted below ``sethub``
+    (``retry``, ``credentials.checker``): the names in mutmut's mutant names and in the notes."""
+    return [module_name(pattern) for pattern in mutmut_config()["only_mutate"]]
+
+
+def module_name(text: str) -> str:
+    """``credentials.checker`` from ``credentials/checker``, ``credentials/checker.py``,
+    ``src/sethub/credentials/checker.py`` or itself: how ``--module`` (``MODULES=``) names a module."""
+    path = text.removeprefix("src/").removeprefix("sethub/").removeprefix("sethub.").removesuffix(".py")
+    return path.replace("/", ".")
+
+
+def module_path(module: str) -> Path:
+    """The module's file below the package, without ``.py``: ``credentials/checker``."""
+    return Path(*module.split("."))
+
+
+def selected_module(text: str) -> str:
+    """An argparse type: a module of [tool.mutmut] only_mutate, by dotted name or path."""
+    name = module_name(text)
+    if name not in modules():
+        raise argparse.ArgumentTypeError(f"{text!r} is not mutated; choose from {', '.join(modules())}")
+    return name
 
 
 def stage(*, keep: bool, worktree: bool = False) -> None:
@@ -250,7 +271,7 @@ class Mutant:
 
 
 def exit_codes(module: str) -> dict[str, int | None]:
-    meta = MUTANTS / "src" / "sethub" / f"{module}.py.meta"
+    meta = MUTANTS / "src" / "sethub" / f"{module_path(module)}.py.meta"
     if not meta.exists():
         return {}
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
@@ -367,9 +388,9 @@ def collect(module: str) -> list[Mutant]:
     codes = exit_codes(module)
     if not codes:
         return []
-    source = (WORK / "src" / "sethub" / f"{module}.py").read_text()
+    source = (WORK / "src" / "sethub" / f"{module_path(module)}.py").read_text()
     functions = function_sources(ast.parse(source), source)
-    mutants_source = (MUTANTS / "src" / "sethub" / f"{module}.py").read_text()
+    mutants_source = (MUTANTS / "src" / "sethub" / f"{module_path(module)}.py").read_text()
     # mutmut's copies of each function, named after the mutant (parsed once: the file is large).
     mutated = function_sources(ast.parse(mutants_source), mutants_source)
     found = []
@@ -628,7 +649,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run mutmut, then write docs/mutation.md")
-    run_parser.add_argument("--module", action="append", default=[], choices=modules())
+    run_parser.add_argument(
+        "--module",
+        action="append",
+        default=[],
+        type=selected_module,
+        help="a mutated module: retry, credentials.checker or credentials/checker",
+    )
     run_parser.add_argument("--workers", type=int, default=2)
     run_parser.add_argument("--keep", action="store_true", help="reuse .mutation/ and its results")
     run_parser.add_argument("--survivors", action="store_true", help="test the last survivors again")
