@@ -43,6 +43,9 @@ MUTANTS = WORK / "mutants"
 NOTES = ROOT / "tools" / "mutation_notes.toml"
 REPORT = ROOT / "docs" / "mutation.md"
 RUN_LOG = WORK / "runs.json"
+STATS = MUTANTS / "mutmut-stats.json"
+# The only_mutate list mutmut's map of tests per function was made with.
+MAPPED = WORK / "mapped-modules.json"
 # Links in the work tree: what the tests read from the checkout besides the package.
 LINKS = ("tests", "template.yaml", "events", "functions", "layers", "docs", "devstack", "pyproject.toml")
 GOAL = 90.0
@@ -139,6 +142,13 @@ def stage(*, keep: bool, worktree: bool = False) -> None:
     if keep and MUTANTS.exists():
         # mutmut copies the tests only when it starts; refresh them so new tests take part.
         shutil.copytree(WORK / "tests", MUTANTS / "tests", dirs_exist_ok=True)
+    # mutmut maps tests to functions once and then only for new tests: a module added to
+    # only_mutate would have no tests at all. A new list of modules maps every test again
+    # (the mutants' results are kept).
+    mutated = json.dumps(sorted(mutmut_config()["only_mutate"]))
+    if STATS.exists() and (not MAPPED.exists() or MAPPED.read_text() != mutated):
+        STATS.unlink()
+    MAPPED.write_text(mutated)
     # The tests' local stack (devstack) as committed too, next to the mutants: otherwise the
     # editable install imports the checkout's, which may not match the committed package.
     shutil.copytree(WORK / "devstack", MUTANTS / "devstack", dirs_exist_ok=True)
