@@ -2,8 +2,8 @@
 
 One ``AuthorizingEndpoint`` per function: the function's ``AWS_ENDPOINT_URL`` points at it,
 so every call its SDK makes is read (``devstack.iam.parse_request``), checked against that
-function's policy by AWS's per-call rules, and either forwarded byte for byte to moto (its
-answer returned as is) or refused with the answer AWS gives, ``AccessDenied``, plus one line
+function's policy by AWS's per-call rules, and either forwarded to moto (headers and body as
+sent, its answer returned as is) or refused with the answer AWS gives, ``AccessDenied``, plus one line
 on stderr naming the function, the action and the resource.
 
 moto's own IAM enforcement is not used: it refuses ``TransactWriteItems`` even when every
@@ -97,7 +97,7 @@ def _read_body(stream: io.BufferedIOBase, lower: dict[str, str], *, to_close: bo
     """The body the headers announce; ``to_close``: without a length it runs to the close."""
     if "chunked" in lower.get("transfer-encoding", "").lower():
         chunks = []
-        while size := int(stream.readline(_MAX_LINE).split(b";")[0].strip() or b"0", 16):
+        while size := _chunk_size(stream.readline(_MAX_LINE)):
             chunks.append(_read_exactly(stream, size))
             stream.readline(_MAX_LINE)
         while stream.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
@@ -112,6 +112,18 @@ def _read_body(stream: io.BufferedIOBase, lower: dict[str, str], *, to_close: bo
             raise HttpError("Content-Length is negative")
         return _read_exactly(stream, length)
     return stream.read() if to_close else b""
+
+
+def _chunk_size(line: bytes) -> int:
+    if not line:
+        raise HttpError("the connection closed inside the body")
+    try:
+        size = int(line.split(b";")[0].strip() or b"0", 16)
+    except ValueError:
+        raise HttpError(f"malformed chunk size {line[:20]!r}") from None
+    if size < 0:
+        raise HttpError("negative chunk size")
+    return size
 
 
 def _read_exactly(stream: io.BufferedIOBase, size: int) -> bytes:

@@ -186,6 +186,7 @@ def test_connection_close_is_honoured(endpoint, upstream) -> None:
         b"POST /\r\n\r\n",
         b"POST / HTTP/1.1\r\nno colon here\r\n\r\n",
         b"POST / HTTP/1.1\r\nContent-Length: many\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"POST / HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n",
     ],
 )
