@@ -224,7 +224,7 @@ class Policy:
         if decision is None:
             decision = self._decide(action, resource, context or {}, known)
             if len(self._decisions) >= _DECISIONS_KEPT:
-                self._decisions.clear()  # bounded: a long-lived endpoint sees unbounded item keys
+                self._decisions.clear()  # bounded: encryption contexts may differ call by call
             self._decisions[key] = decision
         return decision
 
