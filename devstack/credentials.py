@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import boto3
-
 from devstack.provision import DEFAULT_API_KEY, Provisioned
 from sethub.clients import AwsClients
 from sethub.credentials.admin import KeyAdmin
@@ -63,7 +61,7 @@ class LocalKeys:
 
 def seed_local_keys(provisioned: Provisioned, environ: Mapping[str, str]) -> LocalKeys:
     """Store the local keys in the hub table (idempotent: a restarted stack finds them)."""
-    dynamodb = boto3.client("dynamodb", endpoint_url=provisioned.endpoint_url, region_name=provisioned.region)
+    dynamodb = provisioned.dynamodb()
     store = DynamoDBCredentialStore(AwsClients(dynamodb=dynamodb), provisioned.table_names[TABLE])
     admin = KeyAdmin(store)
     keys = local_keys(environ, admin=provisioned.api_key)

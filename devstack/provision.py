@@ -153,6 +153,18 @@ class Provisioned:
         """The function's name as CloudFormation would give it (the stack's name first)."""
         return f"{self.prefix}-{function_logical_id}"
 
+    def clients(self) -> tuple[Any, Any, Any, Any]:
+        """SQS, DynamoDB, KMS and Secrets Manager clients at this stack's AWS (shared per endpoint)."""
+        return _clients(
+            self.endpoint_url,
+            self.region,
+            os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        )
+
+    def dynamodb(self) -> Any:
+        return self.clients()[1]
+
     def iam_lookups(self) -> Lookups:
         """What AWS's per-call rules need to know of this stack (live views, not copies)."""
         return Lookups(key_aliases=self.key_aliases, secret_arns=self.secret_arns.values())
@@ -273,12 +285,7 @@ class _Provisioner:
         self.region = region
         self.result = Provisioned(prefix=prefix, endpoint_url=endpoint_url, region=region, api_key=api_key)
         self.parameters = self._parameters(parameters)
-        self.sqs, self.dynamodb, self.kms, self.secrets = _clients(
-            endpoint_url,
-            region,
-            os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
-            os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
-        )
+        self.sqs, self.dynamodb, self.kms, self.secrets = self.result.clients()
         self._creators: dict[str, Callable[[str, dict[str, Any]], tuple[str, dict[str, str]]]] = {
             QUEUE: self._queue,
             TABLE: self._table,

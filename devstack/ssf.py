@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-import boto3
-
 from devstack.provision import Provisioned
 from sethub.ssf.auth import DEFAULT_LOCAL_CLIENTS, LOCAL_CLIENTS_ENV, client_record, parse_clients
 from sethub.ssf.store import SsfStore
@@ -22,7 +20,7 @@ TABLE = "HubTable"
 
 def seed_ssf_clients(provisioned: Provisioned, environ: Mapping[str, str]) -> list[str]:
     """Store the local receivers (idempotent: a restarted stack rewrites the same records)."""
-    dynamodb = boto3.client("dynamodb", endpoint_url=provisioned.endpoint_url, region_name=provisioned.region)
+    dynamodb = provisioned.dynamodb()
     store = SsfStore(dynamodb, provisioned.table_names[TABLE])
     pairs = parse_clients(environ.get(LOCAL_CLIENTS_ENV) or DEFAULT_LOCAL_CLIENTS)
     for client_id, secret in pairs:
