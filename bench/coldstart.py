@@ -16,7 +16,8 @@ it (layers/shared/Makefile compiles it in every ``sam build``): without that, a 
 changed since its last ``.pyc`` (or an environment with ``PYTHONDONTWRITEBYTECODE``) would
 be compiled again in every run and counted as import. The init of each function in the
 Lambda runtime emulator, with its built artifact, is ``bench.emulator``'s (``make bench``
-prints it in the rows after these; ``python -m bench.emulator`` alone).
+prints it in the rows after these; ``python -m bench.emulator`` alone;
+``python -m bench.rows coldstart --emulator`` beside each handler's import ratio).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1.3
@@ -59,6 +61,17 @@ HANDLERS = {
     # Ingress=http only: the HTTP API's Lambda authorizer of POST /events.
     "authorizer_handler": ROOT / "functions" / "authorizer" / "authorizer_handler.py",
 }
+
+
+def handler_functions(template: Mapping[str, Any]) -> dict[str, str]:
+    """Each handler module of ``HANDLERS`` and the template's function that runs it
+    (the emulator names its results by function)."""
+    functions = {
+        str((resource.get("Properties") or {}).get("Handler", "")).partition(".")[0]: name
+        for name, resource in (template.get("Resources") or {}).items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
+    return {handler: functions[handler] for handler in HANDLERS if handler in functions}
 
 
 @dataclass(frozen=True)

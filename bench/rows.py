@@ -8,7 +8,8 @@ row is measured as ``make bench`` measures it and printed as the median (min-max
   ``make bench`` times each side): sethub / bare urllib3 with AWS waits excluded (goal
   >= 0.85) and client CPU per delivery beside urllib3's (goal <= 1.3x);
 - ``coldstart``: each handler's import, CPU, in fresh interpreters beside ``import boto3``
-  (goal <= 1.3x);
+  (goal <= 1.3x); with ``--emulator``, beside it the function's init in the Lambda runtime
+  emulator (``bench.emulator``: one start of each, after the imports are measured);
 - ``latency``: publish-to-delivery through ``make local``, 1 subscriber, 100 events at 20/s
   per run (goal p50 <= 50 ms, p99 <= 250 ms).
 """
@@ -24,10 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, e2e
+from bench import coldstart, e2e, emulator
 from bench.__main__ import CONCURRENCY, FARM_PROCESSES, _fanout
 from bench.aws import start_moto
 from bench.farm import start_farm
+from devstack.template import load_template
 
 BIG = 1000
 
@@ -77,21 +79,50 @@ def fanout(runs: int) -> list[str]:
     ]
 
 
-def cold(runs: int) -> list[str]:
+def cold(runs: int, *, with_emulator: bool = False) -> list[str]:
     moto = start_moto()
     try:
         colds = coldstart.measure(moto.env(), runs=runs)
     finally:
         moto.stop()
+    # After the imports, so the emulator's build and containers do not load their runs.
+    emulated = emulator.measure() if with_emulator else None
+    inits = _emulator_inits(emulated)
     boto3 = colds.pop("boto3")
     lines = [f"import boto3: {_spread(boto3.cpu, ' ms', 1e3, 0)} CPU"]
     for name, imports in colds.items():
         ratio = imports.cpu_median / boto3.cpu_median
+        init = f"; {inits.get(name, 'emulator: not measured')}" if emulated else ""
         lines.append(
             f"import {name}: {_spread(imports.cpu, ' ms', 1e3, 0)} CPU, {ratio:.2f} of boto3 "
-            f"(goal <= {coldstart.TARGET_RATIO:g})"
+            f"(goal <= {coldstart.TARGET_RATIO:g}){init}"
         )
-    return [*lines, f"median (min-max) of {runs} fresh interpreters each, taking turns"]
+    lines.append(f"median (min-max) of {runs} fresh interpreters each, taking turns")
+    if emulated and emulated.not_measured:
+        lines.append(f"emulator {emulated.not_measured}")
+    elif emulated:
+        lines.append(
+            "emulator init: first invoke less a warm one, one start each (bench.emulator); "
+            f"layer modules with usable bytecode: {emulated.layer_bytecode}"
+        )
+    return lines
+
+
+def _emulator_inits(emulated: emulator.EmulatorResult | None) -> dict[str, str]:
+    """Each handler's emulator init as a phrase, by handler module."""
+    if emulated is None or emulated.not_measured:
+        return {}
+    starts = {start.function: start for start in emulated.starts}
+    inits = {}
+    for handler, function in coldstart.handler_functions(
+        load_template(coldstart.ROOT / "template.yaml")
+    ).items():
+        start = starts.get(function)
+        if start is None:
+            continue
+        error = f", its event ended in {start.function_error}" if start.function_error else ""
+        inits[handler] = f"emulator init ≈ {start.init_ms:,.0f} ms ({function}{error})"
+    return inits
 
 
 def latency(runs: int) -> list[str]:
@@ -118,11 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.rows", description=__doc__.splitlines()[0])
     parser.add_argument("row", choices=sorted(ROWS))
     parser.add_argument("--runs", type=int, default=5, help="runs of the row (default 5)")
+    parser.add_argument(
+        "--emulator",
+        action="store_true",
+        help="coldstart only: each function's init in the Lambda runtime emulator too (Docker)",
+    )
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if args.emulator and args.row != "coldstart":
+        parser.error("--emulator goes with the coldstart row only")
     before = _load()
-    lines = ROWS[args.row](args.runs)
+    lines = cold(args.runs, with_emulator=True) if args.emulator else ROWS[args.row](args.runs)
     for line in lines:
         print(line)
     print(f"load averages {before} at the start, {_load()} at the end")
