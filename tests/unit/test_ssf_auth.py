@@ -118,6 +118,33 @@ def test_basic_credentials_are_read_in_any_letter_case_and_url_decoded(store):
     assert store.tokens[sha256(str(answer["access_token"]))].client_id == "acme rx:1"
 
 
+def test_a_secret_sent_with_a_raw_colon_is_all_after_the_first_colon(store):
+    # Client ids cannot hold a colon (client_record), so the first one ends the id.
+    add(store, "rx2", "pa:ss:word")
+    pair = base64.b64encode(b"rx2:pa:ss:word").decode()
+
+    answer = Authority(store).issue({"Authorization": f"Basic {pair}"}, GRANT, now=NOW)
+
+    assert store.tokens[sha256(str(answer["access_token"]))].client_id == "rx2"
+
+
+def test_basic_credentials_with_characters_outside_base64_are_refused_not_cleaned(store):
+    pair = base64.b64encode(f"rx:{SECRET}".encode()).decode()
+
+    error = refusal(store, {"Authorization": f"Basic {pair[:4]}*{pair[4:]}"}, GRANT)
+
+    assert (error.error, error.reason) == ("invalid_client", "malformed HTTP Basic credentials")
+    assert store.tokens == {}
+
+
+def test_a_form_with_empty_or_valueless_fields_is_read_leniently(store):
+    body = form(grant_type="client_credentials", client_id="rx", client_secret=SECRET) + b"&&flag&scope="
+
+    answer = Authority(store).issue({}, body, now=NOW)
+
+    assert answer["scope"] == "ssf.manage ssf.read"
+
+
 def test_form_fields_authenticate_a_client_without_basic(store):
     body = form(grant_type="client_credentials", client_id="rx", client_secret=SECRET)
 
@@ -358,7 +385,9 @@ def test_a_receiver_record_stores_the_secrets_hash_never_the_secret():
     assert record == ClientRecord(
         client_id="rx", secret_hash=sha256(SECRET), scopes=frozenset((READ,)), name="Acme", created_at=NOW
     )
-    assert client_record("rx", SECRET).scopes == frozenset((READ, MANAGE))
+    assert client_record("rx", SECRET) == ClientRecord(
+        client_id="rx", secret_hash=sha256(SECRET), scopes=frozenset((READ, MANAGE)), name="", created_at=0
+    )
 
 
 @pytest.mark.parametrize("client_id", ["", "c" * 129, "a:b", "a,b", "a b", "tab\tid", "a\x00"])
@@ -372,6 +401,7 @@ def test_a_client_id_must_be_1_to_128_printable_characters_without_colon_or_comm
 
 def test_a_client_id_of_128_printable_characters_is_accepted():
     assert client_record("!" + "~" * 127, SECRET).client_id == "!" + "~" * 127
+    assert client_record("Acme-RX_01.prod", SECRET).client_id == "Acme-RX_01.prod"
 
 
 def test_an_unknown_scope_is_refused_naming_it_and_the_two_there_are():
