@@ -18,48 +18,21 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
 MESSAGE_VERSION = 1
 
 
-class _Record:
-    """``==``, ``hash`` and ``repr`` as ``@dataclass(frozen=True)`` makes them, written once.
-
-    A dataclass compiles each method it makes for each class when its module is imported,
-    and this module is imported by every cold start: its records make only ``__init__`` and
-    the frozen ``__setattr__``/``__delattr__``, which halves the module's import.
-    """
-
-    __dataclass_fields__: ClassVar[dict[str, Any]]  # each record's, from its @dataclass
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, field.name) for field in fields(self))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _Record) or other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{field.name}={getattr(self, field.name)!r}" for field in fields(self))
-        return f"{self.__class__.__qualname__}({shown})"
-
-
-class _Message(_Record):
-    """What every kind shares (no fields: not a dataclass itself)."""
-
+@dataclass(frozen=True)
+class _Message:
     kind: ClassVar[str]
 
     def to_json(self) -> str:
         return json.dumps({"v": MESSAGE_VERSION, "kind": self.kind, **asdict(self)}, separators=(",", ":"))
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: _Record's
+@dataclass(frozen=True)
 class SetEvent(_Message):
     """A validated event: ``claims`` are the complete SET claims (iss, jti, iat, events, ...)."""
 
@@ -73,7 +46,7 @@ class SetEvent(_Message):
         return str(self.claims["jti"])
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: _Record's
+@dataclass(frozen=True)
 class ContentEvent(_Message):
     """Published content that is not a SET: delivered byte for byte with its Content-Type."""
 
@@ -89,8 +62,8 @@ class ContentEvent(_Message):
         return base64.b64decode(self.body_b64)
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: _Record's
-class PreparedPayload(_Record):
+@dataclass(frozen=True)
+class PreparedPayload:
     """What a subscriber of each format receives for one event, built (and signed) once."""
 
     jti: str
@@ -103,7 +76,7 @@ class PreparedPayload(_Record):
     """Raw published content and its Content-Type (every format gets these, when set)."""
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: _Record's
+@dataclass(frozen=True)
 class FanoutShard(_Message):
     """A page of a large topic's subscriptions to serve with an already prepared payload."""
 
@@ -116,7 +89,7 @@ class FanoutShard(_Message):
     limit: int
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: _Record's
+@dataclass(frozen=True)
 class DeliveryRetry(_Message):
     """One (event, subscription) delivery to attempt again once ``not_before`` has passed."""
 
@@ -136,7 +109,7 @@ class DeliveryRetry(_Message):
     """The subscription's ``requested_at`` when the event was first delivered; 0 = any."""
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: _Record's
+@dataclass(frozen=True)
 class VerifyIntent(_Message):
     """Verify a pending subscribe/unsubscribe request stored in the table under ``request_id``."""
 
@@ -148,7 +121,7 @@ class VerifyIntent(_Message):
     """Times the verifier put it back because its callback's host was busy."""
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: _Record's
+@dataclass(frozen=True)
 class DenySubscription(_Message):
     """Tell ``callback`` that its subscription to ``topic`` is refused, and why."""
 
@@ -158,7 +131,7 @@ class DenySubscription(_Message):
     reason: str
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: _Record's
+@dataclass(frozen=True)
 class RecoverWindow(_Message):
     """Run (or continue) the recovery request kept in the table under ``recovery_id``
     (``sethub.recovery``): the operator's ``sethub recover start`` puts it on the events queue."""
@@ -167,7 +140,7 @@ class RecoverWindow(_Message):
     recovery_id: str
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # ==, hash, repr: _Record's
+@dataclass(frozen=True)
 class StreamTask(_Message):
     """Work for one SSF stream (``sethub.ssf``): send it a verification or stream-updated
     event (``event_type``, ``payload``), or push the SETs held while it was paused
