@@ -493,7 +493,7 @@ def write_report() -> None:
         out += ["## Runs behind these numbers", ""]
         out += [
             f"{number}. {run['finished']}: {run.get('what', 'every mutant')} of {', '.join(run['modules'])}"
-            f"{_commit(run)}; {_count(run)}{run['workers']} workers, {_duration(run['seconds'])}{_load(run)}"
+            f"{_commit(run)}; {_count(run)}{_workers(run)}, {_duration(run['seconds'])}{_load(run)}"
             + _ending(run["exit_code"])
             for number, run in enumerate(runs, 1)
         ]
@@ -622,8 +622,13 @@ def _whole_run(runs: list[dict[str, Any]]) -> str:
     mutants = f"{run['mutants']} mutants in " if "mutants" in run else ""
     return (
         f"A whole run (every mutant of every module), run {number}: {mutants}{_duration(run['seconds'])} "
-        f"on {run['workers']} workers{_load(run)}."
+        f"on {_workers(run)}{_load(run)}."
     )
+
+
+def _workers(run: dict[str, Any]) -> str:
+    workers: int = run["workers"]
+    return f"{workers} worker" if workers == 1 else f"{workers} workers"
 
 
 def _count(run: dict[str, Any]) -> str:
