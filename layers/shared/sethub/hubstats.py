@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub.errors import SethubError, UpstreamError
-from sethub.records import Attempt
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics
     from mypy_boto3_sqs import SQSClient
+
+    from sethub.records import Attempt
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from sethub.messages import Format
-from sethub.webhooks import Signing
+if TYPE_CHECKING:
+    from sethub.messages import Format
+    from sethub.webhooks import Signing
 
 Mode = Literal["subscribe", "unsubscribe"]
 State = Literal["active", "unsubscribed", "disabled"]
