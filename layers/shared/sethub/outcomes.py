@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from sethub.records import Attempt
+if TYPE_CHECKING:
+    from sethub.records import Attempt
 
 HEARTBEAT_SECONDS = 300
 """A stored outcome of the same kind is refreshed once it is this old: five minutes keeps a

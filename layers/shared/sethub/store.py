@@ -32,7 +32,6 @@ from sethub.clients import AwsClients
 from sethub.errors import ConfigurationError, ForbiddenError, NotFoundError, UpstreamError
 from sethub.messages import Format
 from sethub.outcomes import HEARTBEAT_SECONDS, LastOutcome, is_due, latest
-from sethub.records import Attempt
 from sethub.secretbox import SecretBox, encryption_context
 from sethub.settings import Settings
 from sethub.subscriptions import (
@@ -55,6 +54,8 @@ from sethub.webhooks import ROTATION_OVERLAP_SECONDS, Signing
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from sethub.records import Attempt
 
 Item = Mapping[str, Any]
 
