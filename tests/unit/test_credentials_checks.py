@@ -275,9 +275,10 @@ def test_a_presented_key_is_trimmed_and_at_most_256_characters():
 
 def test_a_key_over_256_characters_is_no_key_of_this_hub_and_never_read():
     store = MemoryStore()
-    error = refusal(UnauthorizedError, KeyChecker(store).authenticate, {"x-api-key": "k" * 257})
+    error = refusal(ForbiddenError, KeyChecker(store).authenticate, {"x-api-key": "k" * 257})
 
-    assert error.status == 401
+    # A key was sent, so not "missing": a wrong one, refused without a table read.
+    assert (error.status, error.reason) == (403, "unknown or revoked API key")
     assert store.reads == []
 
 

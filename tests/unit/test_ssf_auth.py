@@ -390,7 +390,7 @@ def test_a_receiver_record_stores_the_secrets_hash_never_the_secret():
     )
 
 
-@pytest.mark.parametrize("client_id", ["", "c" * 129, "a:b", "a,b", "a b", "tab\tid", "a\x00"])
+@pytest.mark.parametrize("client_id", ["", "c" * 129, "a:b", "a,b", "a b", "tab\tid", "a\x00", "del\x7f"])
 def test_a_client_id_must_be_1_to_128_printable_characters_without_colon_or_comma(client_id):
     with pytest.raises(BadRequestError) as caught:
         client_record(client_id, SECRET)

@@ -37,7 +37,9 @@ def presented_key(headers: Mapping[str, str] | None) -> str | None:
         return None
     for name, value in headers.items():
         if name.lower() == API_KEY_HEADER:
-            return presentable(value)
+            # Sent: only a blank value counts as missing; one too long for a key is a wrong
+            # key (403 from ``lookup``), not a missing one.
+            return value.strip() or None
     return None
 
 

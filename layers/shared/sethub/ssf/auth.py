@@ -165,7 +165,7 @@ def client_record(
     if (
         not client_id
         or len(client_id) > MAX_CLIENT_ID_CHARS
-        or any(ord(c) < 0x21 or c in ":," for c in client_id)
+        or any(ord(c) < 0x21 or c in ":,\x7f" for c in client_id)
     ):
         raise BadRequestError(
             f"a client id is 1 to {MAX_CLIENT_ID_CHARS} printable characters, no ':' or ','"
