@@ -5,17 +5,23 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sethub.clients import AwsClients
-from sethub.credentials.checker import KeyChecker
-from sethub.credentials.dynamodb import DynamoDBCredentialStore
 from sethub.errors import BadRequestError
 from sethub.settings import Settings
+
+if TYPE_CHECKING:
+    from sethub.credentials.checker import KeyChecker
 
 
 def key_checker(clients: AwsClients, settings: Settings) -> KeyChecker:
     """The container's check of ``x-api-key``: keys with roles in the hub table (``sethub.credentials``)."""
+    # Imported here: the SSF function shares this module's URL helpers but checks no API
+    # keys, and sethub.credentials is six modules of its cold start.
+    from sethub.credentials.checker import KeyChecker  # noqa: PLC0415
+    from sethub.credentials.dynamodb import DynamoDBCredentialStore  # noqa: PLC0415
+
     return KeyChecker(DynamoDBCredentialStore(clients, settings.table_name), ttl=settings.key_cache_seconds)
 
 
