@@ -311,3 +311,14 @@ def test_a_name_that_does_not_resolve_says_why() -> None:
     with pytest.raises(OutboundError) as no_answer:
         resolve_public("empty.example", 443, allow_private=False, resolver=empty)
     assert str(no_answer.value) == "cannot resolve host 'empty.example': no addresses"
+
+
+def test_an_ip_literal_needs_no_dns_even_when_the_resolver_is_down() -> None:
+    def failing(host: str, port: int) -> list[tuple[Any, ...]]:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    # A callback at a public address keeps working through a DNS outage.
+    assert resolve_public("93.184.216.34", 443, allow_private=False, resolver=failing) == ["93.184.216.34"]
+    assert resolve_public("[2606:2800:220:1::1]", 443, allow_private=False, resolver=failing) == [
+        "2606:2800:220:1::1"
+    ]
