@@ -16,6 +16,7 @@ from devstack.credentials import LocalKeys, seed_local_keys
 from devstack.functions import Invocable
 from devstack.gateway import ApiGateway
 from devstack.invoke import RemoteFunction, WorkerPool, start_pools
+from devstack.motoatomic import atomic_dynamodb_writes
 from devstack.motocost import lighten_moto
 from devstack.pollers import LAMBDA_LONG_POLL_SECONDS, LONG_POLL_SECONDS, QueuePoller
 from devstack.provision import DEFAULT_API_KEY, Provisioned, provision
@@ -154,8 +155,10 @@ class LocalStack:
         if config.functions_mode == "sam":
             self.function_host = bridge_address()
         if not self.moto_endpoint:
-            # Without moto's unused RSA key per symmetric KMS key, and its per-request listdir.
+            # Without moto's unused RSA key per symmetric KMS key, and its per-request listdir;
+            # its DynamoDB writes atomic, as DynamoDB's are.
             lighten_moto()
+            atomic_dynamodb_writes()
             self._moto = ThreadedMotoServer(
                 ip_address=self.function_host, port=config.moto_port, verbose=False
             )

@@ -20,6 +20,7 @@ import pytest
 from hubs import Hub, build_hub
 from moto.server import ThreadedMotoServer
 
+from devstack.motoatomic import atomic_dynamodb_writes
 from devstack.motocost import lighten_moto
 from devstack.template import load_template
 
@@ -27,8 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 
 # For every moto of the test process (the session's server, in-process mocks): no unused RSA
-# key per hub's data key, no listdir per request (devstack.motocost).
+# key per hub's data key, no listdir per request (devstack.motocost); DynamoDB writes applied
+# one at a time, as DynamoDB does (devstack.motoatomic).
 lighten_moto()
+atomic_dynamodb_writes()
 
 
 @pytest.fixture(scope="session")
