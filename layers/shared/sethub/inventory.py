@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sethub import outcomes
 from sethub.errors import UpstreamError
 from sethub.hygiene import callback_host
 from sethub.outcomes import LastOutcome
 from sethub.records import Attempt
 from sethub.records import _attempts as attempts_of_item
-from sethub.store import TOPIC_STATE
+from sethub.store import TOPIC_STATE, _code
 from sethub.subscriptions import SUBSCRIPTION_PREFIX, subscription_id, subscription_key, topic_key
 
 if TYPE_CHECKING:
@@ -127,37 +128,32 @@ def _info(item: dict[str, Any], now: float) -> SubscriptionInfo:
         format=item.get("format", {}).get("S", "-"),
         expires_at=int(item.get("expires_at", {}).get("N", "0")),
         failing_since=int(item.get("failing_since", {}).get("N", "0")),
-        last_outcome=_outcome(item),
-    )
-
-
-def _outcome(item: dict[str, Any]) -> LastOutcome | None:
-    kind = item.get("last_outcome", {}).get("S")
-    if kind not in ("delivered", "failed"):
-        return None
-    status = int(item.get("last_status", {}).get("N", "0"))
-    return LastOutcome(
-        "delivered" if kind == "delivered" else "failed",
-        float(item.get("last_outcome_at", {}).get("N", "0")),
-        status or None,
-        item.get("last_error", {}).get("S"),
+        last_outcome=outcomes.from_item(item),
     )
 
 
 def _with_outcomes(db: DynamoDBClient, table: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Index items completed with their last outcome, read from the table by key (the index does
-    not project it): one ``BatchGetItem`` per 100 listed, half a read unit each."""
+    not project it): half a read unit each."""
+    found = _batch_get(db, table, items, f"pk, sk, {_OUTCOME}")
+    return [item | found.get((item["pk"]["S"], item["sk"]["S"]), {}) for item in items]
+
+
+def _batch_get(
+    db: DynamoDBClient, table: str, items: list[dict[str, Any]], projection: str
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The items with the keys of ``items``, by (pk, sk): one ``BatchGetItem`` per 100."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for start in range(0, len(items), _BATCH_GET_MAX):
         keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items[start : start + _BATCH_GET_MAX]]
-        pending: Any = {table: {"Keys": keys, "ProjectionExpression": f"pk, sk, {_OUTCOME}"}}
+        pending: Any = {table: {"Keys": keys, "ProjectionExpression": projection}}
         while pending:
             page = db.batch_get_item(RequestItems=pending)
             for got in page.get("Responses", {}).get(table, []):
                 found[(got["pk"]["S"], got["sk"]["S"])] = got
             # Unprocessed keys are throttling, not failure: ask again.
             pending = page.get("UnprocessedKeys") or None
-    return [item | found.get((item["pk"]["S"], item["sk"]["S"]), {}) for item in items]
+    return found
 
 
 def _token(index: int, key: dict[str, Any]) -> str:
@@ -368,26 +364,12 @@ def topics(db: DynamoDBClient, table: str, *, now: float) -> list[TopicInfo]:
 
 
 def _created(db: DynamoDBClient, table: str, items: list[dict[str, Any]]) -> dict[str, int]:
-    """Topic items' ``created_at`` by partition key: one ``BatchGetItem`` per 100 topics."""
-    created: dict[str, int] = {}
+    """Topic items' ``created_at`` by partition key (not projected by the index)."""
     try:
-        for start in range(0, len(items), _BATCH_GET_MAX):
-            keys = [{"pk": i["pk"], "sk": i["sk"]} for i in items[start : start + _BATCH_GET_MAX]]
-            pending: Any = {table: {"Keys": keys, "ProjectionExpression": "pk, created_at"}}
-            while pending:
-                page = db.batch_get_item(RequestItems=pending)
-                for got in page.get("Responses", {}).get(table, []):
-                    created[got["pk"]["S"]] = int(got.get("created_at", {}).get("N", "0"))
-                pending = page.get("UnprocessedKeys") or None
+        found = _batch_get(db, table, items, "pk, sk, created_at")
     except (ClientError, BotoCoreError) as exc:
         raise UpstreamError(f"DynamoDB could not read topics of {table}: {_code(exc)}") from exc
-    return created
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
+    return {pk: int(got.get("created_at", {}).get("N", "0")) for (pk, _), got in found.items()}
 
 
 def recent_attempts(db: DynamoDBClient, table: str, *, since: float) -> list[Attempt]:

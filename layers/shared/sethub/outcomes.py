@@ -15,9 +15,9 @@ calls it once per batch, after the deliveries, as it writes the records.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from sethub.records import Attempt
@@ -58,6 +58,20 @@ def of_attempt(attempt: Attempt) -> LastOutcome | None:
     return None
 
 
+def from_item(item: Mapping[str, Any]) -> LastOutcome | None:
+    """The last outcome stored on a subscription item (DynamoDB's JSON), or None."""
+    kind = item.get("last_outcome", {}).get("S")
+    if kind not in ("delivered", "failed"):
+        return None
+    status = int(item.get("last_status", {}).get("N", "0"))
+    return LastOutcome(
+        "delivered" if kind == "delivered" else "failed",
+        float(item.get("last_outcome_at", {}).get("N", "0")),
+        status or None,
+        item.get("last_error", {}).get("S"),
+    )
+
+
 def is_due(stored: LastOutcome | None, new: LastOutcome) -> bool:
     """Whether ``new`` must be written over ``stored``: none yet, another kind, or a stale one."""
     if stored is None or stored.kind != new.kind:
@@ -80,4 +94,4 @@ def latest(attempts: Iterable[Attempt]) -> dict[tuple[str, str], LastOutcome]:
     return found
 
 
-__all__ = ["HEARTBEAT_SECONDS", "LastOutcome", "is_due", "latest", "of_attempt"]
+__all__ = ["HEARTBEAT_SECONDS", "LastOutcome", "from_item", "is_due", "latest", "of_attempt"]

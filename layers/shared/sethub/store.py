@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sethub import queryjson
+from sethub import outcomes, queryjson
 from sethub.clients import AwsClients
 from sethub.errors import ConfigurationError, ForbiddenError, NotFoundError, UpstreamError
 from sethub.messages import Format
-from sethub.outcomes import HEARTBEAT_SECONDS, LastOutcome, is_due, latest
+from sethub.outcomes import LastOutcome
 from sethub.secretbox import SecretBox, encryption_context
 from sethub.settings import Settings
 from sethub.subscriptions import (
@@ -731,47 +731,19 @@ class SubscriptionStore:
     def _remember_outcome(self, sub_id: str, item: Item) -> None:
         if len(self._known_outcomes) >= _KNOWN_OUTCOMES_MAX:
             self._known_outcomes.clear()
-        stored = None
-        if "last_outcome" in item:
-            kind = item["last_outcome"].get("S")
-            if kind in ("delivered", "failed"):
-                stored = LastOutcome(
-                    "delivered" if kind == "delivered" else "failed",
-                    float(item.get("last_outcome_at", {}).get("N", "0")),
-                )
-        self._known_outcomes[sub_id] = (int(item["requested_at"]["N"]), stored)
+        stored = outcomes.from_item(item)
+        # Its kind and time are what is_due needs; the fan-out read projects only those.
+        known = None if stored is None else LastOutcome(stored.kind, stored.at)
+        self._known_outcomes[sub_id] = (int(item["requested_at"]["N"]), known)
 
     def due_outcomes(self, attempts: Iterable[Attempt]) -> list[OutcomeWrite]:
         """The last outcomes of a batch's attempts worth writing (``sethub.outcomes.is_due``); only
-        of subscriptions this store read for delivery (not an SSF stream, not a removed one).
-
-        O(changed): a success over a stored success younger than the heartbeat, the whole
-        success path, is passed over by a lookup; only the subscriptions with another
-        attempt have their outcome worked out (``latest``, over all their attempts).
-        """
-        attempts = list(attempts)
-        known = self._known_outcomes
-        changed: set[str] = set()
-        for attempt in attempts:
-            entry = known.get(attempt.subscription_id)
-            if entry is None:
-                continue
-            stored = entry[1]
-            if (
-                attempt.status == "ok"
-                and stored is not None
-                and stored.kind == "delivered"
-                and attempt.at - stored.at < HEARTBEAT_SECONDS
-            ):
-                continue  # is_due would say no, and any latest of such attempts is one of them
-            changed.add(attempt.subscription_id)
-        if not changed:
-            return []
+        of subscriptions this store read for delivery (not an SSF stream, not a removed one)."""
         due: list[OutcomeWrite] = []
-        for (topic, callback), outcome in latest(a for a in attempts if a.subscription_id in changed).items():
-            known_entry = known.get(subscription_id(topic, callback))
-            if known_entry is not None and is_due(known_entry[1], outcome):
-                due.append(OutcomeWrite(topic, callback, known_entry[0], outcome))
+        for (topic, callback), outcome in outcomes.latest(attempts).items():
+            known = self._known_outcomes.get(subscription_id(topic, callback))
+            if known is not None and outcomes.is_due(known[1], outcome):
+                due.append(OutcomeWrite(topic, callback, known[0], outcome))
         return due
 
     def write_outcome(self, write: OutcomeWrite) -> bool:
@@ -842,15 +814,15 @@ class SubscriptionStore:
         return Subscription(
             topic=topic,
             callback=callback,
-            format=_format(item["format"]["S"]) if "format" in item else "jwt",
+            format=_format(item.get("format", {}).get("S", "jwt")),
             secret=secret,
             lease_seconds=int(item["lease_seconds"]["N"]),
             expires_at=int(item["expires_at"]["N"]),
             requested_at=int(item["requested_at"]["N"]),
             sort_key=item["sk"]["S"],
             owner=item["owner"]["S"] if "owner" in item else None,
-            signing=_signing(item) if "signing" in item else "websub",
-            events=_events(item) if "events" in item else frozenset(),
+            signing=_signing(item),
+            events=_events(item),
             previous_secret=previous,
             previous_secret_until=previous_until if previous else 0,
             failing_since=int(item["failing_since"]["N"]) if "failing_since" in item else 0,
