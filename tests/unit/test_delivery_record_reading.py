@@ -87,7 +87,7 @@ def test_an_old_record_already_redacted_keeps_its_names() -> None:
             ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "Query"),
             "ProvisionedThroughputExceededException",
         ),
-        (ClientError({}, "Query"), "error"),
+        (ClientError({}, "Query"), "ClientError"),
         (EndpointConnectionError(endpoint_url="https://dynamodb.example"), "EndpointConnectionError"),
     ],
 )

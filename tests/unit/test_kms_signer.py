@@ -258,7 +258,7 @@ def test_an_unknown_key_is_an_upstream_error_naming_kms_answer(kms):
     ("error", "reason"),
     [
         (ClientError({"Error": {"Code": "DisabledException"}}, "Sign"), "DisabledException"),
-        (ClientError({}, "Sign"), "error"),
+        (ClientError({}, "Sign"), "ClientError"),
         (EndpointConnectionError(endpoint_url="https://kms"), "EndpointConnectionError"),
     ],
 )

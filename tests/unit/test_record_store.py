@@ -166,7 +166,7 @@ def test_a_topic_too_long_for_one_write_unit_is_left_off_the_marker(lean, marker
             ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "PutItem"),
             "ProvisionedThroughputExceededException",
         ),
-        (ClientError({}, "PutItem"), "error"),
+        (ClientError({}, "PutItem"), "ClientError"),
         (EndpointConnectionError(endpoint_url="https://dynamodb"), "EndpointConnectionError"),
     ],
 )

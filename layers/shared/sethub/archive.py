@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sethub.errors import UpstreamError
+from sethub.errors import UpstreamError, aws_error_code
 from sethub.messages import ContentEvent, MessageFormatError, SetEvent, parse_message
 from sethub.subscriptions import topic_key
 
@@ -196,7 +196,9 @@ class EventArchive:
                 if not pending:
                     return
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"DynamoDB could not keep events for recovery: {_code(exc)}") from exc
+            raise UpstreamError(
+                f"DynamoDB could not keep events for recovery: {aws_error_code(exc)}"
+            ) from exc
         raise UpstreamError("DynamoDB left events unkept for recovery (throttled)")
 
     def events(
@@ -228,14 +230,8 @@ class EventArchive:
                     break
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"DynamoDB could not read kept events: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not read kept events: {aws_error_code(exc)}") from exc
         return in_order(found)
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
-    return type(exc).__name__
 
 
 __all__ = [

@@ -13,9 +13,12 @@
     └── UpstreamError           an AWS call failed after its retries (5xx to callers)
 
 Every message is one line a user can act on, and never contains a secret.
+``aws_error_code`` names a failed AWS call in such a message.
 """
 
 from __future__ import annotations
+
+from botocore.exceptions import ClientError
 
 
 class SethubError(Exception):
@@ -75,3 +78,12 @@ class OutboundTimeoutError(OutboundError):
 
 class UpstreamError(SethubError):
     """An AWS service call failed after its own retries."""
+
+
+def aws_error_code(exc: BaseException) -> str:
+    """A ClientError's AWS error code (else the class name), never its message: it can echo the request."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(exc).__name__

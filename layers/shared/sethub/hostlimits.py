@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub.clients import AwsClients
-from sethub.errors import ConfigurationError, UpstreamError
+from sethub.errors import ConfigurationError, UpstreamError, aws_error_code
 from sethub.settings import Settings
 
 if TYPE_CHECKING:
@@ -66,12 +66,6 @@ class Slot:
     index: int
     holder: str
     until: float
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
 
 
 class HostLimits:
@@ -126,11 +120,11 @@ class HostLimits:
                     ExpressionAttributeValues={":now": {"N": f"{current:.3f}"}},
                 )
             except ClientError as exc:
-                if _code(exc) == "ConditionalCheckFailedException":
+                if aws_error_code(exc) == "ConditionalCheckFailedException":
                     continue
-                raise UpstreamError(f"DynamoDB could not take a host slot: {_code(exc)}") from exc
+                raise UpstreamError(f"DynamoDB could not take a host slot: {aws_error_code(exc)}") from exc
             except BotoCoreError as exc:
-                raise UpstreamError(f"DynamoDB could not take a host slot: {_code(exc)}") from exc
+                raise UpstreamError(f"DynamoDB could not take a host slot: {aws_error_code(exc)}") from exc
             return Slot(host=host, index=index, holder=holder, until=until)
         return None
 
@@ -144,10 +138,10 @@ class HostLimits:
                 ExpressionAttributeValues={":holder": {"S": slot.holder}},
             )
         except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
-                raise UpstreamError(f"DynamoDB could not release a host slot: {_code(exc)}") from exc
+            if aws_error_code(exc) != "ConditionalCheckFailedException":
+                raise UpstreamError(f"DynamoDB could not release a host slot: {aws_error_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"DynamoDB could not release a host slot: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not release a host slot: {aws_error_code(exc)}") from exc
 
     def allow_denial(self, host: str, *, now: float | None = None) -> bool:
         """Count one denial GET to ``host``; False (nothing counted) once the window's are spent."""
@@ -171,11 +165,11 @@ class HostLimits:
         try:
             self._db.update_item(**request)
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise UpstreamError(f"DynamoDB could not count a denial: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not count a denial: {aws_error_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"DynamoDB could not count a denial: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not count a denial: {aws_error_code(exc)}") from exc
         return True
 
 

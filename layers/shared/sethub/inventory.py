@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub import outcomes
-from sethub.errors import UpstreamError
+from sethub.errors import UpstreamError, aws_error_code
 from sethub.hygiene import callback_host
 from sethub.outcomes import LastOutcome
 from sethub.records import Attempt
 from sethub.records import _attempts as attempts_of_item
-from sethub.store import TOPIC_STATE, _code
+from sethub.store import TOPIC_STATE
 from sethub.subscriptions import SUBSCRIPTION_PREFIX, subscription_id, subscription_key, topic_key
 
 if TYPE_CHECKING:
@@ -90,12 +90,8 @@ def _scan(db: DynamoDBClient, table: str, **kwargs: Any) -> Iterator[dict[str, A
             if "LastEvaluatedKey" not in page:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    except ClientError as exc:
-        raise UpstreamError(
-            f"DynamoDB could not scan {table}: {exc.response.get('Error', {}).get('Code', 'error')}"
-        ) from exc
-    except BotoCoreError as exc:
-        raise UpstreamError(f"DynamoDB could not scan {table}: {type(exc).__name__}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise UpstreamError(f"DynamoDB could not scan {table}: {aws_error_code(exc)}") from exc
 
 
 def _state(item: dict[str, Any], now: float) -> str:
@@ -247,12 +243,9 @@ def subscriptions(
                 index += 1
             if limit is not None and len(found) >= limit:
                 break
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
-        raise UpstreamError(f"DynamoDB could not list subscriptions of {table}: {code}") from exc
-    except BotoCoreError as exc:
+    except (ClientError, BotoCoreError) as exc:
         raise UpstreamError(
-            f"DynamoDB could not list subscriptions of {table}: {type(exc).__name__}"
+            f"DynamoDB could not list subscriptions of {table}: {aws_error_code(exc)}"
         ) from exc
     return Page(found, None if index >= len(queries) else _token(index, key or {}))
 
@@ -279,7 +272,9 @@ def subscription(
             if info.subscription_id == name:
                 return info
     except (ClientError, BotoCoreError) as exc:
-        raise UpstreamError(f"DynamoDB could not read a subscription of {table}: {_code(exc)}") from exc
+        raise UpstreamError(
+            f"DynamoDB could not read a subscription of {table}: {aws_error_code(exc)}"
+        ) from exc
     return None
 
 
@@ -315,7 +310,9 @@ def _query_all(db: DynamoDBClient, request: dict[str, Any]) -> Iterator[dict[str
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     except (ClientError, BotoCoreError) as exc:
-        raise UpstreamError(f"DynamoDB could not query {request['TableName']}: {_code(exc)}") from exc
+        raise UpstreamError(
+            f"DynamoDB could not query {request['TableName']}: {aws_error_code(exc)}"
+        ) from exc
 
 
 def topics(db: DynamoDBClient, table: str, *, now: float) -> list[TopicInfo]:
@@ -368,7 +365,7 @@ def _created(db: DynamoDBClient, table: str, items: list[dict[str, Any]]) -> dic
     try:
         found = _batch_get(db, table, items, "pk, sk, created_at")
     except (ClientError, BotoCoreError) as exc:
-        raise UpstreamError(f"DynamoDB could not read topics of {table}: {_code(exc)}") from exc
+        raise UpstreamError(f"DynamoDB could not read topics of {table}: {aws_error_code(exc)}") from exc
     return {pk: int(got.get("created_at", {}).get("N", "0")) for (pk, _), got in found.items()}
 
 

@@ -37,7 +37,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.utils import der_to_raw_signature
 
 from sethub import sets
-from sethub.errors import ConfigurationError, UpstreamError
+from sethub.errors import ConfigurationError, UpstreamError, aws_error_code
 from sethub.signing import KmsSigner, thumbprint
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ def new_key(kms: KMSClient, data_key_id: str, spec: str, *, now: int, activate_i
     try:
         wrapped = kms.encrypt(KeyId=data_key_id, Plaintext=der, EncryptionContext=wrap_context(jwk["kid"]))
     except (ClientError, BotoCoreError) as exc:
-        raise UpstreamError(f"KMS could not wrap the new signing key: {_code(exc)}") from exc
+        raise UpstreamError(f"KMS could not wrap the new signing key: {aws_error_code(exc)}") from exc
     return RingKey(
         kid=jwk["kid"],
         alg=alg,
@@ -218,7 +218,7 @@ def unwrap(kms: KMSClient, data_key_id: str, key: RingKey) -> PrivateKey:
         else:
             result = kms.decrypt(CiphertextBlob=key.wrapped, EncryptionContext=wrap_context(key.kid))
     except (ClientError, BotoCoreError) as exc:
-        raise UpstreamError(f"KMS could not unwrap the signing key: {_code(exc)}") from exc
+        raise UpstreamError(f"KMS could not unwrap the signing key: {aws_error_code(exc)}") from exc
     private_key = serialization.load_der_private_key(result["Plaintext"], password=None)
     if not isinstance(private_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise ConfigurationError(f"signing key {key.kid} is neither EC nor RSA")
@@ -247,7 +247,7 @@ class RingStore:
                 ConsistentRead=consistent,
             )
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"could not read the signing key ring: {_code(exc)}") from exc
+            raise UpstreamError(f"could not read the signing key ring: {aws_error_code(exc)}") from exc
         item = response.get("Item")
         return KeyRing() if item is None else _ring_from_item(item)
 
@@ -269,9 +269,9 @@ class RingStore:
                 raise RingChangedError(
                     "the signing key ring changed meanwhile: run the command again"
                 ) from exc
-            raise UpstreamError(f"could not store the signing key ring: {_code(exc)}") from exc
+            raise UpstreamError(f"could not store the signing key ring: {aws_error_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"could not store the signing key ring: {_code(exc)}") from exc
+            raise UpstreamError(f"could not store the signing key ring: {aws_error_code(exc)}") from exc
 
 
 class RingChangedError(UpstreamError):
@@ -492,13 +492,6 @@ def signer_for(
         now=now,
         extra_jwks=extra,
     )
-
-
-def _code(exc: Exception) -> str:
-    """The AWS error code only: KMS messages can echo request details."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
 
 
 __all__ = [

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sethub.errors import UpstreamError
+from sethub.errors import UpstreamError, aws_error_code
 from sethub.retry import SQS_MAX_DELAY_SECONDS
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ class QueueSender:
             try:
                 response = self._sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
             except (ClientError, BotoCoreError) as exc:
-                logger.warning("SQS SendMessageBatch failed: %s", _code(exc))
+                logger.warning("SQS SendMessageBatch failed: %s", aws_error_code(exc))
                 continue
             for success in response.get("Successful", []):
                 pending.pop(success["Id"], None)
@@ -117,12 +117,6 @@ def _chunks(messages: Sequence[Outgoing]) -> Iterator[tuple[int, list[Outgoing]]
         size += length
     if chunk:
         yield start, chunk
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
 
 
 __all__ = ["BATCH_MAX_BYTES", "BATCH_MAX_ENTRIES", "SQS_MAX_MESSAGE_BYTES", "Outgoing", "QueueSender"]

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub.clients import AwsClients
-from sethub.errors import ConfigurationError, UpstreamError
+from sethub.errors import ConfigurationError, UpstreamError, aws_error_code
 from sethub.hygiene import callback_host
 from sethub.settings import Settings
 from sethub.subscriptions import subscription_id
@@ -171,11 +171,11 @@ class EventMarkers:
                 ExpressionAttributeValues={":now": {"N": str(int(now))}},
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise UpstreamError(f"DynamoDB could not record an event: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not record an event: {aws_error_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"DynamoDB could not record an event: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not record an event: {aws_error_code(exc)}") from exc
         return True
 
     def release(self, jti: str, *, publisher: str = "") -> None:
@@ -186,7 +186,7 @@ class EventMarkers:
                 Key={"pk": {"S": event_key(jti, publisher)}, "sk": {"S": "EVENT"}},
             )
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"DynamoDB could not release an event: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not release an event: {aws_error_code(exc)}") from exc
 
 
 class DeliveryRecords:
@@ -226,7 +226,7 @@ class DeliveryRecords:
                 if not pending:
                     return
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"DynamoDB could not record deliveries: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not record deliveries: {aws_error_code(exc)}") from exc
         left = sum(len(requests) for requests in pending.values())
         raise UpstreamError(f"DynamoDB left {left} delivery record items unprocessed")
 
@@ -247,7 +247,7 @@ class DeliveryRecords:
                     return found
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"DynamoDB could not read delivery records: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not read delivery records: {aws_error_code(exc)}") from exc
 
 
 class _Packer:
@@ -465,12 +465,6 @@ def _legacy_attempt(jti: str, item: dict[str, Any]) -> Attempt:
         error=item.get("error", {}).get("S", ""),
         duration_ms=int(item["duration_ms"]["N"]),
     )
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
 
 
 __all__ = [

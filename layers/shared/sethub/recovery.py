@@ -54,7 +54,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sethub import delivery, sets, webhooks
 from sethub.archive import ArchivedEvent, EventArchive
 from sethub.delivery import Http
-from sethub.errors import UpstreamError
+from sethub.errors import UpstreamError, aws_error_code
 from sethub.hygiene import callback_host, callback_label
 from sethub.messages import ContentEvent, DeliveryRetry, PreparedPayload, RecoverWindow, SetEvent
 from sethub.queues import Outgoing, QueueSender
@@ -437,12 +437,6 @@ def _request(item: Mapping[str, Any]) -> RecoveryRequest:
     )
 
 
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
-    return type(exc).__name__
-
-
 class RecoveryStore:
     """Recovery requests in the hub table. Every change a run makes is conditioned on its
     lease, so two runs of one request (an SQS duplicate) never both send."""
@@ -507,11 +501,11 @@ class RecoveryStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return None
-            raise UpstreamError(f"DynamoDB could not claim a recovery: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not claim a recovery: {aws_error_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"DynamoDB could not claim a recovery: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not claim a recovery: {aws_error_code(exc)}") from exc
         return _request(result["Attributes"])
 
     def save(
@@ -574,13 +568,15 @@ class RecoveryStore:
         except (ClientError, BotoCoreError) as exc:
             # Lost the lease (ConditionalCheckFailed) or DynamoDB failed: stop this run; the
             # message comes back and the request continues from what was saved.
-            raise UpstreamError(f"DynamoDB could not save a recovery's progress: {_code(exc)}") from exc
+            raise UpstreamError(
+                f"DynamoDB could not save a recovery's progress: {aws_error_code(exc)}"
+            ) from exc
 
     def _call(self, what: str, call: Callable[..., Any], **kwargs: Any) -> Any:
         try:
             return call(**kwargs)
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"DynamoDB could not {what}: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not {what}: {aws_error_code(exc)}") from exc
 
 
 class SubscriptionPeek:
@@ -601,7 +597,7 @@ class SubscriptionPeek:
                 ConsistentRead=True,
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"DynamoDB could not read a subscription: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not read a subscription: {aws_error_code(exc)}") from exc
         if item is None or item.get("state", {}).get("S") != "active":
             return None
         expires_at = int(item.get("expires_at", {}).get("N", "0"))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sethub.errors import ConfigurationError, UpstreamError
+from sethub.errors import ConfigurationError, UpstreamError, aws_error_code
 from sethub.subscriptions import subscription_id
 
 if TYPE_CHECKING:
@@ -45,7 +45,9 @@ class SecretBox:
         try:
             result = self._kms.encrypt(KeyId=self._key_id, Plaintext=secret, EncryptionContext=context)
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"KMS could not encrypt a subscription secret: {_code(exc)}") from exc
+            raise UpstreamError(
+                f"KMS could not encrypt a subscription secret: {aws_error_code(exc)}"
+            ) from exc
         return result["CiphertextBlob"]
 
     def decrypt(self, ciphertext: bytes, context: dict[str, str]) -> bytes:
@@ -64,17 +66,12 @@ class SecretBox:
             else:
                 result = self._kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=context)
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"KMS could not decrypt a subscription secret: {_code(exc)}") from exc
+            raise UpstreamError(
+                f"KMS could not decrypt a subscription secret: {aws_error_code(exc)}"
+            ) from exc
         plaintext = result["Plaintext"]
         with self._lock:
             self._cache[key] = plaintext
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return plaintext
-
-
-def _code(exc: Exception) -> str:
-    """The AWS error code only: KMS messages can echo request details."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__

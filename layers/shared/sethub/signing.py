@@ -24,7 +24,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.utils import der_to_raw_signature
 
 from sethub import sets
-from sethub.errors import ConfigurationError, UpstreamError
+from sethub.errors import ConfigurationError, UpstreamError, aws_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -82,7 +82,7 @@ class KmsSigner:
                 SigningAlgorithm=key.kms_algorithm,  # type: ignore[arg-type]
             )
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"KMS Sign failed: {_reason(exc)}") from exc
+            raise UpstreamError(f"KMS Sign failed: {aws_error_code(exc)}") from exc
         signature = response["Signature"]
         if key.alg == "ES256":
             # KMS returns an ASN.1 DER ECDSA signature; JOSE wants the raw r||s (RFC 7518 3.4).
@@ -97,7 +97,7 @@ class KmsSigner:
         try:
             response = self._kms.get_public_key(KeyId=key_id)
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"KMS GetPublicKey failed: {_reason(exc)}") from exc
+            raise UpstreamError(f"KMS GetPublicKey failed: {aws_error_code(exc)}") from exc
         # moto omits KeySpec, so the key type comes from the public key itself.
         public_key = load_der_public_key(response["PublicKey"])
         jwk: dict[str, str]
@@ -126,12 +126,6 @@ def thumbprint(jwk: Mapping[str, str]) -> str:
     canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
     digest = hashlib.sha256(canonical.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
 
 
 __all__ = ["KmsSigner", "SigningKey", "thumbprint"]

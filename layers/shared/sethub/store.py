@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub import outcomes, queryjson
 from sethub.clients import AwsClients
-from sethub.errors import ConfigurationError, ForbiddenError, NotFoundError, UpstreamError
+from sethub.errors import ConfigurationError, ForbiddenError, NotFoundError, UpstreamError, aws_error_code
 from sethub.messages import Format
 from sethub.outcomes import LastOutcome
 from sethub.secretbox import SecretBox, encryption_context
@@ -91,14 +91,8 @@ _SUBSCRIPTION_NAMES = {
 _SUBSCRIPTION_PROJECTION = ", ".join(_SUBSCRIPTION_NAMES)
 
 
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
-
-
 def _upstream(action: str, exc: Exception) -> UpstreamError:
-    return UpstreamError(f"DynamoDB could not {action}: {_code(exc)}")
+    return UpstreamError(f"DynamoDB could not {action}: {aws_error_code(exc)}")
 
 
 def _s(value: str) -> dict[str, str]:
@@ -189,7 +183,7 @@ class SubscriptionStore:
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise _upstream("register a topic", exc) from exc
         except BotoCoreError as exc:
@@ -205,7 +199,7 @@ class SubscriptionStore:
                 ConditionExpression="attribute_exists(pk)",
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 raise NotFoundError(f"unknown topic: {topic}") from None
             raise _upstream("deregister a topic", exc) from exc
         except BotoCoreError as exc:
@@ -257,7 +251,7 @@ class SubscriptionStore:
                 ExpressionAttributeValues={":topic": _s(TOPIC_STATE)},
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return 0
             raise
         return 1
@@ -367,7 +361,7 @@ class SubscriptionStore:
         try:
             self._db.put_item(TableName=self._table, Item=item, **guard)
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 raise ForbiddenError(
                     "another key's request for this subscription is waiting for verification"
                 ) from None
@@ -422,7 +416,7 @@ class SubscriptionStore:
                 ExpressionAttributeValues={":request_id": _s(request_id)},
             )
         except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
+            if aws_error_code(exc) != "ConditionalCheckFailedException":
                 raise _upstream("discard a subscription request", exc) from exc
         except BotoCoreError as exc:
             raise _upstream("discard a subscription request", exc) from exc
@@ -491,7 +485,7 @@ class SubscriptionStore:
         try:
             self._db.transact_write_items(TransactItems=actions)
         except ClientError as exc:
-            if _code(exc) != "TransactionCanceledException":
+            if aws_error_code(exc) != "TransactionCanceledException":
                 raise _upstream("apply a verified subscription request", exc) from exc
             reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
             if reasons and reasons[0] == "ConditionalCheckFailed":
@@ -666,7 +660,7 @@ class SubscriptionStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return 0
             raise _upstream("mark a subscription failing", exc) from exc
         except BotoCoreError as exc:
@@ -684,7 +678,7 @@ class SubscriptionStore:
                 ExpressionAttributeValues={":requested_at": _n(requested_at)},
             )
         except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":
+            if aws_error_code(exc) != "ConditionalCheckFailedException":
                 raise _upstream("clear a subscription's failures", exc) from exc
         except BotoCoreError as exc:
             raise _upstream("clear a subscription's failures", exc) from exc
@@ -705,7 +699,7 @@ class SubscriptionStore:
                 },
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise _upstream("disable a subscription", exc) from exc
         except BotoCoreError as exc:
@@ -777,7 +771,7 @@ class SubscriptionStore:
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 self._known_outcomes.pop(key, None)  # learnt again from the next read
                 return False
             raise _upstream("record a subscription's last outcome", exc) from exc

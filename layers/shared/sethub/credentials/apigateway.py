@@ -13,16 +13,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sethub.errors import UpstreamError
+from sethub.errors import UpstreamError, aws_error_code
 
 APIGatewayClient = Any
 """A boto3 ``apigateway`` client (no type stubs are pinned for it)."""
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
 
 
 class GatewayKeys:
@@ -39,12 +33,14 @@ class GatewayKeys:
                 name=name, description=description, enabled=True, value=value
             )["id"]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"API Gateway could not create the API key: {_code(exc)}") from exc
+            raise UpstreamError(f"API Gateway could not create the API key: {aws_error_code(exc)}") from exc
         try:
             self._api.create_usage_plan_key(usagePlanId=self._plan, keyId=key_id, keyType="API_KEY")
         except (ClientError, BotoCoreError) as exc:
             self.remove(key_id)  # no orphan key outside the plan
-            raise UpstreamError(f"API Gateway could not add the key to the usage plan: {_code(exc)}") from exc
+            raise UpstreamError(
+                f"API Gateway could not add the key to the usage plan: {aws_error_code(exc)}"
+            ) from exc
         return key_id
 
     def remove(self, gateway_key_id: str) -> None:
@@ -60,10 +56,10 @@ class GatewayKeys:
         try:
             call()
         except ClientError as exc:
-            if _code(exc) != "NotFoundException":
-                raise UpstreamError(f"API Gateway could not {action}: {_code(exc)}") from exc
+            if aws_error_code(exc) != "NotFoundException":
+                raise UpstreamError(f"API Gateway could not {action}: {aws_error_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"API Gateway could not {action}: {_code(exc)}") from exc
+            raise UpstreamError(f"API Gateway could not {action}: {aws_error_code(exc)}") from exc
 
 
 __all__ = ["GatewayKeys"]

@@ -16,19 +16,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sethub.clients import AwsClients
 from sethub.credentials.principal import parse_role
 from sethub.credentials.store import CredentialStore, KeyExistsError, KeyRecord
-from sethub.errors import ConfigurationError, UpstreamError
+from sethub.errors import ConfigurationError, UpstreamError, aws_error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 PARTITION = "CREDENTIALS"
 SORT_PREFIX = "KEY#"
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
 
 
 def _key(key_hash: str) -> dict[str, Any]:
@@ -82,7 +76,7 @@ class DynamoDBCredentialStore(CredentialStore):
         try:
             result = self._db.get_item(TableName=self._table, Key=_key(key_hash), ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"DynamoDB could not read an API key: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not read an API key: {aws_error_code(exc)}") from exc
         item = result.get("Item")
         return None if item is None else from_item(dict(item))
 
@@ -92,11 +86,11 @@ class DynamoDBCredentialStore(CredentialStore):
                 TableName=self._table, Item=to_item(record), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 raise KeyExistsError(f"key {record.key_id} already exists") from None
-            raise UpstreamError(f"DynamoDB could not store an API key: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not store an API key: {aws_error_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"DynamoDB could not store an API key: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not store an API key: {aws_error_code(exc)}") from exc
 
     def save(self, record: KeyRecord) -> None:
         try:
@@ -104,7 +98,7 @@ class DynamoDBCredentialStore(CredentialStore):
                 TableName=self._table, Item=to_item(record), ConditionExpression="attribute_exists(pk)"
             )
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"DynamoDB could not update an API key: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not update an API key: {aws_error_code(exc)}") from exc
 
     def list(self) -> list[KeyRecord]:
         kwargs: dict[str, Any] = {
@@ -122,7 +116,7 @@ class DynamoDBCredentialStore(CredentialStore):
                     return records
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"DynamoDB could not list API keys: {_code(exc)}") from exc
+            raise UpstreamError(f"DynamoDB could not list API keys: {aws_error_code(exc)}") from exc
 
 
 __all__ = ["PARTITION", "DynamoDBCredentialStore", "from_item", "to_item"]

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub.clients import AwsClients
-from sethub.errors import BadRequestError, ConfigurationError, UpstreamError
+from sethub.errors import BadRequestError, ConfigurationError, UpstreamError, aws_error_code
 from sethub.settings import Settings
 
 if TYPE_CHECKING:
@@ -200,12 +200,7 @@ class DynamoDBKeyCounters:
                 ReturnValues="ALL_NEW",
             )
         except (ClientError, BotoCoreError) as exc:
-            code = (
-                exc.response.get("Error", {}).get("Code", "error")
-                if isinstance(exc, ClientError)
-                else type(exc).__name__
-            )
-            raise UpstreamError(f"DynamoDB could not count a key's requests: {code}") from exc
+            raise UpstreamError(f"DynamoDB could not count a key's requests: {aws_error_code(exc)}") from exc
         item: dict[str, Any] = answer.get("Attributes", {})
         return Totals(
             window=window,

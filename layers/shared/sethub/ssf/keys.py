@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sethub import sets
-from sethub.errors import ConfigurationError, UpstreamError
+from sethub.errors import ConfigurationError, UpstreamError, aws_error_code
 
 # cryptography and PyJWT are imported where a key is made, published or used: metadata,
 # tokens and stream management (most of the SSF function's requests) never load them,
@@ -103,18 +103,12 @@ def sign_rs256_kms(kms: KMSClient, key_id: str, kid: str, claims: Mapping[str, A
             SigningAlgorithm=KMS_ALGORITHM,
         )["Signature"]
     except (ClientError, BotoCoreError) as exc:
-        raise UpstreamError(f"KMS could not sign the SSF SET: {_code(exc)}") from exc
+        raise UpstreamError(f"KMS could not sign the SSF SET: {aws_error_code(exc)}") from exc
     return sets.compact(signing_input, signature)
 
 
 def _context(kid: str) -> dict[str, str]:
     return {PURPOSE_KEY: PURPOSE, "sethub:kid": kid}
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
 
 
 def load_ring(dynamodb: DynamoDBClient, table_name: str) -> SsfRing:
@@ -124,7 +118,7 @@ def load_ring(dynamodb: DynamoDBClient, table_name: str) -> SsfRing:
     try:
         item = dynamodb.get_item(TableName=table_name, Key=ITEM_KEY, ConsistentRead=True).get("Item")  # type: ignore[arg-type]
     except (ClientError, BotoCoreError) as exc:
-        raise UpstreamError(f"could not read the SSF signing keys: {_code(exc)}") from exc
+        raise UpstreamError(f"could not read the SSF signing keys: {aws_error_code(exc)}") from exc
     return SsfRing() if item is None else ring_from_item(item)
 
 
@@ -180,7 +174,7 @@ class SsfKeys:
         try:
             found = self._db.get_item(TableName=self._table, Key=ITEM_KEY, ConsistentRead=True).get("Item")  # type: ignore[arg-type]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"could not read the SSF signing keys: {_code(exc)}") from exc
+            raise UpstreamError(f"could not read the SSF signing keys: {aws_error_code(exc)}") from exc
         if found is None or not _has_signer(found):
             self.key(create=True)
         self._exists = True
@@ -283,7 +277,7 @@ class SsfKeys:
                 KeyId=self._data_key_id, Plaintext=der, EncryptionContext=_context(jwk["kid"])
             )["CiphertextBlob"]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"KMS could not wrap the SSF signing key: {_code(exc)}") from exc
+            raise UpstreamError(f"KMS could not wrap the SSF signing key: {aws_error_code(exc)}") from exc
         return RingKey(
             kid=jwk["kid"],
             alg="RS256",
@@ -305,7 +299,7 @@ class SsfKeys:
                 CiphertextBlob=key.wrapped, EncryptionContext=_context(key.kid), KeyId=self._data_key_id
             )["Plaintext"]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"KMS could not unwrap the SSF signing key: {_code(exc)}") from exc
+            raise UpstreamError(f"KMS could not unwrap the SSF signing key: {aws_error_code(exc)}") from exc
         private = serialization.load_der_private_key(plaintext, password=None)
         if not isinstance(private, rsa.RSAPrivateKey) or public_jwk(private)["kid"] != key.kid:
             raise ConfigurationError("the SSF signing key does not match its published kid")
@@ -341,11 +335,11 @@ def _save(dynamodb: DynamoDBClient, table_name: str, ring: SsfRing, *, previous:
             **condition,
         )
     except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
+        if aws_error_code(exc) == "ConditionalCheckFailedException":
             raise RingChanged("the SSF signing keys changed meanwhile: run the command again") from exc
-        raise UpstreamError(f"could not store the SSF signing keys: {_code(exc)}") from exc
+        raise UpstreamError(f"could not store the SSF signing keys: {aws_error_code(exc)}") from exc
     except BotoCoreError as exc:
-        raise UpstreamError(f"could not store the SSF signing keys: {_code(exc)}") from exc
+        raise UpstreamError(f"could not store the SSF signing keys: {aws_error_code(exc)}") from exc
 
 
 # ---------------------------------------------------------------------------- kms mode, at deploy
@@ -375,7 +369,7 @@ def record_kms_key(
     try:
         public = load_der_public_key(kms.get_public_key(KeyId=key_id)["PublicKey"])
     except (ClientError, BotoCoreError) as exc:
-        raise UpstreamError(f"KMS could not read the SSF signing key: {_code(exc)}") from exc
+        raise UpstreamError(f"KMS could not read the SSF signing key: {aws_error_code(exc)}") from exc
     if not isinstance(public, rsa.RSAPublicKey) or public.key_size < KEY_BITS:
         raise ConfigurationError(f"the SSF signing key must be RSA of at least {KEY_BITS} bits")
     jwk = _published(json.loads(RSAAlgorithm.to_jwk(public)))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sethub.errors import ConfigurationError, UpstreamError
+from sethub.errors import ConfigurationError, UpstreamError, aws_error_code
 from sethub.ssf.model import Stream
 
 if TYPE_CHECKING:
@@ -63,12 +63,6 @@ class TokenRecord:
 class QueuedSet:
     jti: str
     jws: str
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "error"))
-    return type(exc).__name__
 
 
 def _stream_json(stream: Stream) -> str:
@@ -119,11 +113,11 @@ class SsfStore:
         try:
             self._db.put_item(TableName=self._table, Item=item, **condition)  # type: ignore[arg-type]
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise UpstreamError(f"could not store an SSF receiver: {_code(exc)}") from exc
+            raise UpstreamError(f"could not store an SSF receiver: {aws_error_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"could not store an SSF receiver: {_code(exc)}") from exc
+            raise UpstreamError(f"could not store an SSF receiver: {aws_error_code(exc)}") from exc
         return True
 
     def get_client(self, client_id: str) -> ClientRecord | None:
@@ -150,7 +144,7 @@ class SsfStore:
         try:
             self._db.put_item(TableName=self._table, Item=item)  # type: ignore[arg-type]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"could not store an access token: {_code(exc)}") from exc
+            raise UpstreamError(f"could not store an access token: {aws_error_code(exc)}") from exc
 
     def get_token(self, token_hash: str) -> TokenRecord | None:
         item = self._get({"pk": {"S": f"SSFTOKEN#{token_hash}"}, "sk": {"S": "TOKEN"}}, "an access token")
@@ -252,11 +246,11 @@ class SsfStore:
             try:
                 self._db.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
             except ClientError as exc:
-                if _code(exc) in ("TransactionCanceledException", "ConditionalCheckFailedException"):
+                if aws_error_code(exc) in ("TransactionCanceledException", "ConditionalCheckFailedException"):
                     continue  # changed meanwhile: read it again
-                raise UpstreamError(f"could not change a stream: {_code(exc)}") from exc
+                raise UpstreamError(f"could not change a stream: {aws_error_code(exc)}") from exc
             except BotoCoreError as exc:
-                raise UpstreamError(f"could not change a stream: {_code(exc)}") from exc
+                raise UpstreamError(f"could not change a stream: {aws_error_code(exc)}") from exc
             return updated
         raise UpstreamError("could not change a stream: it kept changing meanwhile")
 
@@ -298,7 +292,7 @@ class SsfStore:
                 ConsistentRead=consistent,
             )
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"could not read queued SETs: {_code(exc)}") from exc
+            raise UpstreamError(f"could not read queued SETs: {aws_error_code(exc)}") from exc
         items = response.get("Items", [])
         found = [QueuedSet(jti=item["sk"]["S"].removeprefix("SET#"), jws=item["set"]["S"]) for item in items]
         # One more than asked for was read: its presence is moreAvailable.
@@ -347,11 +341,11 @@ class SsfStore:
                 },
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise UpstreamError(f"could not take a stream's flush lease: {_code(exc)}") from exc
+            raise UpstreamError(f"could not take a stream's flush lease: {aws_error_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"could not take a stream's flush lease: {_code(exc)}") from exc
+            raise UpstreamError(f"could not take a stream's flush lease: {aws_error_code(exc)}") from exc
         return True
 
     def flush_lease_until(self, stream_id: str) -> int:
@@ -369,11 +363,11 @@ class SsfStore:
                 ExpressionAttributeValues={":owner": {"S": owner}},
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
                 return  # taken over after it expired: the new owner's now
-            raise UpstreamError(f"could not release a stream's flush lease: {_code(exc)}") from exc
+            raise UpstreamError(f"could not release a stream's flush lease: {aws_error_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise UpstreamError(f"could not release a stream's flush lease: {_code(exc)}") from exc
+            raise UpstreamError(f"could not release a stream's flush lease: {aws_error_code(exc)}") from exc
 
     # ------------------------------------------------------------------ helpers
 
@@ -381,14 +375,14 @@ class SsfStore:
         try:
             response = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=consistent)  # type: ignore[arg-type]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"could not read {what}: {_code(exc)}") from exc
+            raise UpstreamError(f"could not read {what}: {aws_error_code(exc)}") from exc
         return response.get("Item")  # type: ignore[return-value]
 
     def _delete(self, key: Mapping[str, Any], what: str) -> None:
         try:
             self._db.delete_item(TableName=self._table, Key=key)  # type: ignore[arg-type]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"could not delete {what}: {_code(exc)}") from exc
+            raise UpstreamError(f"could not delete {what}: {aws_error_code(exc)}") from exc
 
     def _query(self, pk: str, what: str, *, consistent: bool = False) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -404,7 +398,7 @@ class SsfStore:
                     **extra,
                 )
             except (ClientError, BotoCoreError) as exc:
-                raise UpstreamError(f"could not read {what}: {_code(exc)}") from exc
+                raise UpstreamError(f"could not read {what}: {aws_error_code(exc)}") from exc
             items.extend(response.get("Items", []))  # type: ignore[arg-type]
             start = response.get("LastEvaluatedKey")  # type: ignore[assignment]
             if not start:
@@ -416,7 +410,7 @@ class SsfStore:
         try:
             self._db.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"could not store a stream: {_code(exc)}") from exc
+            raise UpstreamError(f"could not store a stream: {aws_error_code(exc)}") from exc
 
     def _batch_write(self, requests: list[dict[str, Any]], what: str) -> None:
         for start in range(0, len(requests), 25):
@@ -425,7 +419,7 @@ class SsfStore:
                 try:
                     response = self._db.batch_write_item(RequestItems={self._table: pending})  # type: ignore[dict-item]
                 except (ClientError, BotoCoreError) as exc:
-                    raise UpstreamError(f"could not {what}: {_code(exc)}") from exc
+                    raise UpstreamError(f"could not {what}: {aws_error_code(exc)}") from exc
                 pending = response.get("UnprocessedItems", {}).get(self._table, [])  # type: ignore[assignment]
                 if not pending:
                     break
