@@ -27,7 +27,7 @@ import binascii
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -79,19 +79,6 @@ class SubscriptionInfo:
     """When its deliveries started failing (no success since); 0 when they are not."""
     last_outcome: LastOutcome | None = None
     """Its last delivery's outcome as dispatch stored it (None: none since the upgrade)."""
-
-
-def _scan(db: DynamoDBClient, table: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-    request: dict[str, Any] = {"TableName": table, **kwargs}
-    try:
-        while True:
-            page = db.scan(**request)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    except (ClientError, BotoCoreError) as exc:
-        raise UpstreamError(f"DynamoDB could not scan {table}: {aws_error_code(exc)}") from exc
 
 
 def _state(item: dict[str, Any], now: float) -> str:
@@ -267,7 +254,7 @@ def subscription(
             item = got.get("Item")
             return _info(item, now) if item is not None else None
         request = _queries(table, now=now, topic=topic, state=None)[0]
-        for item in _query_all(db, request):
+        for item in _items(db, "query", request):
             info = _info(item, now)
             if info.subscription_id == name:
                 return info
@@ -300,18 +287,22 @@ def count(db: DynamoDBClient, table: str, state: str) -> int:
         raise UpstreamError(f"DynamoDB could not count {state} subscriptions") from exc
 
 
-def _query_all(db: DynamoDBClient, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _items(
+    db: DynamoDBClient, operation: Literal["query", "scan"], request: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """Every item a ``Query`` or ``Scan`` answers, a page at a time."""
     request = dict(request)
+    call = db.query if operation == "query" else db.scan
     try:
         while True:
-            page = db.query(**request)
+            page = call(**request)
             yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     except (ClientError, BotoCoreError) as exc:
         raise UpstreamError(
-            f"DynamoDB could not query {request['TableName']}: {aws_error_code(exc)}"
+            f"DynamoDB could not {operation} {request['TableName']}: {aws_error_code(exc)}"
         ) from exc
 
 
@@ -324,8 +315,9 @@ def topics(db: DynamoDBClient, table: str, *, now: float) -> list[TopicInfo]:
     ``SubscriptionStore.index_old_topics`` ran once (``sethub topics list`` runs it)."""
     names = {"#state": "state"}
     registered = list(
-        _query_all(
+        _items(
             db,
+            "query",
             {
                 "TableName": table,
                 "IndexName": STATE_INDEX,
@@ -338,8 +330,9 @@ def topics(db: DynamoDBClient, table: str, *, now: float) -> list[TopicInfo]:
     )
     created = _created(db, table, registered)
     live: dict[str, int] = {}
-    for item in _query_all(
+    for item in _items(
         db,
+        "query",
         {
             "TableName": table,
             "IndexName": STATE_INDEX,
@@ -372,12 +365,18 @@ def _created(db: DynamoDBClient, table: str, items: list[dict[str, Any]]) -> dic
 def recent_attempts(db: DynamoDBClient, table: str, *, since: float) -> list[Attempt]:
     """Every delivery attempt recorded at or after ``since`` (epoch seconds), oldest first."""
     found: list[Attempt] = []
-    for item in _scan(
+    for item in _items(
         db,
-        table,
-        FilterExpression="begins_with(pk, :delivery) AND #at >= :since",
-        ExpressionAttributeNames={"#at": "at"},
-        ExpressionAttributeValues={":delivery": {"S": DELIVERY_PREFIX}, ":since": {"N": f"{since:.3f}"}},
+        "scan",
+        {
+            "TableName": table,
+            "FilterExpression": "begins_with(pk, :delivery) AND #at >= :since",
+            "ExpressionAttributeNames": {"#at": "at"},
+            "ExpressionAttributeValues": {
+                ":delivery": {"S": DELIVERY_PREFIX},
+                ":since": {"N": f"{since:.3f}"},
+            },
+        },
     ):
         jti = item.get("jti", {}).get("S") or item["pk"]["S"].removeprefix(DELIVERY_PREFIX)
         found.extend(attempts_of_item(jti, item))
