@@ -254,17 +254,8 @@ class _Sending:
         if outcome.status == "failed":
             delay = self.policy.next_delay(1, retry_after=outcome.retry_after, throttled=outcome.throttled)
             due = at + (delay or 0.0)
-            retry = DeliveryRetry(
-                topic=subscription.topic,
-                callback=subscription.callback,
-                jti=message.jti,
-                hub_url=message.hub_url,
-                content_type=content_type,
-                body_b64=base64.b64encode(body).decode("ascii"),
-                attempts=1,
-                not_before=due,
-                last_error=outcome.error,
-                subscribed_at=subscription.requested_at,
+            retry = _retry(
+                subscription, message, body, content_type, attempts=1, due=due, error=outcome.error
             )
             if delay is None:
                 self.sender.send(self.dead_letter_queue_url, [Outgoing(retry.to_json())])
@@ -303,19 +294,34 @@ def _queued(
     body, content_type = delivery.body_for(
         payload_for(message, subscription.format, signer), subscription.format
     )
-    retry = DeliveryRetry(
+    retry = _retry(subscription, message, body, content_type, attempts=0, due=due, error=BACKLOG_ERROR)
+    return Outgoing(retry.to_json(), sqs_delay(due - at))
+
+
+def _retry(
+    subscription: Subscription,
+    message: SetEvent | ContentEvent,
+    body: bytes,
+    content_type: str,
+    *,
+    attempts: int,
+    due: float,
+    error: str,
+) -> DeliveryRetry:
+    """``message`` for the retry queue, with the bytes built for ``subscription``: a failed
+    send (``attempts=1``) and the events queued unsent behind it (``attempts=0``) alike."""
+    return DeliveryRetry(
         topic=subscription.topic,
         callback=subscription.callback,
         jti=message.jti,
         hub_url=message.hub_url,
         content_type=content_type,
         body_b64=base64.b64encode(body).decode("ascii"),
-        attempts=0,
+        attempts=attempts,
         not_before=due,
-        last_error=BACKLOG_ERROR,
+        last_error=error,
         subscribed_at=subscription.requested_at,
     )
-    return Outgoing(retry.to_json(), sqs_delay(due - at))
 
 
 def _outcome(event: ArchivedEvent, status: str, status_code: int | None = None) -> dict[str, Any]:
