@@ -26,8 +26,17 @@ LOCAL_OVERRIDES = {
     "SETHUB_ALLOW_HTTP_CALLBACKS": "true",
     "SETHUB_PUBLIC_URL": "http://127.0.0.1:3000",
 }
-REPEATS = 2
-"""Timed runs per row and side; the faster counts."""
+TRACING = {
+    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+    # Nothing listens there: the segments are sent (their CPU is the handler's) and dropped.
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+}
+"""With ``LAMBDA_TASK_ROOT``, what Lambda sets for a function with ``Tracing: Active``, as the
+template deploys them: Powertools' Tracer on, botocore patched, a subsegment per AWS call."""
+REPEATS = 5
+"""Timed rounds per row: each round times the hub, then urllib3, then requests; a row shows the
+median round and the spread of the rounds' ratios (this 2-core machine is shared: one run
+alone swung 2x between two runs)."""
 SINGLE_SHARD = 100_000
 """SETHUB_SHARD_SIZE for single-invocation rows: no topic is split."""
 
@@ -57,6 +66,9 @@ class Row:
     log_bytes: int = 0
     """What the handler wrote to stdout (CloudWatch Logs in AWS)."""
     note: str = ""
+    rounds: list[dict[str, float]] = field(default_factory=list)
+    """Every round's figures (hub and baselines, wall and CPU seconds, the hub's AWS waits), for
+    the spreads; the fields above are the median round's (by the hub's own time)."""
 
 
 def _claims() -> dict[str, Any]:
@@ -70,6 +82,9 @@ def _claims() -> dict[str, Any]:
 class Bench:
     def __init__(self, spec: dict[str, Any]) -> None:
         os.environ.update(spec["aws_env"])
+        # The handlers run traced, as deployed (before anything imports Powertools).
+        os.environ.pop("POWERTOOLS_TRACE_DISABLED", None)
+        os.environ.update({**TRACING, "LAMBDA_TASK_ROOT": str(ROOT / "functions" / "dispatch")})
         from devstack.provision import provision  # noqa: PLC0415
         from devstack.template import load_template  # noqa: PLC0415
 
@@ -286,7 +301,7 @@ class Bench:
         while pending:
             for event in pending:
                 w, c = time.perf_counter(), time.process_time()
-                result = function.invoke(event)
+                result = _invoke_traced(function, event)
                 wall += time.perf_counter() - w
                 cpu += time.process_time() - c
                 invocations += 1
@@ -296,7 +311,15 @@ class Bench:
         return wall, cpu, invocations, failures
 
     def row(
-        self, function: Any, name: str, events: int, subscribers: int, *, shard_size: int, note: str = ""
+        self,
+        function: Any,
+        name: str,
+        events: int,
+        subscribers: int,
+        *,
+        shard_size: int,
+        note: str = "",
+        repeats: int = REPEATS,
     ) -> Row:
         from bench.baselines import requests_run, urllib3_run  # noqa: PLC0415
 
@@ -309,9 +332,8 @@ class Bench:
         # secret, as the bench's are), so that the baselines pay for the same bytes on the wire.
         jobs = [(url, body, self.headers(topic, body)) for body in self.bodies(events) for url in urls]
         warmup = jobs[: self.concurrency * len(self.ports)]
-        best: Row | None = None
-        # Two-core machine shared with other work: each side keeps the faster of its runs.
-        for _ in range(REPEATS):
+        runs: list[Row] = []
+        for _ in range(repeats):
             row = Row(name=name, events=events, subscribers=subscribers, note=note)
             before, logged, aws = self.counter.snapshot(), _logged(), self.counter.seconds
             posted = _farm_posts(self.ports)
@@ -325,19 +347,32 @@ class Bench:
             row.calls = dict(self.counter.since(before))
             row.log_bytes = _logged() - logged
             row.aws_wall = self.counter.seconds - aws + phases.get("records wait", 0.0)
-            # Faster by the hub's own time, the measure compared with the baselines' wall time
-            # (moto's waits, which vary the most, once picked the run).
-            if best is None or row.hub_wall - row.aws_wall < best.hub_wall - best.aws_wall:
-                best = row
-        assert best is not None
-        lib = min((urllib3_run(jobs, warmup, self.concurrency) for _ in range(REPEATS)), key=lambda r: r.wall)
-        req = min(
-            (requests_run(jobs, warmup, self.concurrency) for _ in range(REPEATS)), key=lambda r: r.wall
-        )
-        best.urllib3_wall, best.urllib3_cpu = lib.wall, lib.cpu
-        best.requests_wall, best.requests_cpu = req.wall, req.cpu
-        best.baseline_errors = lib.errors + req.errors
-        return best
+            # The baselines right after, so each round's ratios compare runs of the same moment.
+            lib = urllib3_run(jobs, warmup, self.concurrency)
+            req = requests_run(jobs, warmup, self.concurrency)
+            row.urllib3_wall, row.urllib3_cpu = lib.wall, lib.cpu
+            row.requests_wall, row.requests_cpu = req.wall, req.cpu
+            row.baseline_errors = lib.errors + req.errors
+            runs.append(row)
+        # The median round by the hub's own time (AWS waits excluded: moto's vary the most).
+        median = sorted(runs, key=lambda r: r.hub_wall - r.aws_wall)[len(runs) // 2]
+        median.rounds = [
+            {
+                "hub_wall": r.hub_wall,
+                "hub_cpu": r.hub_cpu,
+                "aws_wall": r.aws_wall,
+                "deliveries": r.deliveries,
+                "posts": len(jobs),
+                "urllib3_wall": r.urllib3_wall,
+                "urllib3_cpu": r.urllib3_cpu,
+                "requests_wall": r.requests_wall,
+                "requests_cpu": r.requests_cpu,
+            }
+            for r in runs
+        ]
+        median.hub_errors = sum(r.hub_errors for r in runs)
+        median.baseline_errors = sum(r.baseline_errors for r in runs)
+        return median
 
     # -- ingest ----------------------------------------------------------------------
 
@@ -375,7 +410,7 @@ class Bench:
                 "body": json.dumps({"events": items}),
             }
 
-        function.invoke(event())  # warm-up: clients and the API key built
+        _invoke_traced(function, event())  # warm-up: clients and the API key built
         prepared = [event() for _ in range(requests)]
         before, logged, aws = self.counter.snapshot(), _logged(), self.counter.seconds
         wall = cpu = 0.0
@@ -383,7 +418,7 @@ class Bench:
         with self.phases.measuring() as phases:
             for item in prepared:
                 w, c = time.perf_counter(), time.process_time()
-                result = function.invoke(item)
+                result = _invoke_traced(function, item)
                 wall += time.perf_counter() - w
                 cpu += time.process_time() - c
                 statuses[int(result["statusCode"])] += 1
@@ -401,6 +436,29 @@ class Bench:
             # Waits on AWS calls made on the handler's thread (a single event's are all there).
             "aws_wall": self.counter.seconds - aws,
         }
+
+
+def _invoke_traced(function: Any, event: dict[str, Any]) -> Any:
+    """Invoke as Lambda does with tracing active: each invocation its own sampled trace header."""
+    os.environ["_X_AMZN_TRACE_ID"] = (
+        f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=1"
+    )
+    return function.invoke(event)
+
+
+def own_ratios(row: dict[str, Any]) -> list[float]:
+    """Each round's urllib3 wall time over the hub's own (its AWS waits excluded): the fan-out goal."""
+    return [r["urllib3_wall"] / (r["hub_wall"] - r["aws_wall"]) for r in row["rounds"]]
+
+
+def whole_ratios(row: dict[str, Any]) -> list[float]:
+    """Each round's urllib3 wall time over the whole handler's."""
+    return [r["urllib3_wall"] / r["hub_wall"] for r in row["rounds"]]
+
+
+def cpu_ratios(row: dict[str, Any]) -> list[float]:
+    """Each round's client CPU per delivery, the hub's over urllib3's (per POST it made)."""
+    return [(r["hub_cpu"] / r["deliveries"]) / (r["urllib3_cpu"] / r["posts"]) for r in row["rounds"]]
 
 
 def _event_jti(body: str) -> str:
@@ -441,6 +499,7 @@ def main(spec_path: str, out_path: str) -> None:
                 row["subscribers"],
                 shard_size=row.get("shard_size") or SINGLE_SHARD,
                 note=row.get("note", ""),
+                repeats=spec.get("repeats", REPEATS),
             )
         )
         print(f"bench: {row['name']} done", file=sys.stderr, flush=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,16 @@ def machine() -> str:
     return (
         f"{model}, {os.cpu_count()} cores, Python {platform.python_version()} "
         f"({platform.python_implementation()}), {platform.system()} {platform.release()}, {today}"
+    )
+
+
+def spread(values: Sequence[float], unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
+    """``median (min-max)`` of several runs, each value times ``scale``: how the bench reports
+    a figure measured more than once."""
+    scaled = [value * scale for value in values]
+    return (
+        f"{statistics.median(scaled):,.{digits}f}{unit} "
+        f"({min(scaled):,.{digits}f}-{max(scaled):,.{digits}f}{unit})"
     )
 
 

@@ -4,8 +4,8 @@ For checking a change to the hot path without the whole run (about 12 minutes): 
 row is measured as ``make bench`` measures it and printed as the median (min-max) of
 ``--runs`` runs, with the machine's load averages. Nothing is written to docs/.
 
-- ``fanout``: 1 event x 1000 subscribers, one invocation (each run the best of two, as
-  ``make bench`` times each side): sethub / bare urllib3 with AWS waits excluded (goal
+- ``fanout``: 1 event x 1000 subscribers, one invocation, ``--runs`` rounds of hub then
+  baselines (as ``make bench`` times each row): sethub / bare urllib3 with AWS waits excluded (goal
   >= 0.85) and client CPU per delivery beside urllib3's (goal <= 1.3x);
 - ``coldstart``: each handler's import, CPU, in fresh interpreters beside ``import boto3``
   (goal <= 1.3x); with ``--emulator``, beside it the function's init in the Lambda runtime
@@ -18,28 +18,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import coldstart, e2e, emulator
 from bench.__main__ import CONCURRENCY, FARM_PROCESSES, _fanout
 from bench.aws import start_moto
+from bench.fanout import cpu_ratios, own_ratios, whole_ratios
 from bench.farm import start_farm
+from bench.report import spread
 from devstack.template import load_template
 
 BIG = 1000
-
-
-def _spread(values: Sequence[float], unit: str = "", scale: float = 1.0, digits: int = 2) -> str:
-    scaled = [value * scale for value in values]
-    return (
-        f"{statistics.median(scaled):,.{digits}f}{unit} "
-        f"({min(scaled):,.{digits}f}-{max(scaled):,.{digits}f}{unit})"
-    )
 
 
 def _load() -> str:
@@ -55,27 +47,26 @@ def fanout(runs: int) -> list[str]:
             "ports": farm.ports,
             "concurrency": CONCURRENCY,
             "sizes": [BIG],
-            "rows": [row] * runs,
+            "rows": [row],
+            "repeats": runs,
             "ingest": [],
         }
         with tempfile.TemporaryDirectory(prefix="sethub-bench-") as tmp:
-            rows = _fanout(spec, Path(tmp))["rows"]
+            (measured,) = _fanout(spec, Path(tmp))["rows"]
     finally:
         moto.stop()
         farm.stop()
-    own = [r["urllib3_wall"] / (r["hub_wall"] - r["aws_wall"]) for r in rows]
-    whole = [r["urllib3_wall"] / r["hub_wall"] for r in rows]
-    hub_cpu = [r["hub_cpu"] / r["deliveries"] for r in rows]
-    lib_cpu = [r["urllib3_cpu"] / r["deliveries"] for r in rows]
-    cpu_ratio = [hub / lib for hub, lib in zip(hub_cpu, lib_cpu, strict=True)]
-    errors = sum(r["hub_errors"] for r in rows)
+    rounds = measured["rounds"]
+    hub_cpu = [r["hub_cpu"] / r["deliveries"] for r in rounds]
+    lib_cpu = [r["urllib3_cpu"] / r["posts"] for r in rounds]
     return [
-        f"fan-out 1 x {BIG}, AWS waits excluded: sethub / urllib3 {_spread(own)} (goal >= 0.85)",
-        f"fan-out 1 x {BIG}, whole handler: sethub / urllib3 {_spread(whole)}",
-        f"client CPU per delivery: sethub {_spread(hub_cpu, ' µs', 1e6, 0)}, urllib3 "
-        f"{_spread(lib_cpu, ' µs', 1e6, 0)}, ratio {_spread(cpu_ratio)}"
+        f"fan-out 1 x {BIG}, AWS waits excluded: sethub / urllib3 {spread(own_ratios(measured))}"
+        " (goal >= 0.85)",
+        f"fan-out 1 x {BIG}, whole handler: sethub / urllib3 {spread(whole_ratios(measured))}",
+        f"client CPU per delivery: sethub {spread(hub_cpu, ' µs', 1e6, 0)}, urllib3 "
+        f"{spread(lib_cpu, ' µs', 1e6, 0)}, ratio {spread(cpu_ratios(measured))}"
         " (goal <= 1.3)",
-        f"{len(rows)} runs, {errors} hub errors",
+        f"{len(rounds)} rounds, {measured['hub_errors']} hub errors",
     ]
 
 
@@ -89,12 +80,12 @@ def cold(runs: int, *, with_emulator: bool = False) -> list[str]:
     emulated = emulator.measure() if with_emulator else None
     inits = _emulator_inits(emulated)
     boto3 = colds.pop("boto3")
-    lines = [f"import boto3: {_spread(boto3.cpu, ' ms', 1e3, 0)} CPU"]
+    lines = [f"import boto3: {spread(boto3.cpu, ' ms', 1e3, 0)} CPU"]
     for name, imports in colds.items():
         ratio = imports.cpu_median / boto3.cpu_median
         init = f"; {inits.get(name, 'emulator: not measured')}" if emulated else ""
         lines.append(
-            f"import {name}: {_spread(imports.cpu, ' ms', 1e3, 0)} CPU, {ratio:.2f} of boto3 "
+            f"import {name}: {spread(imports.cpu, ' ms', 1e3, 0)} CPU, {ratio:.2f} of boto3 "
             f"(goal <= {coldstart.TARGET_RATIO:g}){init}"
         )
     lines.append(f"median (min-max) of {runs} fresh interpreters each, taking turns")
@@ -134,10 +125,10 @@ def latency(runs: int) -> list[str]:
     finally:
         farm.stop()
     return [
-        f"publish-to-delivery p50 {_spread(measured['p50s'], ' ms', 1e3, 0)}, p99 "
-        f"{_spread(measured['p99s'], ' ms', 1e3, 0)} (goal p50 <= 50 ms, p99 <= 250 ms)",
-        f"of which POST /events answered p50 {_spread(measured['ingest_p50s'], ' ms', 1e3, 0)}, then to "
-        f"the arrival (queue wait, dispatch) p50 {_spread(measured['after_accept_p50s'], ' ms', 1e3, 0)}",
+        f"publish-to-delivery p50 {spread(measured['p50s'], ' ms', 1e3, 0)}, p99 "
+        f"{spread(measured['p99s'], ' ms', 1e3, 0)} (goal p50 <= 50 ms, p99 <= 250 ms)",
+        f"of which POST /events answered p50 {spread(measured['ingest_p50s'], ' ms', 1e3, 0)}, then to "
+        f"the arrival (queue wait, dispatch) p50 {spread(measured['after_accept_p50s'], ' ms', 1e3, 0)}",
         f"{runs} runs of 100 events at 20/s, 1 subscriber, after a warm-up",
     ]
 
