@@ -3,17 +3,32 @@
 The functions are built with ``sam build`` into a scratch folder and served by ``sam
 local start-lambda`` with one warm container per function (``--warm-containers EAGER``),
 from ``public.ecr.aws/lambda/python:3.12`` (AWS's image, or the stand-in that
-``../shared/tools/lambda-runtime`` builds). Each function is invoked twice with an event
-that needs no AWS call (``GET /health`` for API functions, a message that is not
-sethub's for queue consumers).
+``../shared/tools/lambda-runtime`` builds). Each function is invoked twice with the same
+event, one it can receive (``bench_events``): where the function has one, an event it
+answers without any AWS call (``GET /health``, an SSF request without a token, an empty SQS
+batch, a CloudFormation Delete); else the nearest event it receives in AWS, whose AWS calls
+then count as they do there: a key the hub does not hold (ingest and the authorizer get no
+request without a key: API Gateway refuses those itself) is looked up once, and dispatch's
+first batch counts the SSF streams (a DynamoDB Query).
+
+There is no AWS here: a call the containers made to AWS's own endpoints failed to connect
+and botocore retried it with backoff (dispatch's count took ~4.8 s so, 9 attempts), which a
+row then showed as init. So the bench serves moto on Docker's bridge address, the address
+the containers reach this machine by, and points every function at it (the template's
+``LocalAwsEndpoint`` declares ``AWS_ENDPOINT_URL``): the tables of the template exist there
+(empty), and the custom resource's answer goes to a bucket there, as it goes to S3 in AWS.
+Every request moto answers is recorded, so each row says which AWS calls its invokes made.
 
 What the emulator's REPORT line says and what is taken from it: the Runtime Interface
 Emulator starts the runtime on the first invoke and prints ``Init Duration`` of well
 under a millisecond and ``Max Memory Used`` equal to the memory size, so neither is a
 measurement. The first invoke's ``Duration`` is (runtime start, imports, the first
-event), the second's is the warm event; their difference estimates the init. Memory is
-the runtime process's peak resident set (``VmHWM``) read inside the container after both
-invokes.
+event), the second's is the warm event; their difference estimates the init. Read inside
+the container after both invokes, of the runtime process: its peak resident set (``VmHWM``),
+its CPU time and how long it was ready to run but waited for a CPU (``/proc/PID/schedstat``).
+On a busy machine that wait is most of the difference between the estimate and the CPU time
+(a run with a load of 5 on two cores: 1,697 ms = 797 ms on a CPU + 973 ms waiting for one);
+what is left over is waiting on something else (AWS, the disk).
 
 The build is what ``sam build`` alone makes, bytecode included (layers/shared/Makefile
 compiles the layer); the result says how many of the layer's modules had a usable ``.pyc``,
@@ -26,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -34,8 +50,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -53,52 +70,140 @@ START_SECONDS = 300.0
 """The first start builds an image with the layer, then one container per function."""
 INVOKE_SECONDS = 120
 REPORT_SECONDS = 30.0
+REGION = "us-east-1"
+"""sam local's default region: the containers' AWS_REGION, where the bench's tables are."""
+LOCAL_ENDPOINT_PARAMETER = "LocalAwsEndpoint"
+"""The template parameter that declares each function's AWS_ENDPOINT_URL (local runs only)."""
+RESPONSE_BUCKET = "sethub-bench"
+"""The bucket in moto that takes a custom resource's answer (CloudFormation's is in S3)."""
+UNKNOWN_KEY = "shk" + "0" * 43
+"""An API key of the hub's format that no hub holds (none is created in the bench's moto)."""
+_CREDENTIAL = "bench"
+"""moto's and the emulator's: any key is accepted."""
 
 # Fields are tab separated; anchoring on the tab keeps "Billed Duration" out of "Duration".
 _REPORT_FIELD = re.compile(r"(?:^|\t)(Init Duration|Duration|Max Memory Used): ([0-9.]+) (ms|MB)")
+# SigV4: "Credential=<key>/<date>/<region>/<service>/aws4_request".
+_SIGNED_SERVICE = re.compile(r"Credential=[^/,]*/[^/,]*/[^/,]*/([^/,]+)/aws4_request")
 
-API_EVENT: dict[str, Any] = {
-    "resource": "/health",
-    "path": "/health",
-    "httpMethod": "GET",
-    "headers": {},
-    "multiValueHeaders": {},
-    "queryStringParameters": None,
-    "multiValueQueryStringParameters": None,
-    "pathParameters": None,
-    "stageVariables": None,
-    "requestContext": {
-        "resourcePath": "/health",
-        "httpMethod": "GET",
-        "path": "/Prod/health",
-        "stage": "Prod",
-        "requestId": "bench",
-        "identity": {"sourceIp": "127.0.0.1"},
-    },
-    "body": None,
-    "isBase64Encoded": False,
-}
-QUEUE_EVENT: dict[str, Any] = {
-    "Records": [
-        {
-            "messageId": "bench-1",
-            "receiptHandle": "bench",
-            "body": "not a sethub message",
-            "attributes": {},
-            "messageAttributes": {},
-            "md5OfBody": "",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bench",
-            "awsRegion": "us-east-1",
-        }
-    ]
-}
 
-# Inside the container: the largest VmHWM (kB) of any python process, the function's runtime.
-_PEAK_RSS = (
+@dataclass(frozen=True)
+class BenchEvent:
+    """What a function is invoked with, twice: the payload and, for the row, what it is."""
+
+    description: str
+    payload: dict[str, Any]
+
+
+def _rest_event(method: str, path: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A REST API (payload 1.0) proxy event, as API Gateway sends it to the function."""
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": dict(headers or {}),
+        "multiValueHeaders": {name: [value] for name, value in (headers or {}).items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": f"/Prod{path}",
+            "stage": "Prod",
+            "requestId": "bench",
+            "domainName": "bench.execute-api.us-east-1.amazonaws.com",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": None,
+        "isBase64Encoded": False,
+    }
+
+
+def bench_events(aws_endpoint: str) -> dict[str, BenchEvent]:
+    """Each function's bench event, by logical id; ``aws_endpoint`` is moto's URL as the
+    containers reach it (the custom resource answers to a bucket there)."""
+    empty_batch = BenchEvent("an empty SQS batch", {"Records": []})
+    return {
+        # API Gateway refuses a request without a key itself (the usage plan's key on the REST
+        # API, the authorizer's identity source on the HTTP API): a key this hub does not hold
+        # is the nearest request that reaches these two, looked up once (GetItem), as in AWS.
+        "IngestFunction": BenchEvent(
+            "POST /events with an API key the hub does not hold (refused, 403)",
+            _rest_event("POST", "/events", {"content-type": "application/json", "x-api-key": UNKNOWN_KEY}),
+        ),
+        "AuthorizerFunction": BenchEvent(
+            "an HTTP API authorizer request with an API key the hub does not hold (denied)",
+            {
+                "version": "2.0",
+                "type": "REQUEST",
+                "routeArn": "arn:aws:execute-api:us-east-1:123456789012:bench/$default/POST/events",
+                "identitySource": [UNKNOWN_KEY],
+                "routeKey": "POST /events",
+                "rawPath": "/events",
+                "rawQueryString": "",
+                "headers": {"content-type": "application/json", "x-api-key": UNKNOWN_KEY},
+                "requestContext": {
+                    "http": {"method": "POST", "path": "/events", "sourceIp": "127.0.0.1"},
+                    "requestId": "bench",
+                    "routeKey": "POST /events",
+                    "stage": "$default",
+                },
+            },
+        ),
+        "WebSubFunction": BenchEvent("GET /health", _rest_event("GET", "/health")),
+        "SsfFunction": BenchEvent(
+            "GET /ssf/stream without a bearer token (refused, 401)", _rest_event("GET", "/ssf/stream")
+        ),
+        "VerifierFunction": empty_batch,
+        # A container's first batch, an empty one too, counts the SSF streams (a Query).
+        "DispatchFunction": empty_batch,
+        # A Delete makes no AWS call; every request ends with the answer PUT to ResponseURL.
+        "KeyRingFunction": BenchEvent(
+            "a CloudFormation Delete of the key ring (its answer PUT to a bucket in moto)",
+            {
+                "RequestType": "Delete",
+                "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:KeyRingFunction",
+                "ResponseURL": f"{aws_endpoint}/{RESPONSE_BUCKET}/keyring-response",
+                "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/sethub-bench/bench",
+                "RequestId": "bench",
+                "LogicalResourceId": "SigningKeyRing",
+                "PhysicalResourceId": "HubTable/signing-key-ring",
+                "ResourceType": "Custom::SigningKeyRing",
+                "ResourceProperties": {
+                    "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:KeyRingFunction",
+                    "TableName": "HubTable",
+                    "DataKeyId": "DataKey",
+                    "KeySpec": "ECC_NIST_P256",
+                },
+            },
+        ),
+    }
+
+
+# Inside the container, for each python process (the runtime; and this shell, whose script
+# names python): "<VmHWM kB> <utime> <stime>" (ticks: /proc/PID/stat after the command name)
+# then, where the kernel keeps them, /proc/PID/schedstat's "<ns on a CPU> <ns runnable but
+# waiting for one> <slices>"; last "ticks <CLK_TCK>".
+_RUNTIME_STATS = (
     'for d in /proc/[0-9]*; do case "$(tr "\\000" " " < "$d/cmdline" 2>/dev/null)" in '
-    '*python*) sed -n "s/^VmHWM:[^0-9]*\\([0-9]*\\) kB/\\1/p" "$d/status";; esac; done'
+    '*python*) echo "$(sed -n "s/^VmHWM:[^0-9]*\\([0-9]*\\) kB/\\1/p" "$d/status") '
+    '$(sed "s/.*) //" "$d/stat" | cut -d " " -f 12,13) $(cat "$d/schedstat" 2>/dev/null)";; esac; done; '
+    'echo "ticks $(getconf CLK_TCK 2>/dev/null || echo 100)"'
 )
+
+
+@dataclass(frozen=True)
+class RuntimeStats:
+    """The runtime process's, read in its container after both invokes."""
+
+    peak_rss_mb: float
+    cpu_ms: float
+    """CPU time, user + system: runtime start, imports and both events."""
+    cpu_wait_ms: float | None
+    """Time it was ready to run but waited for a CPU (the machine's other load); None where
+    the kernel keeps no schedstat."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +226,15 @@ class FunctionStart:
     reported_max_memory_mb: float | None
     memory_size_mb: int
     function_error: str | None
+    event: str = ""
+    """What the function was invoked with (``BenchEvent.description``)."""
+    first_calls: tuple[str, ...] = ()
+    """The AWS calls (moto's requests) made during the first invoke, in order."""
+    warm_calls: tuple[str, ...] = ()
+    cpu_ms: float | None = None
+    """The runtime process's CPU time (user + system) after both invokes."""
+    cpu_wait_ms: float | None = None
+    """How long the runtime process waited for a CPU (``RuntimeStats.cpu_wait_ms``)."""
 
     @property
     def init_ms(self) -> float:
@@ -151,6 +265,122 @@ def parse_report(line: str) -> Report | None:
     return Report(fields["Duration"], fields.get("Init Duration"), fields.get("Max Memory Used"))
 
 
+def runtime_stats(output: str) -> RuntimeStats | None:
+    """The runtime's numbers in ``_RUNTIME_STATS``'s output (of one or more containers): the
+    python process with the largest peak (the shell that reads them is a few hundred kB)."""
+    ticks = 100
+    processes: list[list[int]] = []
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0] == "ticks" and fields[1].isdigit() and int(fields[1]):
+            ticks = int(fields[1])
+        elif len(fields) in (3, 6) and all(field.isdigit() for field in fields):
+            processes.append([int(field) for field in fields])
+    if not processes:
+        return None
+    runtime = max(processes)
+    if len(runtime) == 6:
+        # schedstat's nanoseconds on a CPU are exact; the ticks count in 10 ms steps.
+        return RuntimeStats(runtime[0] / 1024, runtime[3] / 1e6, runtime[4] / 1e6)
+    return RuntimeStats(runtime[0] / 1024, (runtime[1] + runtime[2]) * 1000 / ticks, None)
+
+
+def call_name(environ: Mapping[str, Any]) -> str:
+    """One request to moto as ``service.Operation`` (``dynamodb.Query``), or as method, path
+    and ``(unsigned)`` for a request without SigV4 (a pre-signed URL's PUT)."""
+    signed = _SIGNED_SERVICE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    method = str(environ.get("REQUEST_METHOD", ""))
+    path = str(environ.get("PATH_INFO", ""))
+    if signed is None:
+        return f"{method} {path} (unsigned)"
+    operation = target.rsplit(".", 1)[-1] if target else f"{method} {path}"
+    return f"{signed.group(1)}.{operation}"
+
+
+class LocalAws:
+    """moto on ``host`` (any free port), recording every request it answers."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.endpoint = ""
+        self._calls: list[str] = []
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        """Serve and return the endpoint URL."""
+        from moto.moto_server.werkzeug_app import (  # noqa: PLC0415 - the bench process only
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server  # noqa: PLC0415
+
+        # werkzeug logs every request at INFO: the bench's output is its table.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        app = DomainDispatcherApplication(create_backend_app)
+
+        def recording(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            with self._lock:
+                self._calls.append(call_name(environ))
+            result: Iterable[bytes] = app(environ, start_response)
+            return result
+
+        self._server = make_server(self.host, 0, recording, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.endpoint = f"http://{self.host}:{self._server.server_address[1]}"
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def mark(self) -> int:
+        """A position in the calls, for ``calls_since``."""
+        with self._lock:
+            return len(self._calls)
+
+    def calls_since(self, mark: int) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._calls[mark:])
+
+    def client(self, service: str) -> Any:
+        return boto3.client(  # type: ignore[call-overload]  # a service by name
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=_CREDENTIAL,
+            aws_secret_access_key=_CREDENTIAL,
+        )
+
+    def create_resources(self, template: Mapping[str, Any]) -> None:
+        """The template's DynamoDB tables, named by logical id (what ``Ref`` gives under sam
+        local), with their keys and indexes; and the bucket that takes custom resources' answers."""
+        dynamodb = self.client("dynamodb")
+        for name, resource in (template.get("Resources") or {}).items():
+            if resource.get("Type") != "AWS::DynamoDB::Table":
+                continue
+            props = resource.get("Properties") or {}
+            table: dict[str, Any] = {
+                "TableName": name,
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "KeySchema": props["KeySchema"],
+                "BillingMode": "PAY_PER_REQUEST",
+            }
+            if props.get("GlobalSecondaryIndexes"):
+                table["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            dynamodb.create_table(**table)
+        # CloudFormation's pre-signed URL lets its holder write without credentials; moto
+        # refuses an unsigned overwrite of a private bucket's object (the warm invoke's answer).
+        self.client("s3").create_bucket(Bucket=RESPONSE_BUCKET, ACL="public-read-write")
+
+
 def unavailable(docker: str = "docker", sam: Path = SAM) -> str | None:
     """Why the emulator cannot run here, or None."""
     if (
@@ -172,25 +402,42 @@ def measure(
     reason = unavailable(docker, sam)
     if reason:
         return EmulatorResult([], reason)
+    from devstack.sam import SamLocalError, bridge_address  # noqa: PLC0415 - Docker's, only here
+
+    try:
+        host = bridge_address()
+    except SamLocalError as exc:
+        return EmulatorResult([], f"not measured: {exc}")
     with tempfile.TemporaryDirectory(prefix="sethub-emulator-") as scratch:
         work = Path(scratch)
         build = _build(sam, template, work)
-        functions = _functions(build)
+        built = load_template(build / "template.yaml")
+        memory = _memory_sizes(built)
         # This process is the runtime's Python (3.12): its magic number is the runtime's.
         bytecode = check_bytecode(build / "SharedLayer", importlib.util.MAGIC_NUMBER)
-        with _start_lambda(sam, work, docker) as (endpoint, log_path):
-            client = boto3.client(
-                "lambda",
-                endpoint_url=endpoint,
-                region_name="us-east-1",
-                aws_access_key_id="bench",
-                aws_secret_access_key="bench",
-                config=Config(read_timeout=INVOKE_SECONDS, retries={"max_attempts": 0}),
-            )
-            starts = [
-                _measure_function(client, log_path, docker, build, name, event, memory)
-                for name, (event, memory) in functions.items()
-            ]
+        aws = LocalAws(host)
+        try:
+            endpoint = aws.start()
+            aws.create_resources(built)
+            events = bench_events(endpoint)
+            missing = sorted(set(memory) - set(events))
+            if missing:
+                raise EmulatorError(f"no bench event for {', '.join(missing)} (bench.emulator.bench_events)")
+            with _start_lambda(sam, work, docker, endpoint, memory) as (lambda_endpoint, log_path):
+                client = boto3.client(
+                    "lambda",
+                    endpoint_url=lambda_endpoint,
+                    region_name=REGION,
+                    aws_access_key_id=_CREDENTIAL,
+                    aws_secret_access_key=_CREDENTIAL,
+                    config=Config(read_timeout=INVOKE_SECONDS, retries={"max_attempts": 0}),
+                )
+                starts = [
+                    _measure_function(client, log_path, docker, build, aws, name, events[name], size)
+                    for name, size in memory.items()
+                ]
+        finally:
+            aws.stop()
     return EmulatorResult(
         starts, layer_bytecode=f"{bytecode.modules - len(bytecode.missing)} of {bytecode.modules}"
     )
@@ -218,19 +465,16 @@ def _build(sam: Path, template: Path, work: Path) -> Path:
     return work / "build"
 
 
-def _functions(build: Path) -> dict[str, tuple[dict[str, Any], int]]:
-    """Each function's bench event (API or queue) and memory size, from the built template."""
-    template = load_template(build / "template.yaml")
+def _memory_sizes(template: Mapping[str, Any]) -> dict[str, int]:
+    """Each function's memory size (MB), in the template's order."""
     globals_ = (template.get("Globals") or {}).get("Function") or {}
-    functions = {}
+    sizes = {}
     for name, resource in template["Resources"].items():
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         props = resource.get("Properties") or {}
-        api = any(event.get("Type") == "Api" for event in (props.get("Events") or {}).values())
-        memory = int(props.get("MemorySize", globals_.get("MemorySize", 128)))
-        functions[name] = (API_EVENT if api else QUEUE_EVENT, memory)
-    return functions
+        sizes[name] = int(props.get("MemorySize", globals_.get("MemorySize", 128)))
+    return sizes
 
 
 def _free_port() -> int:
@@ -241,9 +485,15 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _start_lambda(sam: Path, work: Path, docker: str) -> Iterator[tuple[str, Path]]:
+def _start_lambda(
+    sam: Path, work: Path, docker: str, aws_endpoint: str, functions: Iterable[str]
+) -> Iterator[tuple[str, Path]]:
     port = _free_port()
     log_path = work / "sam-local.log"
+    # sam local does not resolve the template's AWS_ENDPOINT_URL (an Fn::If on the parameter:
+    # it came out empty, and the calls went to AWS): --env-vars gives each function its value.
+    env_vars = work / "env-vars.json"
+    env_vars.write_text(json.dumps({name: {"AWS_ENDPOINT_URL": aws_endpoint} for name in functions}))
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [
@@ -259,6 +509,13 @@ def _start_lambda(sam: Path, work: Path, docker: str) -> Iterator[tuple[str, Pat
                 "--skip-pull-image",
                 "--warm-containers",
                 "EAGER",
+                "--region",
+                REGION,
+                # Every function's AWS_ENDPOINT_URL: the calls it makes reach moto, not AWS.
+                "--parameter-overrides",
+                f"{LOCAL_ENDPOINT_PARAMETER}={aws_endpoint}",
+                "--env-vars",
+                str(env_vars),
             ],
             cwd=work,
             env=_sam_env(),
@@ -343,34 +600,74 @@ def _invoke(client: Any, log_path: Path, name: str, event: Mapping[str, Any]) ->
     raise EmulatorError(f"{name}: no REPORT line from the emulator within {REPORT_SECONDS:.0f} s")
 
 
-def _peak_rss_mb(docker: str, work: Path, name: str) -> float | None:
-    containers = _containers(docker, work, name)
-    if not containers:
-        return None
-    output = subprocess.run(
-        [docker, "exec", containers[0], "sh", "-c", _PEAK_RSS],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    sizes = [int(size) for size in output if size.isdigit()]
-    return max(sizes) / 1024 if sizes else None
+def _runtime_stats(docker: str, work: Path, name: str) -> RuntimeStats | None:
+    # All of the function's containers: sam local may have started another on the first
+    # invoke, and only the one that served it runs the runtime.
+    output = "".join(
+        subprocess.run(
+            [docker, "exec", container, "sh", "-c", _RUNTIME_STATS],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        for container in _containers(docker, work, name)
+    )
+    return runtime_stats(output)
 
 
 def _measure_function(
-    client: Any, log_path: Path, docker: str, build: Path, name: str, event: Mapping[str, Any], memory: int
+    client: Any,
+    log_path: Path,
+    docker: str,
+    build: Path,
+    aws: LocalAws,
+    name: str,
+    event: BenchEvent,
+    memory: int,
 ) -> FunctionStart:
-    first, error = _invoke(client, log_path, name, event)
-    warm, _ = _invoke(client, log_path, name, event)
+    mark = aws.mark()
+    first, error = _invoke(client, log_path, name, event.payload)
+    first_calls = aws.calls_since(mark)
+    mark = aws.mark()
+    warm, _ = _invoke(client, log_path, name, event.payload)
+    warm_calls = aws.calls_since(mark)
+    stats = _runtime_stats(docker, build.parent, name)
     return FunctionStart(
         function=name,
         first_ms=first.duration_ms,
         warm_ms=warm.duration_ms,
-        peak_rss_mb=_peak_rss_mb(docker, build.parent, name),
+        peak_rss_mb=stats.peak_rss_mb if stats else None,
         reported_init_ms=first.init_duration_ms,
         reported_max_memory_mb=first.max_memory_mb,
         memory_size_mb=memory,
         function_error=error,
+        event=event.description,
+        first_calls=first_calls,
+        warm_calls=warm_calls,
+        cpu_ms=stats.cpu_ms if stats else None,
+        cpu_wait_ms=stats.cpu_wait_ms if stats else None,
+    )
+
+
+def calls_text(calls: Iterable[str]) -> str:
+    """``dynamodb.Query x2, s3.PUT`` in first-seen order; ``none`` for no call."""
+    counted: dict[str, int] = {}
+    for call in calls:
+        counted[call] = counted.get(call, 0) + 1
+    return ", ".join(f"{call} x{n}" if n > 1 else call for call, n in counted.items()) or "none"
+
+
+def describe(start: FunctionStart) -> str:
+    """One line for ``python -m bench.emulator``: the estimate, then what it was measured with."""
+    cpu = f", runtime CPU {start.cpu_ms:,.0f} ms" if start.cpu_ms is not None else ""
+    if start.cpu_wait_ms is not None:
+        cpu += f" + {start.cpu_wait_ms:,.0f} ms waiting for a CPU"
+    error = f", the event ended in {start.function_error}" if start.function_error else ""
+    return (
+        f"{start.function}: init ≈ {start.init_ms:,.0f} ms (first invoke {start.first_ms:,.0f} ms, "
+        f"warm {start.warm_ms:,.0f} ms{cpu}), peak RSS {start.peak_rss_mb or 0:,.0f} MB; "
+        f"event: {start.event}; AWS calls (moto): first {calls_text(start.first_calls)}, "
+        f"warm {calls_text(start.warm_calls)}{error}"
     )
 
 
@@ -379,10 +676,6 @@ if __name__ == "__main__":
     if result.not_measured:
         print(result.not_measured)
     for start in result.starts:
-        error = f", the event ended in {start.function_error}" if start.function_error else ""
-        print(
-            f"{start.function}: init ≈ {start.init_ms:,.0f} ms (first invoke {start.first_ms:,.0f} ms, "
-            f"warm {start.warm_ms:,.0f} ms), peak RSS {start.peak_rss_mb or 0:,.0f} MB{error}"
-        )
+        print(describe(start))
     if result.layer_bytecode:
         print(f"layer modules with usable bytecode: {result.layer_bytecode}")
