@@ -140,10 +140,15 @@ def _emulator_lines(emulated: emulator.EmulatorResult) -> list[Line]:
     lines = []
     for start in emulated.starts:
         rss = f"peak RSS {start.peak_rss_mb:,.0f} MB" if start.peak_rss_mb is not None else "peak RSS unknown"
+        cpu = f"runtime CPU {start.cpu_ms:,.0f} ms" if start.cpu_ms is not None else "runtime CPU unknown"
+        if start.cpu_wait_ms is not None:
+            cpu += f" + {start.cpu_wait_ms:,.0f} ms waiting for a CPU"
         note = (
-            f"init ≈ {start.first_ms - start.warm_ms:,.0f} ms (first - warm); {start.memory_size_mb} MB "
-            f"configured; the emulator reported Init Duration {start.reported_init_ms} ms and Max Memory "
-            f"Used {start.reported_max_memory_mb:g} MB (not measurements)"
+            f"init ≈ {start.init_ms:,.0f} ms (first - warm); {cpu}; {start.memory_size_mb} MB configured; "
+            f"event: {start.event}; AWS calls (moto): first {emulator.calls_text(start.first_calls)}, "
+            f"warm {emulator.calls_text(start.warm_calls)}; the emulator reported Init Duration "
+            f"{start.reported_init_ms} ms and Max Memory Used {start.reported_max_memory_mb:g} MB "
+            "(not measurements)"
         )
         if start.function_error:
             note += f"; the bench event ended in {start.function_error}"
@@ -349,13 +354,16 @@ def main(argv: list[str] | None = None) -> int:
         "their AWS clients on first use, not at import.",
         "Cold start in the emulator: `sam build` into a scratch folder, `sam local start-lambda "
         f"--warm-containers EAGER` on {emulator.IMAGE} (AWS's image or the stand-in of "
-        "../shared/tools/lambda-runtime), each function invoked twice with an event that needs no AWS "
-        "call (GET /health; a queue message that is not sethub's, which dispatch reports as a failed "
-        "batch). The emulator starts the runtime on the first invoke and its REPORT line gives an Init "
+        "../shared/tools/lambda-runtime), each function invoked twice with the same event it can "
+        "receive (the row names it): one it answers without AWS where it has one, else the nearest it "
+        "receives in AWS, whose calls go to a moto server the containers reach (the template's tables, "
+        "empty; each row lists the calls). The emulator starts the runtime on the first invoke and "
+        "its REPORT line gives an Init "
         "Duration under a millisecond and Max Memory Used equal to the memory size, so neither is used: "
         "the first invoke's REPORT Duration (runtime start, imports, first event) and the second's (warm) "
         "are shown, their difference estimates the init; memory is the peak resident set (VmHWM) of the "
-        "runtime's python process after both invokes, read inside the container.",
+        "runtime's python process after both invokes, read inside the container, with its CPU time and "
+        "its wait for a CPU (/proc/PID/schedstat): on a loaded machine most of first - warm is that wait.",
         "Ingest: API Gateway proxy events handed to `ingest_handler.handler`, which checks the API key, "
         "validates, checks the topic, claims jti markers and sends to SQS in batches of 10.",
         "End to end: `python -m devstack` as a subprocess on free ports (its own moto); the publish time is "
