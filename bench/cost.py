@@ -1,7 +1,8 @@
 """Cost per million events: measured durations and counted AWS requests, times list prices.
 
 Pure arithmetic (no I/O), so it is unit-tested. Prices are public list prices,
-us-east-1, x86 Lambda, no free tier, as stated in ``PRICES_NOTE``.
+us-east-1, no free tier, as stated in ``PRICES_NOTE``; Lambda on x86_64 (the template's
+default) unless a usage says arm64 (``Architecture=arm64``: less per GB-s, requests the same).
 
 What is counted, and how (the assumptions the bench states beside its rows):
 
@@ -52,6 +53,9 @@ DAYS_PER_MONTH = 30
 @dataclass(frozen=True)
 class Prices:
     lambda_gb_second: float = 0.0000166667
+    """x86_64, the template's default Architecture."""
+    lambda_gb_second_arm64: float = 0.0000133334
+    """arm64 (Graviton, ``Architecture=arm64``): 20 % less; requests cost the same."""
     lambda_request: float = 0.20 / 1e6
     api_rest_request: float = 3.50 / 1e6
     """REST API, first 333 million requests a month."""
@@ -75,6 +79,8 @@ class Prices:
 
 
 INGRESS = {"rest": "API Gateway REST API", "http": "API Gateway HTTP API"}
+ARCHITECTURES = ("x86_64", "arm64")
+"""The template's Architecture values."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,8 @@ class Usage:
     archive_bytes: float = 0.0
     """Bytes of archive items per event, kept ``archive_days``."""
     archive_days: float = 14
+    architecture: str = "x86_64"
+    """The functions' instruction set: it sets the price of a GB-s."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,16 @@ class CostLine:
     dollars: float
 
 
+def gb_second_price(prices: Prices, architecture: str) -> float:
+    """What a GB-s of Lambda duration costs on ``architecture``."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}")
+    return prices.lambda_gb_second_arm64 if architecture == "arm64" else prices.lambda_gb_second
+
+
 def cost_per_events(usage: Usage, prices: Prices, events: int = 1_000_000) -> list[CostLine]:
     """One line per billed item for ``events`` events, and a total line last."""
+    gb_second = gb_second_price(prices, usage.architecture)
     gb_seconds = sum(function.gb_seconds_per_event() for function in usage.functions) * events
     invocations = sum(function.invocations_per_event for function in usage.functions) * events
     api_price = prices.api_http_request if usage.ingress == "http" else prices.api_rest_request
@@ -132,7 +148,7 @@ def cost_per_events(usage: Usage, prices: Prices, events: int = 1_000_000) -> li
         return CostLine(item, quantity, unit, quantity * price)
 
     lines = [
-        CostLine("Lambda duration", gb_seconds, "GB-s", gb_seconds * prices.lambda_gb_second),
+        CostLine("Lambda duration", gb_seconds, "GB-s", gb_seconds * gb_second),
         CostLine("Lambda requests", invocations, "requests", invocations * prices.lambda_request),
         line(INGRESS[usage.ingress], usage.api_requests, "requests", api_price),
         line("SQS", usage.sqs_requests, "64 KiB requests", prices.sqs_request),

@@ -7,7 +7,9 @@ A scenario is a deployment (template parameters) and a batching regime. The depl
   caches per key for ``AUTHORIZER_TTL_SECONDS`` (``PUBLISHER_KEYS`` keys publishing);
 - ``Tracing``: ``Active`` (X-Ray's sampling, below) or ``PassThrough`` (no traces);
 - ``SystemLogLevel``: ``INFO`` (Lambda's START/END/REPORT lines for every invocation) or
-  ``WARN`` (none of them).
+  ``WARN`` (none of them);
+- ``Architecture``: ``x86_64`` or ``arm64`` (Graviton: less per GB-s). The arm64 column takes
+  the durations measured here on x86_64: the emulator runs x86_64 only.
 
 The batching regime:
 
@@ -63,6 +65,7 @@ class Deployment:
     ingress: str = "rest"
     tracing: bool = True
     platform_logs: bool = True
+    architecture: str = "x86_64"
 
     def label(self) -> str:
         parts = ["REST API" if self.ingress == "rest" else "HTTP API"]
@@ -70,6 +73,8 @@ class Deployment:
             parts.append("Tracing PassThrough")
         if not self.platform_logs:
             parts.append("SystemLogLevel WARN")
+        if self.architecture != "x86_64":
+            parts.append(self.architecture)
         return ", ".join(parts)
 
 
@@ -167,6 +172,7 @@ def usage(
         log_bytes=logs,
         xray_traces=traces,
         ingress=deployment.ingress,
+        architecture=deployment.architecture,
     )
 
 
@@ -205,6 +211,8 @@ def scenarios(result: dict[str, Any]) -> list[Scenario]:
     # The cheapest deployment: both ingresses, so the REST API's own line shows.
     add(replace(CHEAPEST_HTTP, ingress="rest"), full_batches, jti=False)
     add(CHEAPEST_HTTP, full_batches, jti=False)
+    # What Architecture=arm64 takes off the cheapest deployment (durations as measured on x86_64).
+    add(replace(CHEAPEST_HTTP, architecture="arm64"), full_batches, jti=False)
     add(CHEAPEST_HTTP, full_batches)
     add(CHEAPEST_HTTP, batches_of_1, jti=False)
     return found
@@ -272,8 +280,9 @@ def assumptions(found: list[Scenario], prices: cost.Prices) -> str:
         for scenario in found[:2]
     )
     return (
-        f"Cost model ({cost.PRICES_NOTE}): Lambda x86 ${prices.lambda_gb_second:.10f}/GB-s and $0.20/1M "
-        "requests; API Gateway REST $3.50/1M, HTTP $1.00/1M; SQS $0.40/1M (64 KiB chunks); DynamoDB "
+        f"Cost model ({cost.PRICES_NOTE}): Lambda x86_64 ${prices.lambda_gb_second:.10f}/GB-s, arm64 "
+        f"${prices.lambda_gb_second_arm64:.10f}/GB-s, and $0.20/1M requests on either; API Gateway "
+        "REST $3.50/1M, HTTP $1.00/1M; SQS $0.40/1M (64 KiB chunks); DynamoDB "
         "on-demand $0.625/1M WRU, $0.125/1M RRU; KMS ECC Sign $0.15/10k, symmetric $0.03/10k, $1 per "
         "key-month; CloudWatch Logs $0.50/GB; X-Ray $5.00 per million traces recorded. One event per "
         "POST /events. Requests are the calls the handlers made in this run, counted per call; DynamoDB "
@@ -300,7 +309,9 @@ def assumptions(found: list[Scenario], prices: cost.Prices) -> str:
         "KeyBurstLimit; not measured, "
         "the bench's ingest runs REST events). Tracing PassThrough: no X-Ray traces. "
         "SystemLogLevel WARN: no START/END/REPORT lines (Lambda's JSON log format; the functions' "
-        "own lines, already JSON, are counted as measured)."
+        "own lines, already JSON, are counted as measured). arm64 (Architecture=arm64): Lambda duration "
+        "at the arm64 price, the durations taken as measured on x86_64 (not measured on arm64: the "
+        "emulator runs x86_64 only); every other line as on x86_64."
     )
 
 

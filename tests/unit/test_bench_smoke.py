@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bench import cost
@@ -85,3 +87,26 @@ def test_the_ingress_line_is_priced_by_the_api_type() -> None:
     assert http["API Gateway HTTP API"] == pytest.approx(1.00)
     with pytest.raises(ValueError):
         cost.with_ingress(usage, "carrier-pigeon")
+
+
+def test_arm64_bills_lambda_duration_at_its_own_price_and_requests_the_same() -> None:
+    # GIVEN the 100,000 GB-s and million invocations of the first test, on arm64
+    usage = cost.Usage(
+        functions=(cost.LambdaUse("dispatch", 1.0, 99.2, 1024),),
+        api_requests=0,
+        sqs_requests=0,
+        dynamodb_write_units=0,
+        dynamodb_read_units=0,
+        kms_asymmetric_requests=0,
+        architecture="arm64",
+    )
+    lines = {line.item: line for line in cost.cost_per_events(usage, cost.Prices())}
+    # THEN the same quantities, the duration at $0.0000133334 per GB-s
+    assert lines["Lambda duration"].quantity == pytest.approx(100_000)
+    assert lines["Lambda duration"].dollars == pytest.approx(1.33334)
+    assert lines["Lambda requests"].dollars == pytest.approx(0.20)
+    assert cost.Prices().lambda_gb_second_arm64 == pytest.approx(
+        0.8 * cost.Prices().lambda_gb_second, rel=1e-4
+    )
+    with pytest.raises(ValueError):
+        cost.cost_per_events(dataclasses.replace(usage, architecture="riscv"), cost.Prices())

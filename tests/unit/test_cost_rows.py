@@ -92,3 +92,39 @@ def test_every_row_shows_its_ratio_to_the_goal() -> None:
         total = float(line.hub.removeprefix("$").replace(",", ""))
         assert line.ratio == f"{total / cost.GOAL_DOLLARS:.2f} of $3.00"
         assert line.note.startswith("goal met" if total <= cost.GOAL_DOLLARS else "over the goal")
+
+
+CHEAPEST = "HTTP API, Tracing PassThrough, SystemLogLevel WARN, full batches, no publisher jti"
+CHEAPEST_ARM64 = "HTTP API, Tracing PassThrough, SystemLogLevel WARN, arm64, full batches, no publisher jti"
+
+
+def test_the_cheapest_deployment_on_arm64_cuts_only_lambda_duration() -> None:
+    x86 = priced(CHEAPEST)
+    arm64 = priced(CHEAPEST_ARM64)
+
+    prices = cost.Prices()
+    # The same GB-s (durations as measured on x86_64), at arm64's price.
+    assert arm64["Lambda duration"].quantity == pytest.approx(x86["Lambda duration"].quantity)
+    assert arm64["Lambda duration"].dollars == pytest.approx(
+        x86["Lambda duration"].dollars * prices.lambda_gb_second_arm64 / prices.lambda_gb_second
+    )
+    assert arm64["Lambda duration"].dollars < x86["Lambda duration"].dollars
+    others = set(x86) - {"Lambda duration", "total"}
+    assert {item: arm64[item] for item in others} == {item: x86[item] for item in others}
+    assert arm64["total"].dollars == pytest.approx(
+        x86["total"].dollars - x86["Lambda duration"].dollars + arm64["Lambda duration"].dollars
+    )
+
+
+def test_the_arm64_column_is_in_the_table_and_its_assumption_stated() -> None:
+    found = costrows.scenarios(RESULT)
+    prices = cost.Prices()
+
+    header = costrows.table(found, prices).splitlines()[0]
+    assert f"| {CHEAPEST_ARM64} |" in header
+    assert [scenario.name for scenario in found].count(CHEAPEST_ARM64) == 1
+    # Only that column is on arm64: the others stay the template's default.
+    assert {scenario.name for scenario in found if scenario.usage.architecture == "arm64"} == {CHEAPEST_ARM64}
+    assumptions = costrows.assumptions(found, prices)
+    assert f"arm64 ${prices.lambda_gb_second_arm64:.10f}/GB-s" in assumptions
+    assert "durations taken as measured on x86_64" in assumptions
