@@ -7,7 +7,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from sethub.errors import aws_error_code
+from sethub.errors import BadRequestError, aws_error_code
 
 ECHO = "The conditional request failed for item {'secret': 's3cr3t'}"
 
@@ -45,3 +45,17 @@ def test_a_failure_before_aws_answered_is_named_by_its_class() -> None:
 
 def test_any_other_exception_is_named_by_its_class_without_its_text() -> None:
     assert aws_error_code(ValueError(ECHO)) == "ValueError"
+
+
+def test_a_refusal_reads_as_its_reason_and_lists_no_problems_unless_given() -> None:
+    refused = BadRequestError("hub.topic is required")
+    problems: list[dict[str, object]] = [{"index": 1, "error": "iss is missing"}]
+    with_problems = BadRequestError("2 events refused", problems=problems)
+
+    assert (str(refused), refused.reason, refused.status, refused.problems) == (
+        "hub.topic is required",
+        "hub.topic is required",
+        400,
+        [],
+    )
+    assert (str(with_problems), with_problems.problems) == ("2 events refused", problems)

@@ -8,80 +8,12 @@ batches, and the overshoot across containers stays within the documented margin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
+from key_counters import MIDNIGHT, Clock, MemoryCounters, admitted
 
-from sethub.credentials.ratelimit import (
-    DAY_SECONDS,
-    KeyLimits,
-    KeyRateLimitedError,
-    KeyRateLimiter,
-    Totals,
-    window_attribute,
-)
-from sethub.errors import ConfigurationError, UpstreamError
+from sethub.credentials.ratelimit import DAY_SECONDS, KeyLimits, KeyRateLimitedError, KeyRateLimiter
+from sethub.errors import ConfigurationError
 from sethub.settings import Settings
-
-MIDNIGHT = 1_796_169_600.0  # 2026-12-02T00:00:00Z
-
-
-@dataclass
-class Clock:
-    now: float = MIDNIGHT + 0.25
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class MemoryCounters:
-    """The counter items as DynamoDBKeyCounters keeps them: ADD, REMOVE, ALL_NEW."""
-
-    items: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
-    calls: list[tuple[str, int]] = field(default_factory=list)
-    failing: bool = False
-
-    def add(
-        self,
-        key_id: str,
-        count: int,
-        *,
-        window: int,
-        in_window: int,
-        day: str,
-        expires: int,
-        remove: tuple[str, ...],
-    ) -> Totals:
-        if self.failing:
-            raise UpstreamError("DynamoDB could not count a key's requests: ThrottlingException")
-        self.calls.append((key_id, count))
-        item = self.items.setdefault((key_id, day), {})
-        for name in remove:
-            item.pop(name, None)
-        current = window_attribute(window)
-        item["requests"] = item.get("requests", 0) + count
-        item[current] = item.get(current, 0) + in_window
-        item["ttl"] = expires
-        return Totals(
-            window=window,
-            window_requests=item[current],
-            day=day,
-            day_requests=item["requests"],
-            stale=tuple(name for name in item if name.startswith("w") and name != current),
-        )
-
-
-def admitted(limiter: KeyRateLimiter, key: str, times: int) -> int:
-    """How many of ``times`` requests of ``key`` the limiter admits."""
-    count = 0
-    for _ in range(times):
-        try:
-            limiter.admit(key)
-        except KeyRateLimitedError:
-            continue
-        count += 1
-    return count
 
 
 def test_the_window_and_the_batch_follow_the_parameters() -> None:
