@@ -65,11 +65,21 @@ template: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ##
 	@# concurrent `sam build` in the checkout (make build, the sam local stack) also uses.
 	@# Built with Ingress=http, which deploys every function the default does plus the HTTP API's
 	@# authorizer, so the import check below covers every handler either choice deploys.
+	@# Every build makes the layer for x86_64 and arm64 (Architecture picks one at deploy): the
+	@# x86_64 one is imported below; the arm64 one cannot run here, so its wheels' tags are read
+	@# (pure or aarch64, one aarch64 at least: cryptography).
 	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
 	  (cd "$$scratch" && PATH="$(PYTHON_DIR):$$PATH" $(CURDIR)/$(SAM) build --template $(CURDIR)/template.yaml \
 	    --parameter-overrides Ingress=http --build-dir build --cache-dir cache >log 2>&1) || { cat "$$scratch/log"; exit 1; }; \
-	  test -f "$$scratch/build/SharedLayer/python/sethub/dispatch.py" || { echo "sam build: the layer lacks sethub"; exit 1; }; \
-	  echo "sam build: ok"; \
+	  for layer in SharedLayer:x86_64 SharedLayerArm64:aarch64; do \
+	    name=$${layer%:*} machine=$${layer#*:}; \
+	    test -f "$$scratch/build/$$name/python/sethub/dispatch.py" || { echo "sam build: $$name lacks sethub"; exit 1; }; \
+	    wheels=$$(cat "$$scratch/build/$$name"/python/*.dist-info/WHEEL | sed -n 's/^Tag: //p' | sort -u); \
+	    foreign=$$(grep -v -e '^$$' -e '-any$$' -e "_$$machine$$" <<<"$$wheels" | tr '\n' ' '); \
+	    test -z "$$foreign" || { echo "sam build: $$name has wheels for another machine than $$machine: $$foreign"; exit 1; }; \
+	    grep -q "_$$machine$$" <<<"$$wheels" || { echo "sam build: $$name has no $$machine wheel"; exit 1; }; \
+	  done; \
+	  echo "sam build: ok (layers x86_64 and arm64, their wheels of that machine or pure)"; \
 	  $(BIN)/python -m devstack.artifact "$$scratch/build" --python $(RUNTIME_VENV)/bin/python --parameter Ingress=http
 
 venvs: $(BIN)/.installed $(SAM_VENV)/.installed $(RUNTIME_VENV)/.installed ## the virtualenvs: dev, SAM CLI, Lambda runtime
@@ -107,6 +117,7 @@ mutation: $(BIN)/.mutation-installed ## mutation testing of the core modules wit
 
 build: $(SAM_VENV)/.installed ## sam build (no Docker needed), the layer's bytecode included
 	@# The layer's Makefile compiles it (layers/shared/Makefile): sam build alone ships it too.
+	@# Both layers, x86_64 and arm64: the Architecture a deploy is given picks one (template.yaml).
 	PATH="$(PYTHON_DIR):$$PATH" $(SAM) build --template template.yaml
 
 # The first deploy from a checkout is guided (it asks for the parameters and saves them in

@@ -258,7 +258,8 @@ def _built_function(
     if not props.get("CodeUri") or not code_dir.is_dir():
         raise ArtifactError(f"{logical_id}: its code folder {props.get('CodeUri')!r} is not in the build")
     layer_dirs = []
-    for layer in props.get("Layers") or []:
+    for entry in props.get("Layers") or []:
+        layer = _chosen(entry, resolver)
         # Only layers of this template were built; an ARN of another account's layer is not here.
         if not (isinstance(layer, dict) and set(layer) == {"Ref"} and layer["Ref"] in resources):
             raise ArtifactError(f"{logical_id}: layer {layer!r} is not built from this template")
@@ -298,6 +299,15 @@ def _built_function(
             "_AWS_XRAY_DAEMON_PORT": "2000",
         }
     return BuiltFunction(logical_id, handler, code_dir, tuple(layer_dirs), environment)
+
+
+def _chosen(layer: Any, resolver: Resolver) -> Any:
+    """The branch of a layer picked by a condition (the layer built for the Architecture
+    parameter) that a deploy with these parameters takes; any other entry as it is."""
+    while isinstance(layer, dict) and set(layer) == {"Fn::If"}:
+        condition, if_true, if_false = layer["Fn::If"]
+        layer = if_true if resolver.condition(str(condition)) else if_false
+    return layer
 
 
 @dataclass(frozen=True)

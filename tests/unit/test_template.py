@@ -1004,17 +1004,22 @@ def test_the_waf_rate_rule_per_ip_is_optional(template: Template) -> None:
 
 
 def test_functions_share_the_layer_and_name_their_handler_modules(template: Template) -> None:
-    layer = template["Resources"]["SharedLayer"]
-    # Built by its own Makefile (sam build runs its build-SharedLayer target): the layer ships
-    # bytecode, which sam's python3.12 builder leaves out.
-    assert layer["Metadata"]["BuildMethod"] == "makefile"
-    content = ROOT / layer["Properties"]["ContentUri"]
-    assert "build-SharedLayer:" in (content / "Makefile").read_text()
-    assert (content / "sethub" / "__init__.py").is_file()
+    # One layer per architecture (tests/unit/test_template_architecture.py), each built by the
+    # layer's Makefile (sam build runs its build-<logical id> target): the layer ships bytecode,
+    # which sam's python3.12 builder leaves out.
+    for name in ("SharedLayer", "SharedLayerArm64"):
+        layer = template["Resources"][name]
+        assert layer["Metadata"]["BuildMethod"] == "makefile"
+        content = ROOT / layer["Properties"]["ContentUri"]
+        assert f"build-{name}:" in (content / "Makefile").read_text()
+        assert (content / "sethub" / "__init__.py").is_file()
     for name, props in functions(template).items():
         assert props["Runtime"] == "python3.12"
         assert props["Tracing"] == {"Ref": "Tracing"}
-        assert [ref_target(layer) for layer in props["Layers"]] == ["SharedLayer"], name
+        # The layer built for the function's architecture.
+        assert props["Layers"] == [
+            {"Fn::If": ["Arm64", {"Ref": "SharedLayerArm64"}, {"Ref": "SharedLayer"}]}
+        ], name
         folder = props["CodeUri"].strip("/").removeprefix("functions/")
         assert props["Handler"] == f"{folder}_handler.handler", name
         assert (ROOT / "functions" / folder / f"{folder}_handler.py").is_file(), name

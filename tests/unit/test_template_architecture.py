@@ -2,10 +2,11 @@
 
 Every function and the shared layer run on the architecture it names, read from what
 CloudFormation gets (SAM's translator's output, resolved for one set of parameters). The
-layer's wheels hold native code (cryptography, cffi), so its build must pick wheels of that
-architecture: ``sam build`` tells a makefile build no architecture, so the template chooses
-the Makefile it runs (the layer's Metadata ``ContextPath``), and the platforms that Makefile
-hands pip are read from ``make -n``, as sam would run it.
+layer's wheels hold native code (cryptography, cffi), so there is one layer per architecture:
+``sam build`` reads none of the parameters a deploy is given (``sam deploy --guided`` saves
+them for deploys only) and tells a makefile build no architecture, so every build makes both
+(``SharedLayer``, ``SharedLayerArm64``) and the parameter picks the one deployed. The platforms
+each layer's build hands pip are read from ``make -n``, run as sam runs it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from devstack.artifact import read_functions
 from devstack.iam import sam_transform
 from devstack.intrinsics import NO_VALUE, Resolver
 
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURES = ("x86_64", "arm64")
 # pip's platform tags for each architecture's wheels.
 MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
+LAYER = "AWS::Serverless::LayerVersion"
 
 Template = dict[str, Any]
 
@@ -49,39 +52,44 @@ def resolver(template: Template, parameters: Mapping[str, str] | None = None) ->
     )
 
 
-def deployed_architectures(template: Template, parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Each deployed function's ``Architectures`` and each layer's ``CompatibleArchitectures``
-    (``None`` when unset: Lambda's default, x86_64), as CloudFormation gets them."""
+def deployed(template: Template, parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What CloudFormation creates for ``parameters``: each function's ``Architectures`` and
+    ``Layers``, each layer's ``CompatibleArchitectures`` (``None`` when unset: Lambda's default,
+    x86_64); a resource whose condition is false is not created."""
     transformed = sam_transform(template)
-    resolve = resolver(transformed, parameters).resolve
+    resolve = resolver(transformed, parameters)
     found: dict[str, Any] = {}
     for name, resource in transformed["Resources"].items():
-        key = {
-            "AWS::Lambda::Function": "Architectures",
-            "AWS::Lambda::LayerVersion": "CompatibleArchitectures",
-        }.get(resource["Type"])
-        if key:
-            found[name] = resolve(resource["Properties"].get(key))
+        if "Condition" in resource and not resolve.condition(resource["Condition"]):
+            continue
+        props = resolve.resolve(resource["Properties"])
+        if resource["Type"] == "AWS::Lambda::Function":
+            found[name] = {"Architectures": props.get("Architectures"), "Layers": props.get("Layers")}
+        elif resource["Type"] == "AWS::Lambda::LayerVersion":
+            found[name] = {"CompatibleArchitectures": props.get("CompatibleArchitectures")}
     return found
 
 
-def elsewhere(deployed: Mapping[str, Any], architecture: str) -> dict[str, Any]:
-    """What ``deployed_architectures`` found not on ``architecture`` alone."""
-    return {name: found for name, found in deployed.items() if found != [architecture]}
+def deployed_layer(created: Mapping[str, Any]) -> str:
+    """The one layer ``deployed`` found."""
+    [layer] = [name for name, found in created.items() if "CompatibleArchitectures" in found]
+    return layer
 
 
-def layer_makefile(template: Template, parameters: Mapping[str, str] | None = None) -> Path:
-    """The Makefile ``sam build`` runs for the layer: ``ContextPath``'s, else ``ContentUri``'s."""
-    layer = template["Resources"]["SharedLayer"]
-    metadata = resolver(template, parameters).resolve(layer["Metadata"])
-    assert metadata["BuildMethod"] == "makefile"
-    folder = metadata.get("ContextPath", layer["Properties"]["ContentUri"])
-    return ROOT / folder / "Makefile"
+def others(created: Mapping[str, Any], layer: str, architecture: str) -> dict[str, Any]:
+    """The created functions not on ``architecture`` with ``layer`` alone."""
+    expected = {"Architectures": [architecture], "Layers": [{"Ref": layer}]}
+    return {name: found for name, found in created.items() if name != layer and found != expected}
 
 
-def pip_platforms(makefile: Path, tmp_path: Path, *variables: str) -> list[str]:
-    """The ``--platform`` tags the layer's build passes pip, from ``make -n`` run as sam runs
-    it (``--makefile`` and the target, in a scratch folder, ARTIFACTS_DIR set)."""
+def layers(template: Template) -> dict[str, Any]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == LAYER}
+
+
+def pip_platforms(layer: str, tmp_path: Path, template: Template) -> list[str]:
+    """The ``--platform`` tags ``layer``'s build passes pip, from ``make -n`` run as sam runs it:
+    the Makefile of its ``ContentUri``, target ``build-<logical id>``, ARTIFACTS_DIR set."""
+    makefile = ROOT / template["Resources"][layer]["Properties"]["ContentUri"] / "Makefile"
     out = subprocess.run(
         [
             "make",
@@ -89,9 +97,8 @@ def pip_platforms(makefile: Path, tmp_path: Path, *variables: str) -> list[str]:
             "-n",
             "--makefile",
             str(makefile),
-            "build-SharedLayer",
+            f"build-{layer}",
             f"ARTIFACTS_DIR={tmp_path / 'artifacts'}",
-            *variables,
         ],
         cwd=tmp_path,
         capture_output=True,
@@ -110,52 +117,77 @@ def test_the_parameter_defaults_to_x86_64_and_offers_arm64(template: Template) -
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_every_function_and_the_layer_run_on_the_chosen_architecture(
+def test_every_function_runs_on_the_chosen_architecture_with_the_one_layer_built_for_it(
     template: Template, architecture: str
 ) -> None:
-    deployed = deployed_architectures(template, {"Architecture": architecture})
+    # Ingress=http creates every function (the HTTP API's authorizer too).
+    created = deployed(template, {"Architecture": architecture, "Ingress": "http"})
 
+    layer = deployed_layer(created)
+    assert created[layer] == {"CompatibleArchitectures": [architecture]}
     functions = {
         name for name, res in template["Resources"].items() if res["Type"] == "AWS::Serverless::Function"
     }
-    assert functions <= set(deployed)
-    assert [name for name in deployed if name.startswith("SharedLayer")], "no layer deployed"
-    assert elsewhere(deployed, architecture) == {}
+    assert functions <= set(created)
+    assert not others(created, layer, architecture)
 
 
-def test_the_default_deploys_x86_64(template: Template) -> None:
-    deployed = deployed_architectures(template)
+def test_the_default_deploys_x86_64_and_its_layer_keeps_its_name(template: Template) -> None:
+    created = deployed(template)
 
-    assert elsewhere(deployed, "x86_64") == {}
+    layer = deployed_layer(created)
+    # SharedLayer (plus the hash SAM's translator appends) is the x86_64 layer, as before arm64
+    # was offered: a stack deployed then keeps it.
+    assert re.fullmatch(r"SharedLayer[0-9a-f]{10}", layer), layer
+    assert created[layer] == {"CompatibleArchitectures": ["x86_64"]}
+    assert not others(created, layer, "x86_64")
 
 
-def test_a_function_pinned_to_one_architecture_is_caught(template: Template) -> None:
+def test_a_function_pinned_to_one_architecture_or_layer_is_caught(template: Template) -> None:
     broken = copy.deepcopy(template)
     broken["Resources"]["DispatchFunction"]["Properties"]["Architectures"] = ["x86_64"]
+    broken["Resources"]["IngestFunction"]["Properties"]["Layers"] = [{"Ref": "SharedLayer"}]
 
-    deployed = deployed_architectures(broken, {"Architecture": "arm64"})
+    created = deployed(broken, {"Architecture": "arm64"})
 
-    assert elsewhere(deployed, "arm64") == {"DispatchFunction": ["x86_64"]}
+    layer = deployed_layer(created)
+    caught = others(created, layer, "arm64")
+    assert caught["DispatchFunction"] == {"Architectures": ["x86_64"], "Layers": [{"Ref": layer}]}
+    # SAM appends a function's own layers to Globals': the x86_64 layer too, never created.
+    assert caught["IngestFunction"]["Layers"][0] == {"Ref": layer}
+    assert len(caught["IngestFunction"]["Layers"]) == 2
+    assert set(caught) == {"DispatchFunction", "IngestFunction"}
+
+
+def test_every_build_makes_one_layer_per_architecture_whatever_the_parameters(template: Template) -> None:
+    built = layers(template)
+
+    assert sorted(
+        arch for res in built.values() for arch in res["Properties"]["CompatibleArchitectures"]
+    ) == sorted(ARCHITECTURES)
+    for name, res in built.items():
+        # Literals only: sam build sees the parameters' defaults, not what a deploy is given, so
+        # a layer whose build followed a parameter would ship the default's wheels.
+        assert not re.search(r'"(Ref|Fn::If|Condition)"', json.dumps([res["Properties"], res["Metadata"]])), (
+            name
+        )
+        assert res["Metadata"]["BuildMethod"] == "makefile", name
+        # sam checks it against CompatibleArchitectures (a warning when it is not there).
+        assert [res["Metadata"]["BuildArchitecture"]] == res["Properties"]["CompatibleArchitectures"], name
+        assert "Condition" in res, f"{name} is deployed whatever the Architecture"
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_sam_builds_the_layer_for_the_chosen_architecture(template: Template, architecture: str) -> None:
-    layer = template["Resources"]["SharedLayer"]
-    metadata = resolver(template, {"Architecture": architecture}).resolve(layer["Metadata"])
-
-    # sam matches BuildArchitecture against CompatibleArchitectures (a warning if it is not there).
-    assert metadata["BuildArchitecture"] == architecture
-    # sam build's resolver leaves an Fn::If with AWS::NoValue unresolved (and then fails on the
-    # dict as a path): every branch of the layer's Metadata must be a value.
-    assert "AWS::NoValue" not in json.dumps(layer["Metadata"])
-    assert layer_makefile(template, {"Architecture": architecture}).is_file()
-
-
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_the_layer_build_installs_wheels_of_the_chosen_architecture_only(
+def test_each_layer_build_installs_wheels_of_its_architecture_only(
     template: Template, architecture: str, tmp_path: Path
 ) -> None:
-    platforms = pip_platforms(layer_makefile(template, {"Architecture": architecture}), tmp_path)
+    [layer] = [
+        name
+        for name, res in layers(template).items()
+        if res["Properties"]["CompatibleArchitectures"] == [architecture]
+    ]
+
+    platforms = pip_platforms(layer, tmp_path, template)
 
     assert platforms, "the build names no platform: pip would take this machine's"
     machine = MACHINE[architecture]
@@ -164,36 +196,33 @@ def test_the_layer_build_installs_wheels_of_the_chosen_architecture_only(
     assert platforms[0] == f"manylinux_2_34_{machine}"
 
 
-def test_the_default_layer_ignores_an_architecture_in_the_environment(
+def test_a_layer_build_ignores_platforms_in_the_environment(
     template: Template, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # sam runs make with its own environment: a stray variable must not change the default layer.
-    monkeypatch.setenv("LAYER_ARCHITECTURE", "arm64")
+    # sam runs make with its own environment: a stray variable must not change a layer.
+    monkeypatch.setenv("PLATFORMS", "manylinux_2_34_aarch64")
 
-    platforms = pip_platforms(layer_makefile(template), tmp_path)
+    platforms = pip_platforms("SharedLayer", tmp_path, template)
 
     assert platforms
     assert all(tag.endswith("_x86_64") for tag in platforms), platforms
 
 
-def test_an_unknown_layer_architecture_fails_the_build(template: Template, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "--makefile",
-            str(layer_makefile(template)),
-            "build-SharedLayer",
-            f"ARTIFACTS_DIR={tmp_path / 'artifacts'}",
-            "LAYER_PYTHON=python3",
-            "LAYER_ARCHITECTURE=s390x",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_the_build_check_imports_the_layer_a_deploy_would_ship(
+    template: Template, architecture: str, tmp_path: Path
+) -> None:
+    # The built template as sam build writes it: each code folder named by its logical id.
+    built = copy.deepcopy(template)
+    for name, res in built["Resources"].items():
+        for key in ("CodeUri", "ContentUri"):
+            if key in res.get("Properties", {}):
+                res["Properties"][key] = name
+                (tmp_path / name).mkdir()
+    (tmp_path / "template.yaml").write_text(json.dumps(built))
 
-    assert result.returncode != 0
-    assert "unknown LAYER_ARCHITECTURE 's390x'" in result.stdout + result.stderr
-    assert not (tmp_path / "artifacts").exists()
+    functions = read_functions(tmp_path, parameters={"Architecture": architecture})
+
+    assert functions
+    expected = "SharedLayerArm64" if architecture == "arm64" else "SharedLayer"
+    assert {function.layer_dirs for function in functions} == {(tmp_path / expected,)}
