@@ -10,15 +10,13 @@ event fails here, not as seconds of botocore retries in the emulator's row.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from handlers import fresh_handler
 
 from bench import emulator
 from devstack.template import load_template
@@ -84,20 +82,9 @@ def environment(aws: emulator.LocalAws) -> Iterator[None]:
         yield
 
 
-def load_handler(folder: str) -> ModuleType:
-    path = ROOT / "functions" / folder / f"{folder}_handler.py"
-    spec = importlib.util.spec_from_file_location(f"bench_events_{folder}_handler", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def invoke_twice(aws: emulator.LocalAws, function: str) -> tuple[list[Any], tuple[str, ...], tuple[str, ...]]:
     """Both answers and the AWS calls of each invoke, as the bench makes them."""
-    handler = load_handler(HANDLERS[function]).handler
+    handler = fresh_handler(HANDLERS[function], "bench_events").handler
     event = emulator.bench_events(aws.endpoint)[function].payload
     answers: list[Any] = []
     calls: list[tuple[str, ...]] = []

@@ -8,19 +8,20 @@ import pytest
 
 from bench import cost
 
+# One 1024 MB invocation per event lasting 99.2 ms (billed as 100 ms), nothing else billed.
+ONE_INVOCATION = cost.Usage(
+    functions=(cost.LambdaUse("dispatch", 1.0, 99.2, 1024),),
+    api_requests=0,
+    sqs_requests=0,
+    dynamodb_write_units=0,
+    dynamodb_read_units=0,
+    kms_asymmetric_requests=0,
+)
+
 
 def test_lambda_duration_is_billed_per_started_millisecond_and_memory() -> None:
-    # GIVEN one 1024 MB invocation per event lasting 99.2 ms (billed as 100 ms)
-    usage = cost.Usage(
-        functions=(cost.LambdaUse("dispatch", 1.0, 99.2, 1024),),
-        api_requests=0,
-        sqs_requests=0,
-        dynamodb_write_units=0,
-        dynamodb_read_units=0,
-        kms_asymmetric_requests=0,
-    )
-    # WHEN a million events are priced
-    lines = {line.item: line for line in cost.cost_per_events(usage, cost.Prices())}
+    # GIVEN one 1024 MB invocation of 99.2 ms per event, WHEN a million events are priced
+    lines = {line.item: line for line in cost.cost_per_events(ONE_INVOCATION, cost.Prices())}
     # THEN it is 100,000 GB-s and a million requests
     assert lines["Lambda duration"].quantity == pytest.approx(100_000)
     assert lines["Lambda duration"].dollars == pytest.approx(1.66667)
@@ -91,15 +92,7 @@ def test_the_ingress_line_is_priced_by_the_api_type() -> None:
 
 def test_arm64_bills_lambda_duration_at_its_own_price_and_requests_the_same() -> None:
     # GIVEN the 100,000 GB-s and million invocations of the first test, on arm64
-    usage = cost.Usage(
-        functions=(cost.LambdaUse("dispatch", 1.0, 99.2, 1024),),
-        api_requests=0,
-        sqs_requests=0,
-        dynamodb_write_units=0,
-        dynamodb_read_units=0,
-        kms_asymmetric_requests=0,
-        architecture="arm64",
-    )
+    usage = dataclasses.replace(ONE_INVOCATION, architecture="arm64")
     lines = {line.item: line for line in cost.cost_per_events(usage, cost.Prices())}
     # THEN the same quantities, the duration at $0.0000133334 per GB-s
     assert lines["Lambda duration"].quantity == pytest.approx(100_000)

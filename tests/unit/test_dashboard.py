@@ -9,10 +9,8 @@ AWS/Lambda) are what those services publish for the template's queues and functi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from types import ModuleType
 from typing import Any, get_args
 
 import pytest
+from handlers import fresh_handler
 
 from devstack.template import load_template
 from sethub.dispatch import BatchResult
@@ -50,14 +49,7 @@ def dispatch_handler() -> ModuleType:
         patch.setenv("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
         patch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
         patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        path = ROOT / "functions" / "dispatch" / "dispatch_handler.py"
-        spec = importlib.util.spec_from_file_location("dashboard_dispatch_handler", path)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
+        return fresh_handler("dispatch", "dashboard")
 
 
 def emitted(

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSPreparedRequest
 from moto.kms.utils import Ciphertext, _serialize_ciphertext_blob
+from templates import parameter_resolver
 
 from devstack.iam import (
     MANAGED_POLICIES,
@@ -30,7 +31,6 @@ from devstack.iam import (
     sam_transform,
     statements_of,
 )
-from devstack.intrinsics import NO_VALUE, Resolver
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -227,22 +227,15 @@ class FakeStack:
     """A resolver of the template's references to made-up physical resources."""
 
     def __init__(self, template: dict[str, Any], parameters: dict[str, str] | None = None) -> None:
-        self.parameters = {
-            name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()
-        }
-        self.parameters.update(parameters or {})
-        self.resolver = Resolver(
-            ref=self.ref, get_att=self.get_att, conditions=template.get("Conditions") or {}, region=REGION
+        self.resolver = parameter_resolver(
+            template, parameters, other_ref=self.ref, get_att=self.get_att, region=REGION
         )
 
     def ref(self, name: str) -> Any:
+        """A pseudo parameter or a resource (parameters are the resolver's)."""
         pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
-        if name == "AWS::NoValue":
-            return NO_VALUE
         if name in pseudo:
             return pseudo[name]
-        if name in self.parameters:
-            return self.parameters[name]
         if name == "ApiKeySecret":
             return SECRET_ARN
         return f"{name}-id"

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from templates import parameter_resolver
 
 from devstack.iam import sam_transform as sam_transformed
-from devstack.intrinsics import IntrinsicError, Resolver
+from devstack.intrinsics import IntrinsicError
 from sethub.settings import (
     DEFAULT_LEASE_SECONDS_MAX,
     DEFAULT_LEASE_SECONDS_MIN,
@@ -309,18 +310,15 @@ _REMOVED = object()
 def configured(template: Template, parameters: Mapping[str, str] | None = None) -> Template:
     """The template as deployed with ``parameters``: every ``Fn::If`` replaced by its chosen
     branch, ``AWS::NoValue`` dropped, and resources whose ``Condition`` is false removed."""
-    values = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
-    values.update(parameters or {})
 
-    def ref(name: str) -> str:
-        if name not in values:
-            raise IntrinsicError(f"a condition refers to {name}, which is not a parameter")
-        return values[name]
+    # The template's conditions read its parameters only: anything else they name is an error here.
+    def not_a_parameter(name: str) -> Any:
+        raise IntrinsicError(f"a condition refers to {name}, which is not a parameter")
 
-    def get_att(logical_id: str, attribute: str) -> str:
+    def get_att(logical_id: str, attribute: str) -> Any:
         raise IntrinsicError(f"a condition refers to {logical_id}.{attribute}")
 
-    resolver = Resolver(ref=ref, get_att=get_att, conditions=template.get("Conditions", {}))
+    resolver = parameter_resolver(template, parameters, other_ref=not_a_parameter, get_att=get_att)
 
     def choose(value: Any) -> Any:
         if isinstance(value, list):

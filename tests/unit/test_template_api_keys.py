@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from templates import parameter_resolver
 
 from devstack.iam import sam_transform
-from devstack.intrinsics import NO_VALUE, Resolver
+from devstack.intrinsics import Resolver
 from devstack.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,19 +35,10 @@ def transformed() -> Template:
 
 
 def resolver(transformed: Template, parameters: Mapping[str, str]) -> Resolver:
-    """Conditions and parameters as deployed with ``parameters``; other references left as they are."""
-    values = {name: str(spec.get("Default", "")) for name, spec in transformed["Parameters"].items()}
-    values.update(parameters)
-
-    def ref(name: str) -> Any:
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        return values.get(name, {"Ref": name})
-
-    return Resolver(
-        ref=ref,
-        get_att=lambda logical_id, attribute: f"<{logical_id}.{attribute}>",
-        conditions=transformed.get("Conditions", {}),
+    """Conditions and parameters as deployed with ``parameters``; a ``GetAtt`` is a placeholder
+    string (``<Id.Attribute>``), which ``Fn::Sub`` can write into the integration's URI."""
+    return parameter_resolver(
+        transformed, parameters, get_att=lambda logical_id, attribute: f"<{logical_id}.{attribute}>"
     )
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from templates import parameter_resolver
 
 from devstack.artifact import read_functions
 from devstack.iam import sam_transform
-from devstack.intrinsics import NO_VALUE, Resolver
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURES = ("x86_64", "arm64")
@@ -34,30 +34,12 @@ LAYER = "AWS::Serverless::LayerVersion"
 Template = dict[str, Any]
 
 
-def resolver(template: Template, parameters: Mapping[str, str] | None = None) -> Resolver:
-    """Resolves ``Ref``s of parameters (their defaults unless given) and ``Fn::If``s; other
-    references are left as they are."""
-    values = {name: str(spec.get("Default", "")) for name, spec in template["Parameters"].items()}
-    values.update(parameters or {})
-
-    def ref(name: str) -> Any:
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        return values.get(name, {"Ref": name})
-
-    return Resolver(
-        ref=ref,
-        get_att=lambda logical_id, attribute: {"Fn::GetAtt": [logical_id, attribute]},
-        conditions=template.get("Conditions", {}),
-    )
-
-
 def deployed(template: Template, parameters: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What CloudFormation creates for ``parameters``: each function's ``Architectures`` and
     ``Layers``, each layer's ``CompatibleArchitectures`` (``None`` when unset: Lambda's default,
     x86_64); a resource whose condition is false is not created."""
     transformed = sam_transform(template)
-    resolve = resolver(transformed, parameters)
+    resolve = parameter_resolver(transformed, parameters)
     found: dict[str, Any] = {}
     for name, resource in transformed["Resources"].items():
         if "Condition" in resource and not resolve.condition(resource["Condition"]):

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from templates import parameter_resolver
 
 from devstack.iam import sam_transform
-from devstack.intrinsics import NO_VALUE, Resolver
 from devstack.sam import LOCAL_ENDPOINT_PARAMETER
 
 Template = dict[str, Any]
@@ -27,19 +27,7 @@ def function_environments(template: Template, parameters: Mapping[str, str] | No
     """Each deployed ``AWS::Lambda::Function``'s environment variables, ``Fn::If`` resolved for
     ``parameters`` (the defaults otherwise); other references are left as they are."""
     transformed = sam_transform(template)
-    values = {name: str(spec.get("Default", "")) for name, spec in transformed["Parameters"].items()}
-    values.update(parameters or {})
-
-    def ref(name: str) -> Any:
-        if name == "AWS::NoValue":
-            return NO_VALUE
-        return values.get(name, {"Ref": name})
-
-    resolver = Resolver(
-        ref=ref,
-        get_att=lambda logical_id, attribute: {"Fn::GetAtt": [logical_id, attribute]},
-        conditions=transformed.get("Conditions", {}),
-    )
+    resolver = parameter_resolver(transformed, parameters)
     return {
         name: resolver.resolve(resource["Properties"].get("Environment", {}).get("Variables", {}))
         for name, resource in transformed["Resources"].items()
