@@ -8,7 +8,9 @@ from bench.fanout import cpu_ratios, own_ratios, whole_ratios
 from bench.report import spread
 
 
-def _round(hub_wall: float, aws_wall: float, urllib3_wall: float, hub_cpu: float, urllib3_cpu: float) -> dict:
+def _round(
+    hub_wall: float, aws_wall: float, urllib3_wall: float, hub_cpu: float, urllib3_cpu: float
+) -> dict[str, float]:
     return {
         "hub_wall": hub_wall,
         "aws_wall": aws_wall,
