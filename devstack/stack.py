@@ -9,15 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from devstack.awsgate import AuthorizingEndpoint, endpoint_for
 from devstack.credentials import LocalKeys, seed_local_keys
 from devstack.functions import Invocable
 from devstack.gateway import ApiGateway
 from devstack.invoke import RemoteFunction, WorkerPool, start_pools
-from devstack.motoatomic import atomic_dynamodb_writes
-from devstack.motocost import lighten_moto
+from devstack.motoserver import MotoProcess
 from devstack.pollers import LAMBDA_LONG_POLL_SECONDS, LONG_POLL_SECONDS, QueuePoller
 from devstack.provision import DEFAULT_API_KEY, Provisioned, provision
 from devstack.sam import SamLocalLambda, bridge_address
@@ -112,7 +110,7 @@ class StackConfig:
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
-        self._moto: ThreadedMotoServer | None = None
+        self._moto: MotoProcess | None = None
         self._pollers: list[QueuePoller] = []
         self._gateway: ApiGateway | None = None
         self._pools: dict[str, WorkerPool] = {}
@@ -155,16 +153,9 @@ class LocalStack:
         if config.functions_mode == "sam":
             self.function_host = bridge_address()
         if not self.moto_endpoint:
-            # Without moto's unused RSA key per symmetric KMS key, and its per-request listdir;
-            # its DynamoDB writes atomic, as DynamoDB's are.
-            lighten_moto()
-            atomic_dynamodb_writes()
-            self._moto = ThreadedMotoServer(
-                ip_address=self.function_host, port=config.moto_port, verbose=False
-            )
-            self._moto.start()
-            host, port = self._moto.get_host_and_port()
-            self.moto_endpoint = f"http://{host}:{port}"
+            # In a process of its own (devstack.motoserver): not on this process's interpreter lock.
+            self._moto = MotoProcess(self.function_host, config.moto_port)
+            self.moto_endpoint = self._moto.start()
         region = config.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         aws_env = {
             "AWS_ENDPOINT_URL": self.moto_endpoint,

@@ -10,7 +10,8 @@ Like a Lambda container it runs one invocation at a time (handlers and Powertool
 per-invocation state in module globals); devstack.invoke starts more workers when all are busy.
 
 It prints ``listening <port>`` on stdout once it can serve, and exits when its parent goes
-away (its stdin closes), so a killed stack leaves no worker behind.
+away (its stdin closes), so a killed stack leaves no worker behind. Ctrl-C does not stop it:
+the stack does, once its pollers' running batches have finished.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     spec = FunctionSpec(**json.loads(args.spec))
+    # Ctrl-C reaches the whole process group: the stack stops its workers itself, after the
+    # pollers' running batches have finished (which need their function).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Powertools warns on every invocation that published no metric (health checks): noise here.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -75,6 +76,21 @@ def test_a_handler_that_raises_is_a_function_error_and_the_worker_keeps_serving(
 
 def test_a_stopped_worker_is_an_invoke_error_not_a_hang(worker):
     function, started = worker
+    started.stop()
+    with pytest.raises(FunctionError, match="invoke failed"):
+        function.invoke({})
+
+
+def test_ctrl_c_leaves_a_worker_serving_until_the_stack_stops_it(
+    worker: tuple[RemoteFunction, FunctionWorker],
+) -> None:
+    # GIVEN a worker; WHEN Ctrl-C reaches its process group (the stack lets running batches
+    # finish first, and they need their function)
+    function, started = worker
+    pid = function.invoke({"pid": True})["pid"]
+    os.kill(pid, signal.SIGINT)
+    # THEN it still answers, until the stack stops it
+    assert function.invoke({"pid": True})["pid"] == pid
     started.stop()
     with pytest.raises(FunctionError, match="invoke failed"):
         function.invoke({})
