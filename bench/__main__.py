@@ -366,9 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         "its wait for a CPU (/proc/PID/schedstat): on a loaded machine most of first - warm is that wait.",
         "Ingest: API Gateway proxy events handed to `ingest_handler.handler`, which checks the API key, "
         "validates, checks the topic, claims jti markers and sends to SQS in batches of 10.",
-        "End to end: `python -m devstack` as a subprocess on free ports (its own moto); the publish time is "
-        "taken before each POST /events, the arrival time by the farm; the template's "
-        "the events queue's batching window (template parameter BatchingWindowSeconds, default 0: "
+        "End to end: `python -m devstack` as a subprocess on free ports (its own moto, in a process of its "
+        "own: devstack.motoserver); the publish time is "
+        "taken before each POST /events, the arrival time by the farm; the events queue's "
+        "batching window (template parameter BatchingWindowSeconds, default 0: "
         "each event is handed to dispatch as soon as a poller receives it) is part of the latency.",
         costrows.assumptions(priced, prices),
         costrows.window_tradeoff(priced, prices),
