@@ -44,13 +44,20 @@ def test_a_measured_function_reads_first_invoke_warm_and_memory() -> None:
         reported_max_memory_mb=1024.0,
         memory_size_mb=1024,
         function_error="BatchProcessingError",
+        event="an empty SQS batch",
+        first_calls=("dynamodb.Query",),
+        cpu_ms=812.0,
+        cpu_wait_ms=150.0,
     )
 
     (line,) = _emulator_lines(emulator.EmulatorResult([start]))
 
     assert line.measurement == "cold start in the emulator: DispatchFunction"
     assert line.hub == "first invoke 1,005 ms, warm 10 ms, peak RSS 54 MB"
-    assert line.note.startswith("init ≈ 995 ms (first - warm); 1024 MB configured;")
+    assert line.note.startswith(
+        "init ≈ 995 ms (first - warm); runtime CPU 812 ms + 150 ms waiting for a CPU; 1024 MB configured;"
+    )
+    assert "event: an empty SQS batch; AWS calls (moto): first dynamodb.Query, warm none;" in line.note
     assert line.note.endswith("the bench event ended in BatchProcessingError")
 
 
