@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
+from devstack.httphead import MAX_LINE, HttpError, read_fields
 from devstack.iam import (
     ACCOUNT_ID,
     AwsRequest,
@@ -61,46 +62,30 @@ _HOP_BY_HOP = frozenset(
 # Long polls (ReceiveMessage WaitTimeSeconds) last up to 20 s.
 _UPSTREAM_TIMEOUT_SECONDS = 60.0
 _POOL_SIZE = 16
-_MAX_LINE = 65536
-_MAX_HEADERS = 100
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD"})
 _NO_BODY_STATUSES = frozenset({204, 304})
-
-
-class HttpError(Exception):
-    """A malformed HTTP message: the connection cannot be read further."""
 
 
 # HTTP/1.1 read by hand: http.client and http.server parse every header block with the
 # email package, which was over half the endpoint's CPU per proxied call.
 def _read_head(stream: io.BufferedIOBase) -> tuple[str, list[tuple[str, str]]] | None:
     """A message's start line and headers (``None``: the peer closed between messages)."""
-    start = stream.readline(_MAX_LINE + 1)
+    start = stream.readline(MAX_LINE + 1)
     if not start:
         return None
-    if len(start) > _MAX_LINE:
+    if len(start) > MAX_LINE:
         raise HttpError("start line too long")
-    headers: list[tuple[str, str]] = []
-    while (line := stream.readline(_MAX_LINE + 1)) not in (b"\r\n", b"\n"):
-        if not line:
-            raise HttpError("the connection closed inside the headers")
-        if len(line) > _MAX_LINE or len(headers) >= _MAX_HEADERS:
-            raise HttpError("headers too long")
-        name, colon, value = line.decode("latin-1").partition(":")
-        if not colon or not name or name != name.strip():
-            raise HttpError(f"malformed header line {line[:40]!r}")
-        headers.append((name, value.strip()))
-    return start.decode("latin-1").rstrip("\r\n"), headers
+    return start.decode("latin-1").rstrip("\r\n"), read_fields(stream)
 
 
 def _read_body(stream: io.BufferedIOBase, lower: dict[str, str], *, to_close: bool) -> bytes:
     """The body the headers announce; ``to_close``: without a length it runs to the close."""
     if "chunked" in lower.get("transfer-encoding", "").lower():
         chunks = []
-        while size := _chunk_size(stream.readline(_MAX_LINE)):
+        while size := _chunk_size(stream.readline(MAX_LINE)):
             chunks.append(_read_exactly(stream, size))
-            stream.readline(_MAX_LINE)
-        while stream.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
+            stream.readline(MAX_LINE)
+        while stream.readline(MAX_LINE) not in (b"\r\n", b"\n", b""):
             pass  # trailers
         return b"".join(chunks)
     if "content-length" in lower:

@@ -31,6 +31,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
+from devstack.httphead import HttpError, read_fields
+
 if TYPE_CHECKING:
     from werkzeug.serving import WSGIRequestHandler
 
@@ -40,8 +42,6 @@ START_SECONDS = 60.0
 on a busy machine)."""
 STOP_SECONDS = 5.0
 _FRAMING_HEADERS = frozenset({"content-length", "connection", "transfer-encoding", "keep-alive"})
-_MAX_LINE = 65536
-_MAX_HEADERS = 100
 
 
 class EmbeddedAwsError(OSError):
@@ -156,8 +156,8 @@ def _keep_alive_handler() -> type[WSGIRequestHandler]:
             # As http.server: a path starting with // is not taken for a host.
             self.path = "/" + path.lstrip("/") if path.startswith("//") else path
             try:
-                self.headers = _read_headers(self.rfile)  # type: ignore[assignment]
-            except ValueError as exc:
+                self.headers = _Headers(read_fields(self.rfile))  # type: ignore[assignment]
+            except HttpError as exc:
                 self.send_error(431, str(exc))
                 return False
             connection = (self.headers.get("Connection") or "").lower()
@@ -247,28 +247,6 @@ class _Headers:
     def get(self, name: str, default: str | None = None) -> str | None:
         wanted = name.lower()
         return next((value for field, value in self._fields if field.lower() == wanted), default)
-
-
-def _read_headers(stream: io.BufferedIOBase) -> _Headers:
-    """The header fields up to the blank line; ``ValueError`` when too long or too many
-    (http.client's limits)."""
-    fields: list[tuple[str, str]] = []
-    while True:
-        line = stream.readline(_MAX_LINE + 1)
-        if len(line) > _MAX_LINE:
-            raise ValueError("header line too long")
-        if line in (b"\r\n", b"\n", b""):
-            return _Headers(fields)
-        if len(fields) >= _MAX_HEADERS:
-            raise ValueError("too many headers")
-        text = line.decode("iso-8859-1").rstrip("\r\n")
-        if text[:1] in (" ", "\t") and fields:
-            # An obsolete folded line continues the previous field.
-            name, value = fields[-1]
-            fields[-1] = (name, f"{value} {text.strip()}")
-            continue
-        name, _, value = text.partition(":")
-        fields.append((name, value.strip()))
 
 
 def _exit_with_parent() -> None:
