@@ -21,7 +21,7 @@ from typing import Any
 
 from bench import coldstart, cost, costrows, e2e, emulator, ssf
 from bench.aws import start_moto
-from bench.fanout import cpu_ratios, own_ratios, whole_ratios
+from bench.fanout import cpu_per_delivery, cpu_ratios, own_ratios, whole_ratios
 from bench.farm import start_farm
 from bench.report import Line, machine, markdown, spread, table
 
@@ -245,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             "those overlapping the deliveries are not subtracted)",
         )
     )
-    hub_cpu = [r["hub_cpu"] / r["deliveries"] for r in headline["rounds"]]
-    lib_cpu = [r["urllib3_cpu"] / r["posts"] for r in headline["rounds"]]
+    hub_cpu, lib_cpu = cpu_per_delivery(headline)
     lines.append(
         Line(
             f"fan-out 1 event x {headline['subscribers']}, client CPU per delivery",

@@ -456,9 +456,17 @@ def whole_ratios(row: dict[str, Any]) -> list[float]:
     return [r["urllib3_wall"] / r["hub_wall"] for r in row["rounds"]]
 
 
+def cpu_per_delivery(row: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Each round's client CPU seconds per delivery: the hub's (per delivery that arrived) and
+    urllib3's (per POST it made)."""
+    rounds = row["rounds"]
+    return [r["hub_cpu"] / r["deliveries"] for r in rounds], [r["urllib3_cpu"] / r["posts"] for r in rounds]
+
+
 def cpu_ratios(row: dict[str, Any]) -> list[float]:
-    """Each round's client CPU per delivery, the hub's over urllib3's (per POST it made)."""
-    return [(r["hub_cpu"] / r["deliveries"]) / (r["urllib3_cpu"] / r["posts"]) for r in row["rounds"]]
+    """Each round's client CPU per delivery, the hub's over urllib3's."""
+    hub, lib = cpu_per_delivery(row)
+    return [ours / theirs for ours, theirs in zip(hub, lib, strict=True)]
 
 
 def _event_jti(body: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 from bench import coldstart, e2e, emulator
 from bench.__main__ import CONCURRENCY, FARM_PROCESSES, _fanout
 from bench.aws import start_moto
-from bench.fanout import cpu_ratios, own_ratios, whole_ratios
+from bench.fanout import cpu_per_delivery, cpu_ratios, own_ratios, whole_ratios
 from bench.farm import start_farm
 from bench.report import spread
 from devstack.template import load_template
@@ -57,8 +57,7 @@ def fanout(runs: int) -> list[str]:
         moto.stop()
         farm.stop()
     rounds = measured["rounds"]
-    hub_cpu = [r["hub_cpu"] / r["deliveries"] for r in rounds]
-    lib_cpu = [r["urllib3_cpu"] / r["posts"] for r in rounds]
+    hub_cpu, lib_cpu = cpu_per_delivery(measured)
     return [
         f"fan-out 1 x {BIG}, AWS waits excluded: sethub / urllib3 {spread(own_ratios(measured))}"
         " (goal >= 0.85)",
