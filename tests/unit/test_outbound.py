@@ -243,6 +243,15 @@ def test_a_reused_connection_gets_the_full_timeout_again(server: Server) -> None
     assert len(server.recorder.connections) == 1
 
 
+def test_a_request_stalled_on_a_kept_alive_connection_is_cut_off_at_its_own_deadline(server: Server) -> None:
+    http = local_http(timeout=0.5)
+    assert http.request("GET", f"{server.url}/slow?s=0").body == b"slow"
+    with pytest.raises(OutboundTimeoutError, match=r"read timed out after 0\.5 s"):
+        http.request("GET", f"{server.url}/stall")
+    # The stalled request went over the first one's connection.
+    assert len(server.recorder.connections) == 1
+
+
 def test_a_huge_response_is_capped_and_the_connection_is_not_reused_dirty(server: Server) -> None:
     http = local_http(timeout=5, max_response_bytes=65536)
     response = http.request("GET", f"{server.url}/big")

@@ -35,6 +35,8 @@ class TrickleServer:
 
     delay: float = 0.0
     interval: float = 0.05
+    close_delimited: bool = False
+    """A body without a length, ended by closing the connection (HTTP/1.1 allows it)."""
     port: int = 0
     connections: int = 0
     closed_by_client: threading.Event = field(default_factory=threading.Event)
@@ -56,7 +58,8 @@ class TrickleServer:
         with conn:
             conn.recv(65536)
             self._stop.wait(self.delay)
-            head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"
+            length = b"Connection: close" if self.close_delimited else b"Content-Length: 1000000"
+            head = b"HTTP/1.1 200 OK\r\n" + length + b"\r\n\r\n"
             payload = head + b"x" * 1_000_000
             try:
                 for index in range(len(payload)):
@@ -199,3 +202,83 @@ def test_a_server_that_never_reads_the_body_cannot_hold_the_send() -> None:
             thread.join(WAIT_SECONDS)
             for conn in accepted:
                 conn.close()
+
+
+def test_a_body_ended_by_the_connection_cut_off_at_the_deadline_is_a_timeout_not_a_short_body(
+    trickle: TrickleServer,
+) -> None:
+    # The watchdog ends the read by shutting the socket: to the response that looks like the
+    # end of a body that has no length, so the cut-off must still be reported as one.
+    trickle.close_delimited, trickle.interval = True, 0.05
+    with pytest.raises(OutboundTimeoutError, match=r"^read timed out after 0\.5 s$"):
+        client(0.5).request("GET", f"http://127.0.0.1:{trickle.port}/cb")
+    assert trickle.closed_by_client.wait(WAIT_SECONDS)
+
+
+def test_a_tls_handshake_never_answered_is_cut_off_at_the_deadline() -> None:
+    # A listener that accepts and never says a word: the client's hello goes unanswered.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        accepted: list[socket.socket] = []
+        thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+        thread.start()
+        try:
+            with pytest.raises(OutboundTimeoutError, match=r"^timed out after 0\.5 s$"):
+                client(0.5, SlowResolver()).request("GET", f"https://tls-stall.example:{port}/cb")
+            thread.join(WAIT_SECONDS)
+            # The hub hung up: the server reads the end of the connection after the hello.
+            (conn,) = accepted
+            conn.settimeout(WAIT_SECONDS)
+            while conn.recv(65536):
+                pass
+        finally:
+            thread.join(WAIT_SECONDS)
+            for conn in accepted:
+                conn.close()
+
+
+def _peer_sees_the_end(peer: socket.socket) -> bool:
+    peer.settimeout(WAIT_SECONDS)
+    return peer.recv(1) == b""
+
+
+def test_the_watchdog_shuts_the_socket_of_a_request_past_its_deadline_and_only_that_one() -> None:
+    watchdog = outbound._Watchdog()
+    late, on_time = outbound._InFlight(time.monotonic() - 1), outbound._InFlight(time.monotonic() + 60)
+    late_ends, on_time_ends = socket.socketpair(), socket.socketpair()
+    try:
+        late.use(late_ends[0])
+        on_time.use(on_time_ends[0])
+        watchdog.watch(on_time)
+        watchdog.watch(late)
+
+        # The late one's peer sees its connection end; the other's is untouched.
+        assert _peer_sees_the_end(late_ends[1])
+        assert watchdog.release(late) is True
+        on_time_ends[1].sendall(b"still open")
+        assert on_time_ends[0].recv(64) == b"still open"
+        assert watchdog.release(on_time) is False
+    finally:
+        for sock in (*late_ends, *on_time_ends):
+            sock.close()
+
+
+def test_a_socket_taken_up_after_the_deadline_is_shut_at_once() -> None:
+    # The watchdog cut the request off while it was still connecting: the socket it then
+    # connected must not outlive the deadline.
+    request = outbound._InFlight(time.monotonic() - 1)
+    request.cut_off = True
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        request.use(ours)
+        assert _peer_sees_the_end(peer)
+
+
+def test_requests_that_end_in_time_are_forgotten_whatever_order_they_end_in() -> None:
+    watchdog = outbound._Watchdog()
+    requests = [outbound._InFlight(time.monotonic() + 60 + n) for n in range(20)]
+    for request in requests:
+        watchdog.watch(request)
+    # The second half ends first, then the first half: none of them was cut off.
+    assert [watchdog.release(request) for request in requests[10:] + requests[:10]] == [False] * 20
+    assert watchdog._heap == []
