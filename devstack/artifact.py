@@ -15,8 +15,10 @@ It also checks that every layer ships valid bytecode for each of its modules: La
 folders are read-only, so a module without a usable ``.pyc`` is compiled again at every cold
 start (botocore, Powertools and sethub: about 0.7 s of CPU for ingest, issue 12). Usable
 means hash-based (a timestamp ``.pyc`` may not survive the deployment zip's timestamps),
-matching its source's hash, and of the runtime's Python. The imports run with ``-B``, as
-Lambda cannot write one either, so the check leaves the build as it found it.
+matching its source's hash, and of the runtime's Python. Each ``.pyc`` must also name its
+source where Lambda puts it (``/opt/python/...``, layers are extracted to ``/opt``), not
+where ``sam build`` compiled it: tracebacks in CloudWatch show that path. The imports run
+with ``-B``, as Lambda cannot write one either, so the check leaves the build as it found it.
 
 This runs with the dev tools (it reads YAML); the handlers never see them.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import marshal
 import subprocess
 import sys
 import tempfile
@@ -114,6 +117,8 @@ _MAGIC_PROBE = "import importlib.util, sys; sys.stdout.write(importlib.util.MAGI
 # A .pyc's header: magic (4 bytes), flags (4, little endian), then the source's hash (8) when
 # bit 0 of the flags is set; otherwise the source's mtime and size, which a zip may not keep.
 _PYC_HASH_BASED = 0b01
+LAYER_PYTHON_PATH = "/opt/python"
+"""Where Lambda puts a layer's ``python`` folder (on the runtime's search path)."""
 
 
 class ArtifactError(RuntimeError):
@@ -317,39 +322,73 @@ class BytecodeReport:
     layer: str
     missing: tuple[str, ...]
     modules: int
+    misplaced: tuple[tuple[str, str], ...] = ()
+    """(module, the source path its usable bytecode names) where that is not Lambda's."""
 
-    def line(self) -> str:
-        packages = sorted({path.split("/")[0].removesuffix(".py") for path in self.missing})
-        shown = ", ".join(packages[:6]) + (", ..." if len(packages) > 6 else "")
-        return (
-            f"{self.layer}: no usable bytecode for {len(self.missing)} of {self.modules} modules "
-            f"({shown}; e.g. {self.missing[0]}): each cold start would compile them "
-            "(the layer's build must compile them for Python 3.12, hash-based)"
-        )
+    def lines(self) -> list[str]:
+        """What is wrong with the layer's bytecode, a line per kind of fault (none: nothing)."""
+        found = []
+        if self.missing:
+            found.append(
+                f"{self.layer}: no usable bytecode for {len(self.missing)} of {self.modules} modules "
+                f"({_packages(self.missing)}; e.g. {self.missing[0]}): each cold start would compile "
+                "them (the layer's build must compile them for Python 3.12, hash-based)"
+            )
+        if self.misplaced:
+            module, named = self.misplaced[0]
+            found.append(
+                f"{self.layer}: the bytecode of {len(self.misplaced)} of {self.modules} modules "
+                f"({_packages([path for path, _ in self.misplaced])}) names its source where it was "
+                f"built, not under {LAYER_PYTHON_PATH} (e.g. {module}: {named}): tracebacks on Lambda "
+                "would show that path (the layer's build must compile them with that prefix)"
+            )
+        return found
 
 
-def _usable_pyc(source: Path, magic: bytes) -> bool:
-    """Whether the import system would use ``source``'s cached bytecode without writing any."""
+def _packages(paths: Sequence[str]) -> str:
+    packages = sorted({path.split("/")[0].removesuffix(".py") for path in paths})
+    return ", ".join(packages[:6]) + (", ..." if len(packages) > 6 else "")
+
+
+def _usable_pyc(source: Path, magic: bytes) -> bytes | None:
+    """``source``'s cached bytecode if the import system would use it without writing any."""
     cached = Path(importlib.util.cache_from_source(str(source), optimization=""))
     try:
-        with cached.open("rb") as pyc:
-            header = pyc.read(16)
+        data = cached.read_bytes()
     except OSError:
-        return False
+        return None
+    header = data[:16]
     if len(header) < 16 or header[:4] != magic:
-        return False
+        return None
     if not int.from_bytes(header[4:8], "little") & _PYC_HASH_BASED:
-        return False
+        return None
     # Checked or unchecked, a hash that does not match the source is stale bytecode.
-    return header[8:16] == importlib.util.source_hash(source.read_bytes())
+    return data if header[8:16] == importlib.util.source_hash(source.read_bytes()) else None
+
+
+def _named_source(pyc: bytes, magic: bytes) -> str | None:
+    """The source path a .pyc's module code names; None for another Python's bytecode, which
+    this interpreter cannot read (the runtime's magic is then not this one's)."""
+    if magic != importlib.util.MAGIC_NUMBER:
+        return None
+    # The layer sam build just made from our own sources and pinned wheels, as the runtime reads it.
+    return str(marshal.loads(pyc[16:]).co_filename)  # noqa: S302
 
 
 def check_bytecode(layer_dir: Path, magic: bytes) -> BytecodeReport:
     """Every ``.py`` of the layer's ``python`` folder (site-packages included) and its bytecode."""
     root = layer_dir / "python"
     sources = sorted(path for path in root.rglob("*.py") if "__pycache__" not in path.relative_to(root).parts)
-    missing = tuple(str(path.relative_to(root)) for path in sources if not _usable_pyc(path, magic))
-    return BytecodeReport(layer_dir.name, missing, len(sources))
+    missing: list[str] = []
+    misplaced: list[tuple[str, str]] = []
+    for path in sources:
+        module = path.relative_to(root).as_posix()
+        pyc = _usable_pyc(path, magic)
+        if pyc is None:
+            missing.append(module)
+        elif (named := _named_source(pyc, magic)) not in (None, f"{LAYER_PYTHON_PATH}/{module}"):
+            misplaced.append((module, str(named)))
+    return BytecodeReport(layer_dir.name, tuple(missing), len(sources), tuple(misplaced))
 
 
 def magic_number(python: Path) -> bytes:
@@ -470,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results = checked.imports
     failed = [result.line() for result in results if not result.ok]
-    failed += [report.line() for report in checked.bytecode if report.missing]
+    failed += [line for report in checked.bytecode for line in report.lines()]
     for line in failed:
         print(f"artifact check: {line}", file=sys.stderr)
     if failed:

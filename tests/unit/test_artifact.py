@@ -84,9 +84,11 @@ def write_build(
     report: Path | None = None,
     *,
     compiled: bool = True,
+    compiled_as: str | None = artifact.LAYER_PYTHON_PATH,
 ) -> Path:
     """A build folder with one function per ``handlers`` entry (name -> handler source); its
-    layer compiled to checked-hash bytecode unless not ``compiled``."""
+    layer compiled to checked-hash bytecode unless not ``compiled``, naming its sources under
+    ``compiled_as`` (None: where they are, as a plain compileall does)."""
     build = root / "build"
     functions = []
     for name, source in handlers.items():
@@ -101,8 +103,13 @@ def write_build(
         path.write_text(textwrap.dedent(source), encoding="utf-8")
     (build / "SharedLayer" / "python").mkdir(parents=True, exist_ok=True)
     if compiled:
+        python = build / "SharedLayer" / "python"
         compileall.compile_dir(
-            build / "SharedLayer", quiet=1, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH
+            python,
+            quiet=1,
+            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+            stripdir=None if compiled_as is None else str(python),
+            prependdir=compiled_as,
         )
     (build / "template.yaml").write_text(TEMPLATE.format(functions="".join(functions)), encoding="utf-8")
     return build
@@ -326,6 +333,25 @@ def test_only_hash_based_bytecode_matching_its_source_counts(tmp_path, runtime_p
         "stale.py",
         "timestamped.py",
     )
+
+
+def test_bytecode_naming_the_build_folder_instead_of_lambdas_path_fails_the_check(
+    tmp_path, runtime_python, capsys
+):
+    # A plain compileall of the build folder: each .pyc names its source where it was built,
+    # and a traceback on Lambda would show this machine's folder.
+    layer = {"helper.py": "VALUE = 1\n", "pkg/__init__.py": "", "pkg/mod.py": "VALUE = 2\n"}
+    build = write_build(tmp_path, {"Ingest": HANDLER}, layer, compiled_as=None)
+
+    code, lines = run_check(build, runtime_python, capsys)
+
+    assert code == 1
+    built_at = build / "SharedLayer" / "python" / "helper.py"
+    assert lines == [
+        "artifact check: SharedLayer: the bytecode of 3 of 3 modules (helper, pkg) names its source "
+        f"where it was built, not under /opt/python (e.g. helper.py: {built_at}): tracebacks on "
+        "Lambda would show that path (the layer's build must compile them with that prefix)"
+    ]
 
 
 def test_a_complete_build_reports_its_layers_bytecode(tmp_path, runtime_python, capsys):
