@@ -141,6 +141,9 @@ class Handler(BaseHTTPRequestHandler):
 
 class RecordingServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's backlog of 5 drops the SYNs of a burst of connections, which the client
+    # sends again only a second later: a subscriber's server keeps a longer queue.
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], recorder: Recorder) -> None:
         super().__init__(address, Handler)
@@ -250,6 +253,23 @@ def test_a_request_stalled_on_a_kept_alive_connection_is_cut_off_at_its_own_dead
         http.request("GET", f"{server.url}/stall")
     # The stalled request went over the first one's connection.
     assert len(server.recorder.connections) == 1
+
+
+def test_among_requests_running_side_by_side_only_the_stalled_ones_are_cut_off(server: Server) -> None:
+    # Sixteen requests at once on one client, every other one to a server that never
+    # answers: each stalled one ends at its own deadline, the others get their answers.
+    http = local_http(timeout=1.0)
+
+    def call(n: int) -> str:
+        try:
+            return http.request("GET", f"{server.url}/{'stall' if n % 2 else 'slow?s=0'}").body.decode()
+        except OutboundTimeoutError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(call, range(16)))
+
+    assert results == ["slow", "read timed out after 1 s"] * 8
 
 
 def test_a_huge_response_is_capped_and_the_connection_is_not_reused_dirty(server: Server) -> None:
