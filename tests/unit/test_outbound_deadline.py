@@ -187,21 +187,40 @@ def test_a_server_trickling_its_answer_is_cut_off_and_disconnected(trickle: Tric
     assert trickle.closed_by_client.wait(WAIT_SECONDS)
 
 
-def test_a_server_that_never_reads_the_body_cannot_hold_the_send() -> None:
-    # A listener that accepts and reads nothing: the body (far over the socket buffers)
-    # can only be sent as fast as the server reads it, which is never.
+@dataclass
+class SilentListener:
+    """Accepts one connection and never reads from it nor writes to it."""
+
+    port: int
+    accepted: list[socket.socket]
+    thread: threading.Thread
+
+    def connection(self) -> socket.socket:
+        """The accepted connection, once the listener has it."""
+        self.thread.join(WAIT_SECONDS)
+        (conn,) = self.accepted
+        return conn
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentListener]:
     with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
         accepted: list[socket.socket] = []
         thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
         thread.start()
         try:
-            with pytest.raises(OutboundTimeoutError):
-                client(0.5).request("POST", f"http://127.0.0.1:{port}/cb", body=b"x" * (64 * 1024 * 1024))
+            yield SilentListener(listener.getsockname()[1], accepted, thread)
         finally:
             thread.join(WAIT_SECONDS)
             for conn in accepted:
                 conn.close()
+
+
+def test_a_server_that_never_reads_the_body_cannot_hold_the_send(silent: SilentListener) -> None:
+    # The body (far over the socket buffers) can only be sent as fast as the server reads
+    # it, which is never.
+    with pytest.raises(OutboundTimeoutError):
+        client(0.5).request("POST", f"http://127.0.0.1:{silent.port}/cb", body=b"x" * (64 * 1024 * 1024))
 
 
 def test_a_body_ended_by_the_connection_cut_off_at_the_deadline_is_a_timeout_not_a_short_body(
@@ -215,26 +234,15 @@ def test_a_body_ended_by_the_connection_cut_off_at_the_deadline_is_a_timeout_not
     assert trickle.closed_by_client.wait(WAIT_SECONDS)
 
 
-def test_a_tls_handshake_never_answered_is_cut_off_at_the_deadline() -> None:
-    # A listener that accepts and never says a word: the client's hello goes unanswered.
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        port = listener.getsockname()[1]
-        accepted: list[socket.socket] = []
-        thread = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
-        thread.start()
-        try:
-            with pytest.raises(OutboundTimeoutError, match=r"^timed out after 0\.5 s$"):
-                client(0.5, SlowResolver()).request("GET", f"https://tls-stall.example:{port}/cb")
-            thread.join(WAIT_SECONDS)
-            # The hub hung up: the server reads the end of the connection after the hello.
-            (conn,) = accepted
-            conn.settimeout(WAIT_SECONDS)
-            while conn.recv(65536):
-                pass
-        finally:
-            thread.join(WAIT_SECONDS)
-            for conn in accepted:
-                conn.close()
+def test_a_tls_handshake_never_answered_is_cut_off_at_the_deadline(silent: SilentListener) -> None:
+    # The client's hello goes unanswered.
+    with pytest.raises(OutboundTimeoutError, match=r"^timed out after 0\.5 s$"):
+        client(0.5, SlowResolver()).request("GET", f"https://tls-stall.example:{silent.port}/cb")
+    # The hub hung up: the server reads the end of the connection after the hello.
+    conn = silent.connection()
+    conn.settimeout(WAIT_SECONDS)
+    while conn.recv(65536):
+        pass
 
 
 def _peer_sees_the_end(peer: socket.socket) -> bool:
