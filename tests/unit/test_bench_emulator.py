@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import emulator
+from bench import emulator, emulator_inputs
 from bench.__main__ import _emulator_lines
 
 # As the SAM CLI's Runtime Interface Emulator prints them (tab separated).
@@ -110,9 +110,9 @@ def test_requests_to_moto_are_named_by_service_and_operation() -> None:
     }
     answer = {"REQUEST_METHOD": "PUT", "PATH_INFO": "/sethub-bench/keyring-response"}
 
-    assert emulator.call_name(query) == "dynamodb.Query"
-    assert emulator.call_name(bucket) == "s3.PUT /sethub-bench"
-    assert emulator.call_name(answer) == "PUT /sethub-bench/keyring-response (unsigned)"
+    assert emulator_inputs.call_name(query) == "dynamodb.Query"
+    assert emulator_inputs.call_name(bucket) == "s3.PUT /sethub-bench"
+    assert emulator_inputs.call_name(answer) == "PUT /sethub-bench/keyring-response (unsigned)"
 
 
 def test_a_functions_line_says_its_event_and_the_aws_calls_of_each_invoke() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from handlers import fresh_handler
 
-from bench import emulator
+from bench import emulator, emulator_inputs
 from devstack.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,8 +42,8 @@ SAM_LOCAL_ENV = {
     "POWERTOOLS_SERVICE_NAME": "sethub",
     "POWERTOOLS_METRICS_NAMESPACE": "sethub",
     "POWERTOOLS_TRACE_DISABLED": "true",
-    "AWS_DEFAULT_REGION": emulator.REGION,
-    "AWS_REGION": emulator.REGION,
+    "AWS_DEFAULT_REGION": emulator_inputs.REGION,
+    "AWS_REGION": emulator_inputs.REGION,
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
 }
@@ -65,8 +65,8 @@ class Context:
 
 
 @pytest.fixture(scope="module")
-def aws() -> Iterator[emulator.LocalAws]:
-    local = emulator.LocalAws("127.0.0.1")
+def aws() -> Iterator[emulator_inputs.LocalAws]:
+    local = emulator_inputs.LocalAws("127.0.0.1")
     local.start()
     local.create_resources(load_template(ROOT / "template.yaml"))
     yield local
@@ -74,7 +74,7 @@ def aws() -> Iterator[emulator.LocalAws]:
 
 
 @pytest.fixture(scope="module")
-def environment(aws: emulator.LocalAws) -> Iterator[None]:
+def environment(aws: emulator_inputs.LocalAws) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {**SAM_LOCAL_ENV, "AWS_ENDPOINT_URL": aws.endpoint}.items():
             patch.setenv(name, value)
@@ -82,10 +82,12 @@ def environment(aws: emulator.LocalAws) -> Iterator[None]:
         yield
 
 
-def invoke_twice(aws: emulator.LocalAws, function: str) -> tuple[list[Any], tuple[str, ...], tuple[str, ...]]:
+def invoke_twice(
+    aws: emulator_inputs.LocalAws, function: str
+) -> tuple[list[Any], tuple[str, ...], tuple[str, ...]]:
     """Both answers and the AWS calls of each invoke, as the bench makes them."""
     handler = fresh_handler(HANDLERS[function], "bench_events").handler
-    event = emulator.bench_events(aws.endpoint)[function].payload
+    event = emulator_inputs.bench_events(aws.endpoint)[function].payload
     answers: list[Any] = []
     calls: list[tuple[str, ...]] = []
     for _ in range(2):
@@ -98,13 +100,13 @@ def invoke_twice(aws: emulator.LocalAws, function: str) -> tuple[list[Any], tupl
 def test_every_function_of_the_template_has_a_bench_event() -> None:
     functions = emulator._memory_sizes(load_template(ROOT / "template.yaml"))
 
-    assert set(functions) == set(emulator.bench_events("http://moto")) == set(HANDLERS)
+    assert set(functions) == set(emulator_inputs.bench_events("http://moto")) == set(HANDLERS)
 
 
 @pytest.mark.usefixtures("environment")
 @pytest.mark.parametrize(("function", "status"), [("WebSubFunction", 200), ("SsfFunction", 401)])
 def test_api_events_are_answered_without_an_aws_call(
-    aws: emulator.LocalAws, function: str, status: int
+    aws: emulator_inputs.LocalAws, function: str, status: int
 ) -> None:
     answers, first, warm = invoke_twice(aws, function)
 
@@ -113,7 +115,7 @@ def test_api_events_are_answered_without_an_aws_call(
 
 
 @pytest.mark.usefixtures("environment")
-def test_ingest_refuses_a_key_it_does_not_hold_after_one_lookup(aws: emulator.LocalAws) -> None:
+def test_ingest_refuses_a_key_it_does_not_hold_after_one_lookup(aws: emulator_inputs.LocalAws) -> None:
     answers, first, warm = invoke_twice(aws, "IngestFunction")
 
     assert [answer["statusCode"] for answer in answers] == [403, 403]
@@ -122,7 +124,7 @@ def test_ingest_refuses_a_key_it_does_not_hold_after_one_lookup(aws: emulator.Lo
 
 
 @pytest.mark.usefixtures("environment")
-def test_the_authorizer_denies_a_key_it_does_not_hold_after_one_lookup(aws: emulator.LocalAws) -> None:
+def test_the_authorizer_denies_a_key_it_does_not_hold_after_one_lookup(aws: emulator_inputs.LocalAws) -> None:
     answers, first, warm = invoke_twice(aws, "AuthorizerFunction")
 
     assert answers == [{"isAuthorized": False}, {"isAuthorized": False}]
@@ -130,7 +132,7 @@ def test_the_authorizer_denies_a_key_it_does_not_hold_after_one_lookup(aws: emul
 
 
 @pytest.mark.usefixtures("environment")
-def test_the_verifier_settles_an_empty_batch_without_an_aws_call(aws: emulator.LocalAws) -> None:
+def test_the_verifier_settles_an_empty_batch_without_an_aws_call(aws: emulator_inputs.LocalAws) -> None:
     answers, first, warm = invoke_twice(aws, "VerifierFunction")
 
     assert answers == [{"batchItemFailures": []}, {"batchItemFailures": []}]
@@ -138,7 +140,7 @@ def test_the_verifier_settles_an_empty_batch_without_an_aws_call(aws: emulator.L
 
 
 @pytest.mark.usefixtures("environment")
-def test_dispatch_counts_ssf_streams_on_its_first_batch_only(aws: emulator.LocalAws) -> None:
+def test_dispatch_counts_ssf_streams_on_its_first_batch_only(aws: emulator_inputs.LocalAws) -> None:
     answers, first, warm = invoke_twice(aws, "DispatchFunction")
 
     # No failed batch: the rows' "ended in DeliveryNotSettledError" came from a message
@@ -149,12 +151,12 @@ def test_dispatch_counts_ssf_streams_on_its_first_batch_only(aws: emulator.Local
 
 
 @pytest.mark.usefixtures("environment")
-def test_the_key_ring_answers_a_delete_with_success_and_nothing_else(aws: emulator.LocalAws) -> None:
+def test_the_key_ring_answers_a_delete_with_success_and_nothing_else(aws: emulator_inputs.LocalAws) -> None:
     answers, first, warm = invoke_twice(aws, "KeyRingFunction")
 
-    answer = f"PUT /{emulator.RESPONSE_BUCKET}/keyring-response (unsigned)"
+    answer = f"PUT /{emulator_inputs.RESPONSE_BUCKET}/keyring-response (unsigned)"
     assert answers == [None, None]
     assert (first, warm) == ((answer,), (answer,))
-    stored = aws.client("s3").get_object(Bucket=emulator.RESPONSE_BUCKET, Key="keyring-response")
+    stored = aws.client("s3").get_object(Bucket=emulator_inputs.RESPONSE_BUCKET, Key="keyring-response")
     document = json.loads(stored["Body"].read())
     assert (document["Status"], document["LogicalResourceId"]) == ("SUCCESS", "SigningKeyRing")
