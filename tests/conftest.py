@@ -54,6 +54,17 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture
+def fresh_watchdog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's requests through GuardedHttp get a deadline watchdog of their own (its thread
+    starts with the first one): no other test's requests share its heap, and mutation testing
+    sees the watchdog's loop run in each test that relies on it, not only in the first test of
+    the process, which started the shared one."""
+    from sethub import outbound  # noqa: PLC0415
+
+    monkeypatch.setattr(outbound, "_WATCHDOG", outbound._Watchdog())
+
+
 @pytest.fixture(scope="session")
 def template() -> dict[str, Any]:
     """template.yaml, with its short tags in their long form."""

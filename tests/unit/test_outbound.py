@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gzip
 import ipaddress
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +30,11 @@ from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutErr
 from sethub.outbound import GuardedHttp, OutboundResponse
 from sethub.settings import Settings
 
+pytestmark = pytest.mark.usefixtures("fresh_watchdog")
+
 BIG_BODY_BYTES = 10 * 1024 * 1024
+WAIT_SECONDS = 10.0
+"""How long a test waits for the server to report what it saw (a deadline, not a duration)."""
 GZIPPED = gzip.compress(b'{"err": "invalid_request"}')
 
 
@@ -39,6 +46,8 @@ class Recorder:
     requests: list[dict[str, Any]] = field(default_factory=list)
     sni: list[str | None] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    # Set by /hang when the client closed its end of the connection.
+    hung_up: threading.Event = field(default_factory=threading.Event)
     # Requests to /together wait here until three are in, so that three connections are open at once.
     together: threading.Barrier = field(default_factory=lambda: threading.Barrier(3))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,6 +89,31 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if path == "/stall":
                 recorder.release.wait(10)
+                self.close_connection = True
+            elif path == "/hang":
+                # No answer; the request is read, so the next thing the connection can carry is
+                # the client's hang-up (b""), or nothing until this server gives up.
+                self.connection.settimeout(10)
+                with contextlib.suppress(OSError):
+                    if self.connection.recv(1) == b"":
+                        recorder.hung_up.set()
+                self.close_connection = True
+            elif path == "/pieces":
+                # 1000 bytes in pieces of 100, paced: the client finds part of the body each time.
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                for _ in range(10):
+                    self.wfile.write(b"x" * 100)
+                    self.wfile.flush()
+                    if recorder.release.wait(0.02):  # pacing of the pieces, until the test ends
+                        break
+            elif path == "/short":
+                # A body shorter than its length, then the connection closed.
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                self.wfile.write(b"x" * 10)
                 self.close_connection = True
             elif path == "/big":
                 self.send_response(200)
@@ -250,9 +284,37 @@ def test_a_request_stalled_on_a_kept_alive_connection_is_cut_off_at_its_own_dead
     http = local_http(timeout=0.5)
     assert http.request("GET", f"{server.url}/slow?s=0").body == b"slow"
     with pytest.raises(OutboundTimeoutError, match=r"read timed out after 0\.5 s"):
-        http.request("GET", f"{server.url}/stall")
-    # The stalled request went over the first one's connection.
+        http.request("GET", f"{server.url}/hang")
+    # The stalled request went over the first one's connection, and the hub hung up on it
+    # (the server would have given up only after 10 s).
     assert len(server.recorder.connections) == 1
+    assert server.recorder.hung_up.wait(WAIT_SECONDS)
+
+
+def test_an_answer_arriving_in_pieces_is_cut_at_the_cap_not_past_it(server: Server) -> None:
+    # Each read asks for what is left below the cap, whatever the last one brought.
+    response = local_http(timeout=5, max_response_bytes=150).request("GET", f"{server.url}/pieces")
+    assert response.body == b"x" * 150
+
+
+def test_a_body_shorter_than_its_length_is_a_broken_connection_not_a_timeout(server: Server) -> None:
+    with pytest.raises(OutboundError, match=r"^connection broken: IncompleteRead$") as broken:
+        local_http(timeout=5).request("GET", f"{server.url}/short")
+    assert not isinstance(broken.value, OutboundTimeoutError)
+
+
+def test_a_process_that_made_requests_exits_when_it_is_done(server: Server) -> None:
+    # The deadline watchdog's thread must not keep a finished program (the operator CLI, a
+    # script) alive.
+    script = (
+        "from sethub.outbound import GuardedHttp\n"
+        "http = GuardedHttp(allow_private=True, allow_http=True, timeout=5)\n"
+        f"print(http.request('GET', '{server.url}/slow?s=0').status)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT_SECONDS * 3, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "200"), done.stderr
 
 
 def test_among_requests_running_side_by_side_only_the_stalled_ones_are_cut_off(server: Server) -> None:

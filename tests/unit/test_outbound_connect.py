@@ -22,6 +22,8 @@ from sethub.errors import OutboundError, OutboundTimeoutError
 from sethub.netguard import AddrInfo
 from sethub.outbound import GuardedHttp
 
+pytestmark = pytest.mark.usefixtures("fresh_watchdog")
+
 
 @pytest.fixture
 def unanswered_port() -> Iterator[int]:
@@ -131,7 +133,7 @@ def test_a_head_answer_is_read_without_waiting_for_a_body() -> None:
 
 
 def _reason(exc: BaseException) -> tuple[str, bool]:
-    failure = outbound._failure(exc, 2.5)
+    failure = outbound._failure(exc, 2.5, cut_off=False, reading=False)
     return str(failure), isinstance(failure, OutboundTimeoutError)
 
 

@@ -24,6 +24,8 @@ from sethub.errors import OutboundTimeoutError
 from sethub.netguard import AddrInfo
 from sethub.outbound import GuardedHttp
 
+pytestmark = pytest.mark.usefixtures("fresh_watchdog")
+
 WAIT_SECONDS = 10.0
 """How long a test waits for a server to report what it saw (a deadline, not a duration)."""
 
@@ -268,6 +270,26 @@ def test_the_watchdog_shuts_the_socket_of_a_request_past_its_deadline_and_only_t
         assert watchdog.release(on_time) is False
     finally:
         for sock in (*late_ends, *on_time_ends):
+            sock.close()
+
+
+def test_a_request_whose_socket_is_already_closed_does_not_stop_the_watchdog() -> None:
+    watchdog = outbound._Watchdog()
+    gone, late = outbound._InFlight(time.monotonic() - 2), outbound._InFlight(time.monotonic() - 1)
+    closed, _ = socket.socketpair()
+    closed.close()
+    late_ends = socket.socketpair()
+    try:
+        gone.use(closed)
+        late.use(late_ends[0])
+        watchdog.watch(gone)
+        watchdog.watch(late)
+
+        # Shutting the closed socket fails; the next request past its deadline is cut anyway.
+        assert _peer_sees_the_end(late_ends[1])
+        assert (watchdog.release(gone), watchdog.release(late)) == (True, True)
+    finally:
+        for sock in late_ends:
             sock.close()
 
 

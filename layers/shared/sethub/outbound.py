@@ -455,9 +455,7 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror.lower() if exc.strerror else exc.__class__.__name__
 
 
-def _failure(
-    exc: BaseException, timeout: float, *, cut_off: bool = False, reading: bool = False
-) -> OutboundError:
+def _failure(exc: BaseException, timeout: float, *, cut_off: bool, reading: bool) -> OutboundError:
     """The sethub error for an urllib3/http.client/socket failure: one line, no URL.
 
     ``cut_off``: the watchdog shut the socket at the deadline, so whatever broke (a read
