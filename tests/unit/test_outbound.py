@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import gzip
 import ipaddress
+import os
 import socket
 import ssl
 import subprocess
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from sethub import outbound
 from sethub.errors import BlockedAddressError, OutboundError, OutboundTimeoutError
 from sethub.outbound import GuardedHttp, OutboundResponse
 from sethub.settings import Settings
@@ -311,8 +313,15 @@ def test_a_process_that_made_requests_exits_when_it_is_done(server: Server) -> N
         "http = GuardedHttp(allow_private=True, allow_http=True, timeout=5)\n"
         f"print(http.request('GET', '{server.url}/slow?s=0').status)\n"
     )
+    # The package these tests import, not whichever one the interpreter would find.
+    env = {**os.environ, "PYTHONPATH": str(Path(outbound.__file__).parent.parent)}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT_SECONDS * 3, check=False
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_SECONDS * 3,
+        check=False,
+        env=env,
     )
     assert (done.returncode, done.stdout.strip()) == (0, "200"), done.stderr
 

@@ -312,3 +312,47 @@ def test_requests_that_end_in_time_are_forgotten_whatever_order_they_end_in() ->
     # The second half ends first, then the first half: none of them was cut off.
     assert [watchdog.release(request) for request in requests[10:] + requests[:10]] == [False] * 20
     assert watchdog._heap == []
+
+
+def _cut_off_in_time(request: outbound._InFlight) -> bool:
+    """Whether the watchdog marks ``request`` cut off within WAIT_SECONDS (a deadline, polled)."""
+    give_up = time.monotonic() + WAIT_SECONDS
+    while not request.cut_off and time.monotonic() < give_up:
+        time.sleep(0.01)
+    return request.cut_off
+
+
+def test_a_request_cut_off_before_it_had_a_socket_leaves_the_watchdog_watching() -> None:
+    # The deadline passed while the first request was still resolving or connecting (no
+    # socket yet); the watchdog then waits on an empty heap, and must wake for the next one.
+    watchdog = outbound._Watchdog()
+    connecting = outbound._InFlight(time.monotonic() - 1)
+    watchdog.watch(connecting)
+    assert _cut_off_in_time(connecting)
+
+    later = outbound._InFlight(time.monotonic() + 0.05)
+    later_ends = socket.socketpair()
+    try:
+        later.use(later_ends[0])
+        watchdog.watch(later)
+        assert _peer_sees_the_end(later_ends[1])
+        assert (watchdog.release(connecting), watchdog.release(later)) == (True, True)
+    finally:
+        for sock in later_ends:
+            sock.close()
+
+
+def test_a_request_with_an_earlier_deadline_than_those_running_is_cut_off_at_its_own() -> None:
+    # A client with a short timeout starts while another client's long request runs: the
+    # watchdog, asleep until the long deadline, must wake for the short one.
+    watchdog = outbound._Watchdog()
+    long = outbound._InFlight(time.monotonic() + 3600)
+    watchdog.watch(long)
+    passed = outbound._InFlight(time.monotonic() - 1)  # proves the thread is up and waiting on `long`
+    watchdog.watch(passed)
+    assert _cut_off_in_time(passed)
+
+    short = outbound._InFlight(time.monotonic() + 0.05)
+    watchdog.watch(short)
+    assert _cut_off_in_time(short)
+    assert (watchdog.release(short), watchdog.release(long)) == (True, False)
