@@ -313,6 +313,9 @@ def test_a_process_that_made_requests_exits_when_it_is_done(server: Server) -> N
         "http = GuardedHttp(allow_private=True, allow_http=True, timeout=5)\n"
         f"print(http.request('GET', '{server.url}/slow?s=0').status)\n"
     )
+    # The request in this process too: mutation testing maps tests to the code they reach
+    # by what runs in the test's own process, and the child's mutant is the one under test.
+    assert local_http(timeout=5).request("GET", f"{server.url}/slow?s=0").status == 200
     # The package these tests import, not whichever one the interpreter would find.
     env = {**os.environ, "PYTHONPATH": str(Path(outbound.__file__).parent.parent)}
     done = subprocess.run(
