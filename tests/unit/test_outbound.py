@@ -305,7 +305,7 @@ def test_a_body_shorter_than_its_length_is_a_broken_connection_not_a_timeout(ser
     assert not isinstance(broken.value, OutboundTimeoutError)
 
 
-def test_a_process_that_made_requests_exits_when_it_is_done(server: Server) -> None:
+def test_a_script_that_made_requests_exits_when_it_is_done(server: Server) -> None:
     # The deadline watchdog's thread must not keep a finished program (the operator CLI, a
     # script) alive.
     script = (
