@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -26,6 +26,8 @@ from sethub.outbound import GuardedHttp
 
 pytestmark = pytest.mark.usefixtures("fresh_watchdog")
 
+SocketPair = Callable[[], tuple[socket.socket, socket.socket]]
+"""Makes a connected pair of sockets (ours, the peer's): the ``socket_pair`` fixture."""
 WAIT_SECONDS = 10.0
 """How long a test waits for a server to report what it saw (a deadline, not a duration)."""
 
@@ -247,61 +249,69 @@ def test_a_tls_handshake_never_answered_is_cut_off_at_the_deadline(silent: Silen
         pass
 
 
+@pytest.fixture
+def socket_pair() -> Iterator[SocketPair]:
+    """Connected pairs of sockets (ours, the peer's), every one closed after the test."""
+    made: list[socket.socket] = []
+
+    def make() -> tuple[socket.socket, socket.socket]:
+        pair = socket.socketpair()
+        made.extend(pair)
+        return pair
+
+    yield make
+    for sock in made:
+        sock.close()
+
+
 def _peer_sees_the_end(peer: socket.socket) -> bool:
     peer.settimeout(WAIT_SECONDS)
     return peer.recv(1) == b""
 
 
-def test_the_watchdog_shuts_the_socket_of_a_request_past_its_deadline_and_only_that_one() -> None:
+def test_the_watchdog_shuts_the_socket_of_a_request_past_its_deadline_and_only_that_one(
+    socket_pair: SocketPair,
+) -> None:
     watchdog = outbound._Watchdog()
     late, on_time = outbound._InFlight(time.monotonic() - 1), outbound._InFlight(time.monotonic() + 60)
-    late_ends, on_time_ends = socket.socketpair(), socket.socketpair()
-    try:
-        late.use(late_ends[0])
-        on_time.use(on_time_ends[0])
-        watchdog.watch(on_time)
-        watchdog.watch(late)
+    late_ends, on_time_ends = socket_pair(), socket_pair()
+    late.use(late_ends[0])
+    on_time.use(on_time_ends[0])
+    watchdog.watch(on_time)
+    watchdog.watch(late)
 
-        # The late one's peer sees its connection end; the other's is untouched.
-        assert _peer_sees_the_end(late_ends[1])
-        assert watchdog.release(late) is True
-        on_time_ends[1].sendall(b"still open")
-        assert on_time_ends[0].recv(64) == b"still open"
-        assert watchdog.release(on_time) is False
-    finally:
-        for sock in (*late_ends, *on_time_ends):
-            sock.close()
+    # The late one's peer sees its connection end; the other's is untouched.
+    assert _peer_sees_the_end(late_ends[1])
+    assert watchdog.release(late) is True
+    on_time_ends[1].sendall(b"still open")
+    assert on_time_ends[0].recv(64) == b"still open"
+    assert watchdog.release(on_time) is False
 
 
-def test_a_request_whose_socket_is_already_closed_does_not_stop_the_watchdog() -> None:
+def test_a_request_whose_socket_is_already_closed_does_not_stop_the_watchdog(socket_pair: SocketPair) -> None:
     watchdog = outbound._Watchdog()
     gone, late = outbound._InFlight(time.monotonic() - 2), outbound._InFlight(time.monotonic() - 1)
-    closed, _ = socket.socketpair()
+    closed, _ = socket_pair()
     closed.close()
-    late_ends = socket.socketpair()
-    try:
-        gone.use(closed)
-        late.use(late_ends[0])
-        watchdog.watch(gone)
-        watchdog.watch(late)
+    late_ends = socket_pair()
+    gone.use(closed)
+    late.use(late_ends[0])
+    watchdog.watch(gone)
+    watchdog.watch(late)
 
-        # Shutting the closed socket fails; the next request past its deadline is cut anyway.
-        assert _peer_sees_the_end(late_ends[1])
-        assert (watchdog.release(gone), watchdog.release(late)) == (True, True)
-    finally:
-        for sock in late_ends:
-            sock.close()
+    # Shutting the closed socket fails; the next request past its deadline is cut anyway.
+    assert _peer_sees_the_end(late_ends[1])
+    assert (watchdog.release(gone), watchdog.release(late)) == (True, True)
 
 
-def test_a_socket_taken_up_after_the_deadline_is_shut_at_once() -> None:
+def test_a_socket_taken_up_after_the_deadline_is_shut_at_once(socket_pair: SocketPair) -> None:
     # The watchdog cut the request off while it was still connecting: the socket it then
     # connected must not outlive the deadline.
     request = outbound._InFlight(time.monotonic() - 1)
     request.cut_off = True
-    ours, peer = socket.socketpair()
-    with ours, peer:
-        request.use(ours)
-        assert _peer_sees_the_end(peer)
+    ours, peer = socket_pair()
+    request.use(ours)
+    assert _peer_sees_the_end(peer)
 
 
 def test_requests_that_end_in_time_are_forgotten_whatever_order_they_end_in() -> None:
@@ -322,7 +332,9 @@ def _cut_off_in_time(request: outbound._InFlight) -> bool:
     return request.cut_off
 
 
-def test_a_request_cut_off_before_it_had_a_socket_leaves_the_watchdog_watching() -> None:
+def test_a_request_cut_off_before_it_had_a_socket_leaves_the_watchdog_watching(
+    socket_pair: SocketPair,
+) -> None:
     # The deadline passed while the first request was still resolving or connecting (no
     # socket yet); the watchdog then waits on an empty heap, and must wake for the next one.
     watchdog = outbound._Watchdog()
@@ -331,15 +343,11 @@ def test_a_request_cut_off_before_it_had_a_socket_leaves_the_watchdog_watching()
     assert _cut_off_in_time(connecting)
 
     later = outbound._InFlight(time.monotonic() + 0.05)
-    later_ends = socket.socketpair()
-    try:
-        later.use(later_ends[0])
-        watchdog.watch(later)
-        assert _peer_sees_the_end(later_ends[1])
-        assert (watchdog.release(connecting), watchdog.release(later)) == (True, True)
-    finally:
-        for sock in later_ends:
-            sock.close()
+    later_ends = socket_pair()
+    later.use(later_ends[0])
+    watchdog.watch(later)
+    assert _peer_sees_the_end(later_ends[1])
+    assert (watchdog.release(connecting), watchdog.release(later)) == (True, True)
 
 
 def test_a_request_with_an_earlier_deadline_than_those_running_is_cut_off_at_its_own() -> None:
