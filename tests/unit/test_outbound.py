@@ -90,12 +90,12 @@ class Handler(BaseHTTPRequestHandler):
             recorder.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
         try:
             if path == "/stall":
-                recorder.release.wait(10)
+                recorder.release.wait(WAIT_SECONDS)
                 self.close_connection = True
             elif path == "/hang":
                 # No answer; the request is read, so the next thing the connection can carry is
                 # the client's hang-up (b""), or nothing until this server gives up.
-                self.connection.settimeout(10)
+                self.connection.settimeout(WAIT_SECONDS)
                 with contextlib.suppress(OSError):
                     if self.connection.recv(1) == b"":
                         recorder.hung_up.set()
@@ -156,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.end_headers()
                 self.wfile.write(b"x" * 65536)
                 self.wfile.flush()
-                recorder.release.wait(10)
+                recorder.release.wait(WAIT_SECONDS)
                 self.close_connection = True
             elif path == "/gzip":
                 self._send(200, GZIPPED, {"Content-Encoding": "gzip"})
@@ -288,7 +288,7 @@ def test_a_request_stalled_on_a_kept_alive_connection_is_cut_off_at_its_own_dead
     with pytest.raises(OutboundTimeoutError, match=r"read timed out after 0\.5 s"):
         http.request("GET", f"{server.url}/hang")
     # The stalled request went over the first one's connection, and the hub hung up on it
-    # (the server would have given up only after 10 s).
+    # (the server would have given up only after WAIT_SECONDS).
     assert len(server.recorder.connections) == 1
     assert server.recorder.hung_up.wait(WAIT_SECONDS)
 
